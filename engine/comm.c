@@ -1,0 +1,773 @@
+/*
+ * comm.c - communicators: creation (environment, out-of-band, split), destruction, abort, errors.
+ *
+ * Creation is the same three steps whatever the source of truth:
+ *   1. open this rank's transport (a listening endpoint on the chosen address),
+ *   2. exchange {transport address, host name} with every rank (rendezvous, the framework's
+ *      out-of-band allgather, or an allgather on the parent communicator for split),
+ *   3. hand the table to the transport, which connects lazily to the peers actually used.
+ */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bootstrap.h"
+#include "comm.h"
+#include "log.h"
+
+static __thread char thread_error[RDT_ERRMSG_LEN];
+
+void rdt_set_thread_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(thread_error, sizeof(thread_error), fmt, ap);
+    va_end(ap);
+}
+
+rdt_status_t rdt_comm_set_error(rdt_comm_t *comm, rdt_status_t st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(comm->error, sizeof(comm->error), fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+const char *rdt_comm_last_error(const rdt_comm_t *comm)
+{
+    return comm ? comm->error : thread_error;
+}
+
+int rdt_comm_rank(const rdt_comm_t *comm)
+{
+    return comm ? comm->rank : -1;
+}
+
+int rdt_comm_size(const rdt_comm_t *comm)
+{
+    return comm ? comm->nranks : -1;
+}
+
+/* FNV-1a, 64 bits, continuing from @p h. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* 16 token bytes from any string: 32 hex digits are taken as they are, anything else hashed. */
+static void token_from_string(const char *s, unsigned char token[RDT_TOKEN_LEN])
+{
+    uint64_t a, b;
+    size_t i;
+
+    if (strlen(s) == 2 * RDT_TOKEN_LEN && strspn(s, "0123456789abcdefABCDEF") == strlen(s)) {
+        for (i = 0; i < RDT_TOKEN_LEN; i++) {
+            unsigned v;
+            sscanf(s + 2 * i, "%2x", &v);
+            token[i] = (unsigned char)v;
+        }
+        return;
+    }
+    a = fnv1a(0xcbf29ce484222325ULL, s, strlen(s));
+    b = fnv1a(a ^ 0x9e3779b97f4a7c15ULL, s, strlen(s));
+    memcpy(token, &a, 8);
+    memcpy(token + 8, &b, 8);
+}
+
+static int random_bytes(void *buf, size_t n)
+{
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = 0;
+    if (f) {
+        got = fread(buf, 1, n, f);
+        fclose(f);
+    }
+    return got == n ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Allocation and teardown                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static rdt_comm_t *comm_alloc(int rank, int nranks, const rdt_config_t *cfg)
+{
+    rdt_comm_t *comm = calloc(1, sizeof(*comm));
+
+    if (!comm)
+        return NULL;
+    comm->rank = rank;
+    comm->nranks = nranks;
+    comm->cfg = *cfg;
+    comm->nslots = cfg->slices > 0 ? cfg->slices : 3;
+    comm->hosts = calloc((size_t)nranks, RDT_HOST_MAX);
+    comm->send_seq = calloc((size_t)nranks, sizeof(uint32_t));
+    comm->recv_seq = calloc((size_t)nranks, sizeof(uint32_t));
+    comm->p2p_send = calloc((size_t)nranks, sizeof(uint32_t));
+    comm->p2p_recv = calloc((size_t)nranks, sizeof(uint32_t));
+    comm->slots = calloc((size_t)comm->nslots, rdt_exec_slot_size());
+    if (!comm->hosts || !comm->send_seq || !comm->recv_seq || !comm->p2p_send ||
+        !comm->p2p_recv || !comm->slots) {
+        rdt_comm_destroy(comm);
+        return NULL;
+    }
+    if (cfg->hostname[0])
+        snprintf(comm->host, sizeof(comm->host), "%s", cfg->hostname);
+    else if (gethostname(comm->host, sizeof(comm->host) - 1) != 0)
+        snprintf(comm->host, sizeof(comm->host), "unknown");
+    return comm;
+}
+
+void rdt_comm_destroy(rdt_comm_t *comm)
+{
+    rdt_request_t *r;
+
+    if (!comm)
+        return;
+    if (comm->tp) {
+        comm->tp->ops->close(comm->tp); /* completes posted transfers with ABORTED */
+        comm->tp = NULL;
+    }
+    while ((r = comm->head) != NULL) {
+        comm->head = r->next;
+        rdt_exec_request_free(r);
+    }
+    rdt_exec_plans_free(comm);
+    rdt_exec_slots_free(comm);
+    free(comm->scratch);
+    free(comm->hosts);
+    free(comm->send_seq);
+    free(comm->recv_seq);
+    free(comm->p2p_send);
+    free(comm->p2p_recv);
+    free(comm);
+}
+
+rdt_status_t rdt_comm_abort(rdt_comm_t *comm)
+{
+    if (!comm)
+        return RDT_ERR_INVALID_ARG;
+    atomic_store(&comm->abort_requested, 1);
+    if (comm->tp)
+        comm->tp->ops->wakeup(comm->tp);
+    return RDT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Address and transport                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The first address of interface @p ifname (IPv4 preferred). */
+static rdt_status_t ifname_address(const char *ifname, char *ip, size_t iplen)
+{
+    struct ifaddrs *ifs, *i;
+    char names[256] = "";
+    int found = 0, family;
+
+    if (getifaddrs(&ifs) != 0) {
+        rdt_set_thread_error("getifaddrs failed: %m");
+        return RDT_ERR_SYSTEM;
+    }
+    for (family = AF_INET; family && !found; family = family == AF_INET ? AF_INET6 : 0) {
+        for (i = ifs; i && !found; i = i->ifa_next) {
+            if (!i->ifa_addr || i->ifa_addr->sa_family != family || strcmp(i->ifa_name, ifname))
+                continue;
+            found = getnameinfo(i->ifa_addr,
+                                family == AF_INET ? sizeof(struct sockaddr_in)
+                                                  : sizeof(struct sockaddr_in6),
+                                ip, (socklen_t)iplen, NULL, 0, NI_NUMERICHOST) == 0;
+        }
+    }
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+            strlen(names) + strlen(i->ifa_name) + 3 < sizeof(names)) {
+            strcat(names, names[0] ? ", " : "");
+            strcat(names, i->ifa_name);
+        }
+    }
+    freeifaddrs(ifs);
+    if (!found) {
+        rdt_set_thread_error("RDT_IFNAME=%s: no such interface with an address (interfaces with "
+                             "IPv4 addresses: %s)", ifname, names);
+        return RDT_ERR_CONFIG;
+    }
+    return RDT_SUCCESS;
+}
+
+/* The local address the kernel would use to reach @p host: a UDP socket "connected" to it sends
+ * nothing, but getsockname then tells the source address of the route. */
+static rdt_status_t route_address(const char *host, int port, int listen_here, char *ip,
+                                  size_t iplen)
+{
+    struct addrinfo hints, *res = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char portstr[16];
+    int fd, rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_DGRAM;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        rdt_set_thread_error("cannot resolve the rendezvous host '%s': %s", host,
+                             gai_strerror(rc));
+        return RDT_ERR_CONFIG;
+    }
+    if (listen_here) { /* rank 0 listens on the root address itself */
+        rc = getnameinfo(res->ai_addr, res->ai_addrlen, ip, (socklen_t)iplen, NULL, 0,
+                         NI_NUMERICHOST);
+        freeaddrinfo(res);
+        return rc == 0 ? RDT_SUCCESS : RDT_ERR_SYSTEM;
+    }
+    fd = socket(res->ai_family, SOCK_DGRAM, 0);
+    if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        getnameinfo((struct sockaddr *)&ss, sl, ip, (socklen_t)iplen, NULL, 0, NI_NUMERICHOST)) {
+        rdt_set_thread_error("no route from this host to the rendezvous at %s:%d: %m", host,
+                             port);
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return RDT_ERR_NETWORK;
+    }
+    close(fd);
+    freeaddrinfo(res);
+    return RDT_SUCCESS;
+}
+
+/* Exchange callback: every rank's blob of @p bytes into @p table, in rank order. */
+typedef rdt_status_t (*exchange_fn_t)(void *ctx, const void *blob, size_t bytes, void *table);
+
+typedef struct blob {
+    unsigned char addr[RDT_ADDR_MAX];
+    char host[RDT_HOST_MAX];
+} blob_t;
+
+/* Open the transport, exchange addresses, hand them over. */
+static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void *ctx)
+{
+    rdt_transport_params_t tpp;
+    blob_t mine, *table = NULL;
+    unsigned char *addrs = NULL;
+    size_t alen = RDT_ADDR_MAX;
+    rdt_status_t st;
+    int i;
+
+    memset(&tpp, 0, sizeof(tpp));
+    tpp.rank = comm->rank;
+    tpp.nranks = comm->nranks;
+    tpp.comm_id = comm->id;
+    memcpy(tpp.token, comm->token, RDT_TOKEN_LEN);
+    tpp.bind_ip = comm->bind_ip;
+    tpp.connect_timeout_ms = (int)(comm->cfg.connect_timeout_s * 1000);
+    tpp.sockbuf = comm->cfg.sockbuf;
+    tpp.host = comm->host;
+    st = rdt_tcp_ops.open(&tpp, &comm->tp);
+    if (st != RDT_SUCCESS) {
+        rdt_set_thread_error("cannot open the tcp transport on %s: %s", comm->bind_ip,
+                             rdt_status_str(st));
+        return st;
+    }
+    memset(&mine, 0, sizeof(mine));
+    st = comm->tp->ops->addr_get(comm->tp, mine.addr, &alen);
+    if (st != RDT_SUCCESS)
+        return st;
+    snprintf(mine.host, sizeof(mine.host), "%s", comm->host);
+    table = calloc((size_t)comm->nranks, sizeof(*table));
+    addrs = calloc((size_t)comm->nranks, RDT_ADDR_MAX);
+    if (!table || !addrs) {
+        st = RDT_ERR_NO_MEMORY;
+        goto out;
+    }
+    st = exchange(ctx, &mine, sizeof(mine), table);
+    if (st != RDT_SUCCESS)
+        goto out;
+    for (i = 0; i < comm->nranks; i++) {
+        memcpy(addrs + (size_t)i * RDT_ADDR_MAX, table[i].addr, RDT_ADDR_MAX);
+        table[i].host[RDT_HOST_MAX - 1] = '\0';
+        memcpy(comm->hosts + (size_t)i * RDT_HOST_MAX, table[i].host, RDT_HOST_MAX);
+    }
+    st = comm->tp->ops->addrs_set(comm->tp, addrs, comm->hosts);
+out:
+    free(table);
+    free(addrs);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* From the environment                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v;
+    if (!s || !*s)
+        return -1;
+    v = strtol(s, &end, 10);
+    if (*end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+typedef struct env_ids {
+    const char *source;
+    const char *rank_var, *size_var;
+    const char *rank, *size;
+} env_ids_t;
+
+/* Rank and size from the first source that sets them. */
+static rdt_status_t env_rank_size(const rdt_config_t *cfg, int *rank_p, int *size_p,
+                                  const char **source_p)
+{
+    const env_ids_t srcs[] = {
+        {"the rdmatrain launcher", "RDT_RANK", "RDT_SIZE", cfg->rdt_rank, cfg->rdt_size},
+        {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", cfg->slurm_procid, cfg->slurm_ntasks},
+        {"Open MPI", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", cfg->ompi_rank,
+         cfg->ompi_size},
+        {"torchrun", "RANK", "WORLD_SIZE", cfg->torch_rank, cfg->torch_world_size},
+    };
+    size_t i;
+    long r, n;
+
+    for (i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++) {
+        const env_ids_t *e = &srcs[i];
+        if (!e->rank && !e->size)
+            continue;
+        if (!e->rank || !e->size) {
+            rdt_set_thread_error("%s is set but %s is not: both are needed (%s)",
+                                 e->rank ? e->rank_var : e->size_var,
+                                 e->rank ? e->size_var : e->rank_var, e->source);
+            return RDT_ERR_CONFIG;
+        }
+        if (parse_int(e->size, 1, 1 << 20, &n)) {
+            rdt_set_thread_error("%s='%s' is not a number of ranks from 1 to 1048576",
+                                 e->size_var, e->size);
+            return RDT_ERR_CONFIG;
+        }
+        if (parse_int(e->rank, 0, n - 1, &r)) {
+            rdt_set_thread_error("%s='%s' is not a rank from 0 to %ld (%s=%ld)", e->rank_var,
+                                 e->rank, n - 1, e->size_var, n);
+            return RDT_ERR_CONFIG;
+        }
+        *rank_p = (int)r;
+        *size_p = (int)n;
+        *source_p = e->source;
+        return RDT_SUCCESS;
+    }
+    *rank_p = 0;
+    *size_p = 1;
+    *source_p = "no launcher variables (a single rank)";
+    return RDT_SUCCESS;
+}
+
+/* "host:port", "[v6addr]:port". */
+static rdt_status_t parse_root(const char *s, char *host, size_t hostlen, int *port_p)
+{
+    const char *colon;
+    long port;
+    size_t n;
+
+    if (s[0] == '[') {
+        const char *close_br = strchr(s, ']');
+        if (!close_br || close_br[1] != ':')
+            goto bad;
+        n = (size_t)(close_br - s - 1);
+        colon = close_br + 1;
+        s++;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            goto bad;
+        n = (size_t)(colon - s);
+    }
+    if (n == 0 || n >= hostlen || parse_int(colon + 1, 1, 65535, &port))
+        goto bad;
+    memcpy(host, s, n);
+    host[n] = '\0';
+    *port_p = (int)port;
+    return RDT_SUCCESS;
+bad:
+    return RDT_ERR_CONFIG;
+}
+
+typedef struct bs_ctx {
+    rdt_bootstrap_params_t params;
+} bs_ctx_t;
+
+static rdt_status_t bootstrap_exchange(void *ctx, const void *blob, size_t bytes, void *table)
+{
+    bs_ctx_t *b = ctx;
+    char local_ip[64], err[512] = "";
+    rdt_status_t st;
+
+    st = rdt_bootstrap_exchange(&b->params, blob, bytes, table, local_ip, err, sizeof(err));
+    if (st != RDT_SUCCESS)
+        rdt_set_thread_error("rank %d: %s", b->params.rank, err);
+    return st;
+}
+
+static rdt_status_t comm_finish_create(rdt_comm_t *comm, rdt_comm_t **comm_p)
+{
+    rdt_status_t st = rdt_select_validate(comm);
+    if (st != RDT_SUCCESS) {
+        rdt_set_thread_error("%s", comm->error);
+        return st;
+    }
+    *comm_p = comm;
+    return RDT_SUCCESS;
+}
+
+rdt_status_t rdt_comm_create_from_env(rdt_comm_t **comm_p)
+{
+    rdt_config_t cfg;
+    rdt_comm_t *comm = NULL;
+    bs_ctx_t bs;
+    char err[512];
+    const char *source, *tok_src = NULL;
+    char root_host[256] = "127.0.0.1";
+    int rank, size, root_port = 0;
+    rdt_status_t st;
+
+    thread_error[0] = '\0';
+    if (!comm_p) {
+        rdt_set_thread_error("rdt_comm_create_from_env: comm_p is NULL");
+        return RDT_ERR_INVALID_ARG;
+    }
+    st = rdt_config_load(&cfg, err, sizeof(err));
+    if (st != RDT_SUCCESS) {
+        rdt_set_thread_error("%s", err);
+        return st;
+    }
+    rdt_log_configure(cfg.log_level, cfg.log_subsys);
+    st = env_rank_size(&cfg, &rank, &size, &source);
+    if (st != RDT_SUCCESS)
+        return st;
+
+    if (cfg.rdt_root) {
+        if (parse_root(cfg.rdt_root, root_host, sizeof(root_host), &root_port)) {
+            rdt_set_thread_error("RDT_ROOT='%s' is not host:port (or [ipv6]:port)", cfg.rdt_root);
+            return RDT_ERR_CONFIG;
+        }
+    } else if (cfg.master_addr || cfg.master_port) {
+        long port;
+        if (!cfg.master_addr || !cfg.master_port ||
+            parse_int(cfg.master_port, 1, 65535, &port)) {
+            rdt_set_thread_error("MASTER_ADDR and MASTER_PORT must both be set, the port from 1 "
+                                 "to 65535 (MASTER_ADDR=%s, MASTER_PORT=%s)",
+                                 cfg.master_addr ? cfg.master_addr : "unset",
+                                 cfg.master_port ? cfg.master_port : "unset");
+            return RDT_ERR_CONFIG;
+        }
+        snprintf(root_host, sizeof(root_host), "%s", cfg.master_addr);
+        root_port = (int)port;
+    } else if (size > 1) {
+        rdt_set_thread_error("rank %d of %d (from %s): no rendezvous address; set RDT_ROOT=host:port "
+                             "(or MASTER_ADDR and MASTER_PORT)", rank, size, source);
+        return RDT_ERR_CONFIG;
+    }
+
+    comm = comm_alloc(rank, size, &cfg);
+    if (!comm) {
+        rdt_set_thread_error("out of memory creating a communicator of %d ranks", size);
+        return RDT_ERR_NO_MEMORY;
+    }
+    rdt_log_set_identity(comm->host, rank);
+
+    if (cfg.rdt_token)
+        tok_src = cfg.rdt_token;
+    else if (cfg.slurm_job_id)
+        tok_src = cfg.slurm_job_id;
+    else if (cfg.ompi_jobid)
+        tok_src = cfg.ompi_jobid;
+    else if (cfg.torch_run_id)
+        tok_src = cfg.torch_run_id;
+    if (!tok_src) {
+        tok_src = cfg.rdt_root ? cfg.rdt_root : "rdmatrain";
+        if (size > 1)
+            rdt_warn("comm", "no RDT_TOKEN (nor a job id): the job token is derived from the "
+                             "rendezvous address, so anyone who can reach it can join");
+    }
+    token_from_string(tok_src, comm->token);
+    comm->id = fnv1a(fnv1a(0xcbf29ce484222325ULL, comm->token, RDT_TOKEN_LEN), "world", 5);
+
+    if (cfg.ifname[0])
+        st = ifname_address(cfg.ifname, comm->bind_ip, sizeof(comm->bind_ip));
+    else if (size > 1)
+        st = route_address(root_host, root_port, rank == 0, comm->bind_ip,
+                           sizeof(comm->bind_ip));
+    else
+        snprintf(comm->bind_ip, sizeof(comm->bind_ip), "127.0.0.1");
+    if (st != RDT_SUCCESS)
+        goto err_destroy;
+    rdt_info("comm", "rank %d of %d (from %s), rendezvous %s:%d, tcp transport on %s%s%s", rank,
+             size, source, root_host, root_port, comm->bind_ip,
+             cfg.ifname[0] ? " (RDT_IFNAME=" : " (the address that reaches the rendezvous",
+             cfg.ifname[0] ? cfg.ifname : "");
+
+    memset(&bs, 0, sizeof(bs));
+    bs.params.rank = rank;
+    bs.params.nranks = size;
+    bs.params.root_host = root_host;
+    bs.params.root_port = root_port;
+    memcpy(bs.params.token, comm->token, RDT_TOKEN_LEN);
+    bs.params.timeout_ms = (int)(cfg.connect_timeout_s * 1000);
+    st = comm_wire_up(comm, bootstrap_exchange, &bs);
+    if (st != RDT_SUCCESS)
+        goto err_destroy;
+    st = comm_finish_create(comm, comm_p);
+    if (st != RDT_SUCCESS)
+        goto err_destroy;
+    return RDT_SUCCESS;
+
+err_destroy:
+    rdt_error("comm", "%s", thread_error);
+    rdt_comm_destroy(comm);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Out of band                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct oob_ctx {
+    rdt_oob_allgather_fn_t fn;
+    void *ctx;
+} oob_ctx_t;
+
+static rdt_status_t oob_exchange(void *ctx, const void *blob, size_t bytes, void *table)
+{
+    oob_ctx_t *o = ctx;
+    if (o->fn(blob, table, bytes, o->ctx) != 0) {
+        rdt_set_thread_error("the out-of-band allgather callback failed");
+        return RDT_ERR_NETWORK;
+    }
+    return RDT_SUCCESS;
+}
+
+rdt_status_t rdt_comm_create_oob(int rank, int size, rdt_oob_allgather_fn_t allgather, void *ctx,
+                                 rdt_comm_t **comm_p)
+{
+    rdt_config_t cfg;
+    rdt_comm_t *comm;
+    oob_ctx_t oc = {allgather, ctx};
+    unsigned char tok[RDT_TOKEN_LEN], *all = NULL;
+    char err[512];
+    rdt_status_t st;
+
+    thread_error[0] = '\0';
+    if (!comm_p || !allgather || size < 1 || rank < 0 || rank >= size) {
+        rdt_set_thread_error("rdt_comm_create_oob: invalid arguments (rank %d, size %d%s%s)",
+                             rank, size, allgather ? "" : ", no allgather callback",
+                             comm_p ? "" : ", comm_p NULL");
+        return RDT_ERR_INVALID_ARG;
+    }
+    st = rdt_config_load(&cfg, err, sizeof(err));
+    if (st != RDT_SUCCESS) {
+        rdt_set_thread_error("%s", err);
+        return st;
+    }
+    rdt_log_configure(cfg.log_level, cfg.log_subsys);
+    comm = comm_alloc(rank, size, &cfg);
+    if (!comm) {
+        rdt_set_thread_error("out of memory creating a communicator of %d ranks", size);
+        return RDT_ERR_NO_MEMORY;
+    }
+    rdt_log_set_identity(comm->host, rank);
+    /* the token and the id: rank 0's random bytes, agreed through the trusted channel */
+    all = calloc((size_t)size, RDT_TOKEN_LEN);
+    if (!all || random_bytes(tok, sizeof(tok))) {
+        st = RDT_ERR_SYSTEM;
+        rdt_set_thread_error("cannot draw a random job token");
+        goto err_destroy;
+    }
+    st = oob_exchange(&oc, tok, sizeof(tok), all);
+    if (st != RDT_SUCCESS)
+        goto err_destroy;
+    memcpy(comm->token, all, RDT_TOKEN_LEN);
+    comm->id = fnv1a(fnv1a(0xcbf29ce484222325ULL, comm->token, RDT_TOKEN_LEN), "oob", 3);
+    if (cfg.ifname[0])
+        st = ifname_address(cfg.ifname, comm->bind_ip, sizeof(comm->bind_ip));
+    else
+        snprintf(comm->bind_ip, sizeof(comm->bind_ip), "127.0.0.1");
+    if (st != RDT_SUCCESS)
+        goto err_destroy;
+    st = comm_wire_up(comm, oob_exchange, &oc);
+    if (st != RDT_SUCCESS)
+        goto err_destroy;
+    st = comm_finish_create(comm, comm_p);
+    if (st != RDT_SUCCESS)
+        goto err_destroy;
+    free(all);
+    return RDT_SUCCESS;
+
+err_destroy:
+    rdt_error("comm", "%s", thread_error);
+    free(all);
+    rdt_comm_destroy(comm);
+    return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Split                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct split_entry {
+    int32_t color;
+    int32_t key;
+    int32_t rank;
+    int32_t pad;
+    unsigned char addr[RDT_ADDR_MAX];
+} split_entry_t;
+
+static int split_cmp(const void *a, const void *b)
+{
+    const split_entry_t *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->rank < y->rank ? -1 : (x->rank > y->rank);
+}
+
+rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **newcomm_p)
+{
+    rdt_transport_params_t tpp;
+    split_entry_t mine, *all = NULL, *members;
+    rdt_comm_t *nc = NULL;
+    unsigned char *addrs = NULL;
+    size_t alen = RDT_ADDR_MAX;
+    uint64_t id;
+    rdt_status_t st;
+    int i, n = 0, me = -1;
+
+    if (!comm) {
+        rdt_set_thread_error("rdt_comm_split: communicator is NULL");
+        return RDT_ERR_INVALID_ARG;
+    }
+    if (!newcomm_p || color < RDT_UNDEFINED)
+        return rdt_comm_set_error(comm, RDT_ERR_INVALID_ARG,
+                                  "split on rank %d: color %d is negative (use RDT_UNDEFINED to "
+                                  "opt out)%s", comm->rank, color,
+                                  newcomm_p ? "" : ", newcomm_p is NULL");
+    if (comm->failed)
+        return comm->failed;
+    id = fnv1a(comm->id, &comm->nsplits, sizeof(comm->nsplits));
+    id = fnv1a(id, &color, sizeof(color));
+    comm->nsplits++;
+
+    memset(&mine, 0, sizeof(mine));
+    mine.color = color;
+    mine.key = key;
+    mine.rank = comm->rank;
+    memset(&tpp, 0, sizeof(tpp));
+    all = calloc((size_t)comm->nranks, sizeof(*all));
+    if (!all) {
+        st = rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "split: out of memory");
+        goto err;
+    }
+    /* first exchange colors and keys, to know each new communicator's size and our rank */
+    st = rdt_allgather(comm, &mine, all, sizeof(mine), RDT_UINT8);
+    if (st != RDT_SUCCESS)
+        goto err;
+    if (color == RDT_UNDEFINED) {
+        /* still take part in the second exchange below */
+        st = rdt_allgather(comm, &mine, all, sizeof(mine), RDT_UINT8);
+        free(all);
+        if (st == RDT_SUCCESS)
+            *newcomm_p = NULL;
+        return st;
+    }
+    members = calloc((size_t)comm->nranks, sizeof(*members));
+    if (!members) {
+        st = rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "split: out of memory");
+        goto err;
+    }
+    for (i = 0; i < comm->nranks; i++)
+        if (all[i].color == color)
+            members[n++] = all[i];
+    qsort(members, (size_t)n, sizeof(*members), split_cmp);
+    for (i = 0; i < n; i++)
+        if (members[i].rank == comm->rank)
+            me = i;
+    /* the new transport is opened between the two exchanges, so its address travels in the
+     * second one */
+    nc = comm_alloc(me, n, &comm->cfg);
+    if (!nc) {
+        free(members);
+        st = rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "split: out of memory");
+        goto err;
+    }
+    memcpy(nc->token, comm->token, RDT_TOKEN_LEN);
+    snprintf(nc->bind_ip, sizeof(nc->bind_ip), "%s", comm->bind_ip);
+    snprintf(nc->host, sizeof(nc->host), "%s", comm->host);
+    nc->id = id;
+    tpp.rank = me;
+    tpp.nranks = n;
+    tpp.comm_id = id;
+    memcpy(tpp.token, nc->token, RDT_TOKEN_LEN);
+    tpp.bind_ip = nc->bind_ip;
+    tpp.connect_timeout_ms = (int)(comm->cfg.connect_timeout_s * 1000);
+    tpp.sockbuf = comm->cfg.sockbuf;
+    tpp.host = nc->host;
+    st = rdt_tcp_ops.open(&tpp, &nc->tp);
+    if (st == RDT_SUCCESS)
+        st = nc->tp->ops->addr_get(nc->tp, mine.addr, &alen);
+    if (st != RDT_SUCCESS) {
+        free(members);
+        rdt_comm_set_error(comm, st, "split on rank %d: cannot open the transport of the new "
+                           "communicator on %s", comm->rank, comm->bind_ip);
+        /* the others are in the second exchange: fail the parent so they see an error */
+        rdt_comm_fail(comm, st);
+        goto err;
+    }
+    /* second exchange: the new transports' addresses */
+    st = rdt_allgather(comm, &mine, all, sizeof(mine), RDT_UINT8);
+    if (st != RDT_SUCCESS) {
+        free(members);
+        goto err;
+    }
+    addrs = calloc((size_t)n, RDT_ADDR_MAX);
+    if (!addrs) {
+        free(members);
+        st = rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "split: out of memory");
+        goto err;
+    }
+    for (i = 0; i < n; i++) {
+        int old = members[i].rank;
+        memcpy(addrs + (size_t)i * RDT_ADDR_MAX, all[old].addr, RDT_ADDR_MAX);
+        memcpy(nc->hosts + (size_t)i * RDT_HOST_MAX, comm->hosts + (size_t)old * RDT_HOST_MAX,
+               RDT_HOST_MAX);
+    }
+    free(members);
+    st = nc->tp->ops->addrs_set(nc->tp, addrs, nc->hosts);
+    free(addrs);
+    addrs = NULL;
+    if (st != RDT_SUCCESS)
+        goto err;
+    st = rdt_select_validate(nc);
+    if (st != RDT_SUCCESS)
+        goto err;
+    free(all);
+    *newcomm_p = nc;
+    return RDT_SUCCESS;
+
+err:
+    free(all);
+    free(addrs);
+    rdt_comm_destroy(nc);
+    return st;
+}

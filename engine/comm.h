@@ -1,0 +1,145 @@
+/*
+ * comm.h - the communicator and the request, internal to engine/.
+ *
+ * A communicator owns one transport instance (its own connections), a cache of schedules, the
+ * persistent scratch memory of the executor, and the queue of requests issued on it. Requests run
+ * in issue order: the head of the queue is executing; a run of consecutive point-to-point
+ * requests executes together (so an isend/irecv pair can't deadlock on itself); a collective
+ * starts when everything before it has completed.
+ */
+#ifndef RDT_COMM_H
+#define RDT_COMM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "rdmatrain.h"
+#include "sched.h"
+#include "transport.h"
+
+#define RDT_ERRMSG_LEN 1024
+
+typedef enum { RDT_REQ_COLL, RDT_REQ_SEND, RDT_REQ_RECV } rdt_req_kind_t;
+
+/* One in-flight slice of a collective (see exec.c). */
+typedef struct rdt_slot rdt_slot_t;
+
+/* A cached schedule plus what the executor precomputes from it. */
+typedef struct rdt_plan {
+    rdt_sched_t *sched;
+    uint32_t *round_start;  /* nrounds + 1 indexes into sched->ops */
+    uint32_t *nsegs;        /* per op: number of messages (units the region spans) */
+    uint32_t *pseq;         /* per op: index of its first message among this peer+direction's
+                               messages of one slice */
+    uint32_t *peer_msgs;    /* per op: messages per slice to/from op's peer in op's direction */
+    uint32_t max_staging;   /* most blocks received by RECV_REDUCE ops in one round */
+    uint32_t max_msgs;      /* most messages in one round */
+    int uses_temp;
+    struct rdt_plan *next;
+} rdt_plan_t;
+
+struct rdt_request {
+    rdt_comm_t *comm;
+    rdt_request_t *next;
+    rdt_req_kind_t kind;
+    uint32_t seq;             /* issue number on the communicator, carried in tags */
+    int heap;                 /* allocated by a nonblocking call, freed by wait/test */
+    int started;
+    int done;
+    rdt_status_t status;
+    double deadline;          /* absolute, monotonic seconds */
+    /* arguments */
+    rdt_coll_t coll;
+    const void *sendbuf;
+    void *recvbuf;
+    size_t count;             /* elements per unit (collectives) or per message (p2p) */
+    rdt_dtype_t dtype;
+    rdt_op_t op;
+    int root;
+    int peer;                 /* p2p */
+    /* collective execution */
+    rdt_plan_t *plan;
+    size_t slice_len;         /* S: elements of one unit piece per slice */
+    size_t nslices;
+    size_t next_slice;        /* next slice to start */
+    size_t slices_done;
+    rdt_slot_t *slots;        /* comm->nslots entries */
+    /* p2p execution */
+    rdt_xfer_t xfer;
+};
+
+struct rdt_comm {
+    int rank;
+    int nranks;
+    uint64_t id;
+    unsigned char token[RDT_TOKEN_LEN];
+    char host[RDT_HOST_MAX];
+    char *hosts;              /* nranks * RDT_HOST_MAX */
+    char bind_ip[64];
+    rdt_config_t cfg;
+    rdt_transport_t *tp;
+    /* error state: sticky once set */
+    rdt_status_t failed;
+    int tp_aborted;
+    atomic_int abort_requested;
+    char error[RDT_ERRMSG_LEN];
+    /* requests */
+    uint32_t next_seq;
+    uint32_t nsplits;
+    rdt_request_t *head;
+    rdt_request_t *tail;
+    /* per peer: next message number in each direction (FIFO matching, see exec.c) */
+    uint32_t *send_seq;
+    uint32_t *recv_seq;
+    /* per peer: point-to-point messages sent and received so far */
+    uint32_t *p2p_send;
+    uint32_t *p2p_recv;
+    /* executor resources */
+    rdt_plan_t *plans;
+    int nslots;
+    rdt_slot_t *slots;        /* nslots entries, shared by the collectives (one runs at a time) */
+    unsigned char *scratch;   /* persistent, pre-faulted; nslots * slot_bytes */
+    size_t scratch_bytes;
+    /* selection: algorithm forced per collective by RDT_ALGO (-1: none) */
+    int forced[RDT_COLL_COUNT];
+    /* selection: which (collective, log2 size) choices were already logged */
+    uint64_t logged[RDT_COLL_COUNT];
+};
+
+/* Record an error sentence on the communicator (printf-style) and return @p st. */
+rdt_status_t rdt_comm_set_error(rdt_comm_t *comm, rdt_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* For errors before a communicator exists; rdt_comm_last_error(NULL) returns it. */
+void rdt_set_thread_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Put the communicator in the failed state: close the transport so peers see it; every pending
+ * request completes with @p st. The sentence must be set before. */
+void rdt_comm_fail(rdt_comm_t *comm, rdt_status_t st);
+
+/* Monotonic clock in seconds. */
+double rdt_now(void);
+
+/* exec.c */
+rdt_status_t rdt_exec_start(rdt_request_t *req);
+/* Advance the communicator's queue: post what is ready, finish what completed. Never blocks. */
+void rdt_exec_advance(rdt_comm_t *comm);
+/* Advance and apply abort requests and deadlines; never blocks. */
+void rdt_exec_poll(rdt_comm_t *comm);
+rdt_status_t rdt_exec_plan_get(rdt_comm_t *comm, rdt_coll_t coll, rdt_algo_t algo, int root,
+                               rdt_plan_t **plan_p);
+/* Wait for @p req (NULL: until the queue is empty) with the communicator's timeouts. */
+rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req);
+void rdt_exec_plans_free(rdt_comm_t *comm);
+size_t rdt_exec_slot_size(void);
+void rdt_exec_slots_free(rdt_comm_t *comm);
+void rdt_exec_request_free(rdt_request_t *req);
+
+/* select.c: choose algorithm and slice length (elements of one unit piece) for a call. */
+rdt_status_t rdt_select(rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype,
+                        rdt_algo_t *algo_p, size_t *slice_len_p);
+/* Parse RDT_ALGO at communicator creation; error sentence in comm->error. */
+rdt_status_t rdt_select_validate(rdt_comm_t *comm);
+
+#endif /* RDT_COMM_H */

@@ -1,0 +1,221 @@
+/*
+ * config.c - the knob table. Each entry: environment variable, default, help, and where its
+ * parsed value goes. rdt_config_print() walks the same table, so documentation cannot drift.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+typedef enum { K_LOG, K_STR, K_SECONDS, K_SIZE, K_INT, K_DOUBLE, K_RAW } knob_kind_t;
+
+typedef struct knob {
+    const char *name;
+    const char *def;
+    knob_kind_t kind;
+    size_t off;   /* offset of the field in rdt_config_t */
+    size_t len;   /* for K_STR: size of the char array */
+    const char *help;
+} knob_t;
+
+#define F(field) offsetof(rdt_config_t, field)
+#define S(field) offsetof(rdt_config_t, field), sizeof(((rdt_config_t *)0)->field)
+
+static const knob_t knobs[] = {
+    {"RDT_LOG", "warn", K_LOG, F(log_level), 0, "log level: error, warn, info or debug"},
+    {"RDT_LOG_SUBSYS", "", K_STR, S(log_subsys),
+     "comma-separated subsystems to log (bootstrap,tcp,exec,select,comm); empty = all"},
+    {"RDT_TIMEOUT", "300", K_SECONDS, F(timeout_s), 0,
+     "seconds an operation may wait for its peers before it fails naming them"},
+    {"RDT_CONNECT_TIMEOUT", "60", K_SECONDS, F(connect_timeout_s), 0,
+     "seconds the rendezvous and each connection to a peer may take"},
+    {"RDT_ALGO", "", K_STR, S(algo),
+     "force algorithms per collective, e.g. allreduce:ring,broadcast:tree "
+     "(ring, recdbl, rabenseifner, tree, pairwise)"},
+    {"RDT_CHUNK", "0", K_SIZE, F(chunk), 0,
+     "bytes per pipelined slice (suffix k, m, g); 0 = chosen per call by the cost model"},
+    {"RDT_SLICES", "3", K_INT, F(slices), 0, "slices of one collective in flight at once (1-16)"},
+    {"RDT_SOCKBUF", "0", K_SIZE, F(sockbuf), 0,
+     "TCP SO_SNDBUF/SO_RCVBUF in bytes; 0 keeps the kernel's autotuning"},
+    {"RDT_IFNAME", "", K_STR, S(ifname),
+     "network interface for data connections; empty = the one that reaches the root"},
+    {"RDT_TRANSPORT", "auto", K_STR, S(transport), "transport: auto or tcp"},
+    {"RDT_HOSTNAME", "", K_STR, S(hostname), "host identity of this rank; empty = gethostname()"},
+    {"RDT_ALPHA", "10e-6", K_DOUBLE, F(alpha), 0,
+     "cost model: seconds of latency per message, for algorithm selection"},
+    {"RDT_BETA", "3.3e-10", K_DOUBLE, F(beta), 0, "cost model: seconds per byte on the wire"},
+    {"RDT_GAMMA", "1.25e-10", K_DOUBLE, F(gamma), 0, "cost model: seconds per byte reduced"},
+    {"RDT_RANK", NULL, K_RAW, F(rdt_rank), 0, "rank of this process (set by the launcher)"},
+    {"RDT_SIZE", NULL, K_RAW, F(rdt_size), 0, "number of ranks (set by the launcher)"},
+    {"RDT_LOCAL_RANK", NULL, K_RAW, F(rdt_local_rank), 0, "rank on this host (launcher)"},
+    {"RDT_ROOT", NULL, K_RAW, F(rdt_root), 0, "rendezvous address host:port; rank 0 listens"},
+    {"RDT_TOKEN", NULL, K_RAW, F(rdt_token), 0, "job token every connection must present"},
+    {"SLURM_PROCID", NULL, K_RAW, F(slurm_procid), 0, "rank under srun"},
+    {"SLURM_NTASKS", NULL, K_RAW, F(slurm_ntasks), 0, "ranks under srun"},
+    {"SLURM_LOCALID", NULL, K_RAW, F(slurm_localid), 0, "local rank under srun"},
+    {"SLURM_JOB_ID", NULL, K_RAW, F(slurm_job_id), 0, "token source under srun"},
+    {"OMPI_COMM_WORLD_RANK", NULL, K_RAW, F(ompi_rank), 0, "rank under Open MPI's mpirun"},
+    {"OMPI_COMM_WORLD_SIZE", NULL, K_RAW, F(ompi_size), 0, "ranks under Open MPI's mpirun"},
+    {"OMPI_COMM_WORLD_LOCAL_RANK", NULL, K_RAW, F(ompi_local_rank), 0, "local rank under mpirun"},
+    {"OMPI_MCA_ess_base_jobid", NULL, K_RAW, F(ompi_jobid), 0, "token source under mpirun"},
+    {"RANK", NULL, K_RAW, F(torch_rank), 0, "rank under torchrun"},
+    {"WORLD_SIZE", NULL, K_RAW, F(torch_world_size), 0, "ranks under torchrun"},
+    {"LOCAL_RANK", NULL, K_RAW, F(torch_local_rank), 0, "local rank under torchrun"},
+    {"MASTER_ADDR", NULL, K_RAW, F(master_addr), 0, "rendezvous host when RDT_ROOT is unset"},
+    {"MASTER_PORT", NULL, K_RAW, F(master_port), 0, "rendezvous port when RDT_ROOT is unset"},
+    {"TORCHELASTIC_RUN_ID", NULL, K_RAW, F(torch_run_id), 0, "token source under torchrun"},
+};
+
+#undef F
+#undef S
+
+/* Parse "1.5", "4k", "16M", "1g" into bytes. */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (end == s || errno || v < 0)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': v *= 1024.0; end++; break;
+    case 'm': case 'M': v *= 1024.0 * 1024.0; end++; break;
+    case 'g': case 'G': v *= 1024.0 * 1024.0 * 1024.0; end++; break;
+    default: break;
+    }
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end || v > 1e18)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static rdt_status_t apply(const knob_t *k, const char *val, rdt_config_t *cfg, char *err,
+                          size_t errlen)
+{
+    char *field = (char *)cfg + k->off;
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    double d;
+    size_t z;
+    int i;
+
+    switch (k->kind) {
+    case K_LOG:
+        for (i = 0; i < 4; i++) {
+            if (strcasecmp(val, levels[i]) == 0) {
+                *(int *)field = i;
+                return RDT_SUCCESS;
+            }
+        }
+        snprintf(err, errlen, "%s='%s' is not a log level (error, warn, info or debug)", k->name,
+                 val);
+        return RDT_ERR_CONFIG;
+    case K_STR:
+        if (strlen(val) >= k->len) {
+            snprintf(err, errlen, "%s is longer than %zu characters", k->name, k->len - 1);
+            return RDT_ERR_CONFIG;
+        }
+        memcpy(field, val, strlen(val) + 1);
+        return RDT_SUCCESS;
+    case K_SECONDS:
+        if (parse_double(val, &d) || d <= 0) {
+            snprintf(err, errlen, "%s='%s' is not a positive number of seconds", k->name, val);
+            return RDT_ERR_CONFIG;
+        }
+        *(double *)field = d;
+        return RDT_SUCCESS;
+    case K_DOUBLE:
+        if (parse_double(val, &d) || d < 0) {
+            snprintf(err, errlen, "%s='%s' is not a non-negative number", k->name, val);
+            return RDT_ERR_CONFIG;
+        }
+        *(double *)field = d;
+        return RDT_SUCCESS;
+    case K_SIZE:
+        if (parse_size(val, &z)) {
+            snprintf(err, errlen, "%s='%s' is not a size in bytes (e.g. 512k, 4M)", k->name, val);
+            return RDT_ERR_CONFIG;
+        }
+        *(size_t *)field = z;
+        return RDT_SUCCESS;
+    case K_INT:
+        if (parse_double(val, &d) || d != (int)d || d < 1 || d > 16) {
+            snprintf(err, errlen, "%s='%s' is not an integer from 1 to 16", k->name, val);
+            return RDT_ERR_CONFIG;
+        }
+        *(int *)field = (int)d;
+        return RDT_SUCCESS;
+    case K_RAW:
+        *(const char **)field = val;
+        return RDT_SUCCESS;
+    }
+    return RDT_ERR_INTERNAL;
+}
+
+rdt_status_t rdt_config_load(rdt_config_t *cfg, char *err, size_t errlen)
+{
+    size_t i;
+    rdt_status_t st;
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+        const char *v = getenv(knobs[i].name);
+        if (v && !*v && knobs[i].kind != K_STR && knobs[i].kind != K_RAW)
+            v = NULL; /* an empty number means "default" */
+        if (!v)
+            v = knobs[i].def;
+        if (!v)
+            continue;
+        st = apply(&knobs[i], v, cfg, err, errlen);
+        if (st != RDT_SUCCESS)
+            return st;
+    }
+    if (strcmp(cfg->transport, "auto") && strcmp(cfg->transport, "tcp")) {
+        snprintf(err, errlen,
+                 "RDT_TRANSPORT='%s' is not available in this build (auto or tcp)",
+                 cfg->transport);
+        return RDT_ERR_CONFIG;
+    }
+    return RDT_SUCCESS;
+}
+
+void rdt_config_dump(FILE *out)
+{
+    size_t i;
+
+    fprintf(out, "# rdmatrain %d.%d.%d configuration (environment variables)\n",
+            RDT_VERSION_MAJOR, RDT_VERSION_MINOR, RDT_VERSION_PATCH);
+    for (i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+        const char *v = getenv(knobs[i].name);
+        fprintf(out, "%-28s = %-12s  (default: %s)\n    %s\n", knobs[i].name,
+                v ? v : (knobs[i].def ? knobs[i].def : "unset"),
+                knobs[i].def ? (knobs[i].def[0] ? knobs[i].def : "\"\"") : "unset",
+                knobs[i].help);
+    }
+}
+
+void rdt_config_print(void *out)
+{
+    rdt_config_dump(out ? (FILE *)out : stdout);
+}

@@ -1,0 +1,45 @@
+/*
+ * config.h - every knob of the library in one table (name, default, help), read once when a
+ * communicator is created. No other code calls getenv: what the environment says reaches the
+ * rest of the library through rdt_config_t.
+ */
+#ifndef RDT_CONFIG_H
+#define RDT_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "rdmatrain.h"
+
+/* Values of the environment variables the library reads (NULL when unset), plus the parsed
+ * knobs. Strings point into the process environment or into the struct itself. */
+typedef struct rdt_config {
+    /* knobs */
+    int log_level;             /* RDT_LOG */
+    char log_subsys[128];      /* RDT_LOG_SUBSYS */
+    double timeout_s;          /* RDT_TIMEOUT */
+    double connect_timeout_s;  /* RDT_CONNECT_TIMEOUT */
+    char algo[256];            /* RDT_ALGO */
+    size_t chunk;              /* RDT_CHUNK, bytes of one pipelined slice, 0 = chosen per call */
+    int slices;                /* RDT_SLICES, slices in flight per collective */
+    size_t sockbuf;            /* RDT_SOCKBUF */
+    char ifname[64];           /* RDT_IFNAME */
+    char transport[16];        /* RDT_TRANSPORT */
+    char hostname[64];         /* RDT_HOSTNAME */
+    double alpha, beta, gamma; /* RDT_ALPHA, RDT_BETA, RDT_GAMMA */
+    /* how the job told us who we are (raw strings, NULL when unset) */
+    const char *rdt_rank, *rdt_size, *rdt_local_rank, *rdt_root, *rdt_token;
+    const char *slurm_procid, *slurm_ntasks, *slurm_localid, *slurm_job_id;
+    const char *ompi_rank, *ompi_size, *ompi_local_rank, *ompi_jobid;
+    const char *torch_rank, *torch_world_size, *torch_local_rank, *master_addr, *master_port,
+        *torch_run_id;
+} rdt_config_t;
+
+/* Read the environment into @p cfg. On a malformed value returns RDT_ERR_CONFIG with a sentence
+ * naming the variable and the expected form in @p err. */
+rdt_status_t rdt_config_load(rdt_config_t *cfg, char *err, size_t errlen);
+
+/* Print every knob: name, current value, default, help. */
+void rdt_config_dump(FILE *out);
+
+#endif /* RDT_CONFIG_H */

@@ -1,0 +1,776 @@
+/*
+ * exec.c - the executor: walks a schedule over real buffers, slice by slice, through the
+ * transport.
+ *
+ * Pipelining. A collective's vector is cut into slices (sched.h); the schedule runs once per
+ * slice, and up to comm->nslots slices are in flight at once, each in a slot with its own TEMP
+ * and staging memory. While one slot reduces what it received, the others' messages are on the
+ * wire.
+ *
+ *   slice:   0        1        2        3   ...
+ *   slot:    A        B        C        A   (a slot is reused once its slice has finished)
+ *   rounds:  r0 r1 r2 ...   each round of a slice starts when its previous round completed
+ *
+ * Matching. The transport matches messages per ordered pair of ranks in posting order, so both
+ * ends must post the messages between them in one agreed order although slots advance at their
+ * own pace. The agreed order is (slice, op, segment): message j of the pair inside a slice has
+ * number k * m + j for slice k, where m is the pair's messages per slice. A message is posted
+ * only when every lower-numbered message of the pair has been posted (comm->send_seq/recv_seq
+ * count them). That order is consistent with the rounds and with slot reuse, so the lowest
+ * unfinished message of all ranks can always proceed: no deadlock, whatever the timing.
+ *
+ * Memory. Scratch (TEMP and staging for every slot) is one persistent, pre-faulted allocation
+ * per communicator, sized by the chunk (slice) and not by the message: an allreduce of N bytes
+ * costs O(chunk) extra memory.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "comm.h"
+#include "log.h"
+#include "reduce.h"
+
+typedef struct rdt_msg {
+    rdt_xfer_t xfer;
+    rdt_request_t *req;
+    rdt_slot_t *slot;
+    uint32_t op;
+    uint32_t number;   /* position in the pair's agreed order (see top) */
+    int posted;
+    int done;
+    /* RECV_REDUCE: dst = src (op) staged data */
+    void *dst;
+    const void *src;
+    size_t n;
+} rdt_msg_t;
+
+struct rdt_slot {
+    int active;
+    size_t slice;
+    size_t len;         /* elements of each unit piece in this slice */
+    uint32_t round;
+    uint32_t pending;   /* messages of the round not complete */
+    uint32_t unposted;  /* messages of the round waiting for their turn */
+    unsigned char *temp;
+    unsigned char *staging;
+    rdt_msg_t *msgs;
+    uint32_t nmsgs;
+    uint32_t cap_msgs;
+};
+
+double rdt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+static int op_is_msg(const rdt_sched_op_t *o)
+{
+    return o->kind != RDT_OPK_COPY;
+}
+
+static int op_is_send(const rdt_sched_op_t *o)
+{
+    return o->kind == RDT_OPK_SEND;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Plans: a schedule plus the per-op numbers the executor needs, cached per communicator.      */
+/* ------------------------------------------------------------------------------------------ */
+
+static uint32_t blocks_per_unit(const rdt_sched_t *s)
+{
+    return s->nblocks / s->nunits;
+}
+
+/* Messages an op sends or receives per slice: one per unit its region touches (a region of
+ * zero blocks is still one, empty, message). */
+static uint32_t op_nsegs(const rdt_sched_t *s, const rdt_sched_op_t *o)
+{
+    uint32_t bpu = blocks_per_unit(s);
+    if (o->blk_end <= o->blk_begin)
+        return 1;
+    return (o->blk_end - 1) / bpu - o->blk_begin / bpu + 1;
+}
+
+static void plan_free(rdt_plan_t *p)
+{
+    if (!p)
+        return;
+    rdt_sched_destroy(p->sched);
+    free(p->round_start);
+    free(p->nsegs);
+    free(p->pseq);
+    free(p->peer_msgs);
+    free(p);
+}
+
+void rdt_exec_plans_free(rdt_comm_t *comm)
+{
+    while (comm->plans) {
+        rdt_plan_t *next = comm->plans->next;
+        plan_free(comm->plans);
+        comm->plans = next;
+    }
+}
+
+/* Count, per (peer, direction), the messages of one slice and each op's first number among
+ * them. */
+static rdt_status_t plan_numbering(rdt_comm_t *comm, rdt_plan_t *p)
+{
+    const rdt_sched_t *s = p->sched;
+    uint32_t *nsend = calloc((size_t)comm->nranks, sizeof(uint32_t));
+    uint32_t *nrecv = calloc((size_t)comm->nranks, sizeof(uint32_t));
+    rdt_status_t st = RDT_SUCCESS;
+    uint32_t i;
+
+    if (!nsend || !nrecv) {
+        st = RDT_ERR_NO_MEMORY;
+        goto out;
+    }
+    for (i = 0; i < s->nops; i++) {
+        const rdt_sched_op_t *o = &s->ops[i];
+        uint32_t *ctr;
+        if (!op_is_msg(o))
+            continue;
+        if (o->peer < 0 || o->peer >= comm->nranks || o->peer == comm->rank) {
+            st = RDT_ERR_INTERNAL;
+            goto out;
+        }
+        ctr = op_is_send(o) ? &nsend[o->peer] : &nrecv[o->peer];
+        p->pseq[i] = *ctr;
+        *ctr += p->nsegs[i];
+    }
+    for (i = 0; i < s->nops; i++) {
+        const rdt_sched_op_t *o = &s->ops[i];
+        if (op_is_msg(o))
+            p->peer_msgs[i] = op_is_send(o) ? nsend[o->peer] : nrecv[o->peer];
+    }
+out:
+    free(nsend);
+    free(nrecv);
+    return st;
+}
+
+rdt_status_t rdt_exec_plan_get(rdt_comm_t *comm, rdt_coll_t coll, rdt_algo_t algo, int root,
+                               rdt_plan_t **plan_p)
+{
+    rdt_plan_t *p;
+    rdt_status_t st;
+    uint32_t i, r, nr;
+
+    for (p = comm->plans; p; p = p->next) {
+        if (p->sched->coll == coll && p->sched->algo == algo && p->sched->root == root) {
+            *plan_p = p;
+            return RDT_SUCCESS;
+        }
+    }
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return RDT_ERR_NO_MEMORY;
+    st = rdt_sched_build(coll, algo, comm->rank, comm->nranks, root, &p->sched);
+    if (st != RDT_SUCCESS) {
+        free(p);
+        return st;
+    }
+    nr = p->sched->nrounds;
+    p->round_start = calloc((size_t)nr + 1, sizeof(uint32_t));
+    p->nsegs = calloc((size_t)p->sched->nops + 1, sizeof(uint32_t));
+    p->pseq = calloc((size_t)p->sched->nops + 1, sizeof(uint32_t));
+    p->peer_msgs = calloc((size_t)p->sched->nops + 1, sizeof(uint32_t));
+    if (!p->round_start || !p->nsegs || !p->pseq || !p->peer_msgs) {
+        plan_free(p);
+        return RDT_ERR_NO_MEMORY;
+    }
+    /* round_start[r] = first op of round r (ops are sorted by round) */
+    for (i = 0, r = 0; r <= nr; r++) {
+        while (i < p->sched->nops && p->sched->ops[i].round < r)
+            i++;
+        p->round_start[r] = i;
+    }
+    for (i = 0; i < p->sched->nops; i++)
+        p->nsegs[i] = op_is_msg(&p->sched->ops[i]) ? op_nsegs(p->sched, &p->sched->ops[i]) : 0;
+    /* the most RECV_REDUCE blocks in one round, and the most messages in one round */
+    p->max_staging = 0;
+    p->max_msgs = 0;
+    for (r = 0; r < nr; r++) {
+        uint32_t blocks = 0, msgs = 0;
+        for (i = p->round_start[r]; i < p->round_start[r + 1]; i++) {
+            const rdt_sched_op_t *o = &p->sched->ops[i];
+            if (o->kind == RDT_OPK_RECV_REDUCE)
+                blocks += o->blk_end - o->blk_begin;
+            msgs += p->nsegs[i];
+        }
+        if (blocks > p->max_staging)
+            p->max_staging = blocks;
+        if (msgs > p->max_msgs)
+            p->max_msgs = msgs;
+    }
+    for (i = 0; i < p->sched->nops; i++)
+        if (p->sched->ops[i].buf == RDT_BUF_TEMP || p->sched->ops[i].src == RDT_BUF_TEMP)
+            p->uses_temp = 1;
+    st = plan_numbering(comm, p);
+    if (st != RDT_SUCCESS) {
+        plan_free(p);
+        return st;
+    }
+    p->next = comm->plans;
+    comm->plans = p;
+    *plan_p = p;
+    return RDT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Slots and scratch                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Bytes of TEMP and of staging one slot needs for this request. A block holds at most
+ * ceil(S / blocks_per_unit) elements. */
+static void slot_sizes(const rdt_request_t *req, size_t *temp_p, size_t *staging_p)
+{
+    const rdt_sched_t *s = req->plan->sched;
+    size_t es = rdt_dtype_size(req->dtype);
+    size_t bpu = blocks_per_unit(s);
+    size_t blk = (req->slice_len + bpu - 1) / bpu;
+
+    *temp_p = req->plan->uses_temp ? align64((size_t)s->nunits * req->slice_len * es) : 0;
+    *staging_p = align64((size_t)req->plan->max_staging * blk * es);
+}
+
+static rdt_status_t slots_prepare(rdt_comm_t *comm, rdt_request_t *req)
+{
+    size_t temp, staging, per_slot, need;
+    int i;
+
+    slot_sizes(req, &temp, &staging);
+    per_slot = temp + staging;
+    need = per_slot * (size_t)comm->nslots;
+    if (need > comm->scratch_bytes) {
+        unsigned char *m = NULL;
+        if (posix_memalign((void **)&m, 4096, need))
+            return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY,
+                                      "%s: cannot allocate %zu bytes of scratch on rank %d",
+                                      rdt_coll_name(req->coll), need, comm->rank);
+        memset(m, 0, need); /* pre-fault now, not on the data path */
+        free(comm->scratch);
+        comm->scratch = m;
+        comm->scratch_bytes = need;
+    }
+    for (i = 0; i < comm->nslots; i++) {
+        rdt_slot_t *sl = &comm->slots[i];
+        sl->active = 0;
+        sl->temp = comm->scratch + (size_t)i * per_slot;
+        sl->staging = sl->temp + temp;
+        if (sl->cap_msgs < req->plan->max_msgs) {
+            rdt_msg_t *m = realloc(sl->msgs, req->plan->max_msgs * sizeof(*m));
+            if (!m)
+                return RDT_ERR_NO_MEMORY;
+            sl->msgs = m;
+            sl->cap_msgs = req->plan->max_msgs;
+        }
+    }
+    return RDT_SUCCESS;
+}
+
+/* Address of elements [start, start + n) of unit @p u's piece in slice @p k, in buffer @p b. */
+static unsigned char *buf_addr(const rdt_request_t *req, const rdt_slot_t *sl, int b, uint32_t u,
+                               size_t start)
+{
+    size_t es = rdt_dtype_size(req->dtype);
+    size_t base = sl->slice * req->slice_len + start; /* element inside the unit */
+    const rdt_comm_t *comm = req->comm;
+
+    switch (b) {
+    case RDT_BUF_INPUT:
+        if (req->coll == RDT_COLL_ALLGATHER)
+            return (unsigned char *)req->sendbuf + base * es; /* only unit `rank` exists */
+        return (unsigned char *)req->sendbuf + ((size_t)u * req->count + base) * es;
+    case RDT_BUF_OUTPUT:
+        if (req->coll == RDT_COLL_REDUCE_SCATTER)
+            return (unsigned char *)req->recvbuf + base * es; /* only unit `rank` exists */
+        return (unsigned char *)req->recvbuf + ((size_t)u * req->count + base) * es;
+    default:
+        (void)comm;
+        return sl->temp + ((size_t)u * req->slice_len + start) * es;
+    }
+}
+
+/* Segment @p seg of op @p o's region: unit, element offset inside the piece, element count. */
+static void op_segment(const rdt_sched_t *s, const rdt_sched_op_t *o, uint32_t seg, size_t len,
+                       uint32_t *unit_p, size_t *start_p, size_t *n_p)
+{
+    uint32_t bpu = blocks_per_unit(s);
+    uint32_t u, c0, c1;
+    size_t off0, n0, off1, n1;
+
+    if (o->blk_end <= o->blk_begin) {
+        *unit_p = 0;
+        *start_p = 0;
+        *n_p = 0;
+        return;
+    }
+    u = o->blk_begin / bpu + seg;
+    c0 = o->blk_begin > u * bpu ? o->blk_begin : u * bpu;
+    c1 = o->blk_end < (u + 1) * bpu ? o->blk_end : (u + 1) * bpu;
+    rdt_sched_block_range(s, c0, len, &off0, &n0);
+    rdt_sched_block_range(s, c1 - 1, len, &off1, &n1);
+    *unit_p = u;
+    *start_p = off0 - (size_t)u * len;
+    *n_p = off1 + n1 - off0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Rounds                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static rdt_op_t kernel_op(rdt_op_t op)
+{
+    return op == RDT_AVG ? RDT_SUM : op;
+}
+
+static void msg_done(rdt_xfer_t *x, rdt_status_t st)
+{
+    rdt_msg_t *m = x->arg;
+    rdt_request_t *req = m->req;
+    rdt_comm_t *comm = req->comm;
+
+    m->done = 1;
+    m->slot->pending--;
+    if (st != RDT_SUCCESS) {
+        if (comm->failed == RDT_SUCCESS) {
+            rdt_comm_set_error(comm, st, "%s #%u (%s x %zu) on rank %d (host %s): %s",
+                               rdt_coll_name(req->coll), req->seq, rdt_dtype_name(req->dtype),
+                               req->count, comm->rank, comm->host,
+                               comm->tp->error[0] ? comm->tp->error : rdt_status_str(st));
+            comm->failed = st; /* rdt_exec_advance finishes the failure outside callbacks */
+        }
+        return;
+    }
+    if (m->dst) /* RECV_REDUCE: the data is staged, the operands are ready (round order) */
+        rdt_reduce_local(m->dst, m->src, m->xfer.buf, m->n, req->dtype, kernel_op(req->op));
+}
+
+static uint64_t msg_tag(const rdt_request_t *req, uint32_t number)
+{
+    return ((uint64_t)req->seq << 32) | number;
+}
+
+/* Set up round sl->round: run its COPYs, describe its messages (posted by slot_post). */
+static void round_begin(rdt_request_t *req, rdt_slot_t *sl)
+{
+    const rdt_plan_t *p = req->plan;
+    const rdt_sched_t *s = p->sched;
+    size_t es = rdt_dtype_size(req->dtype);
+    unsigned char *stage = sl->staging;
+    uint32_t i, seg;
+
+    sl->nmsgs = 0;
+    for (i = p->round_start[sl->round]; i < p->round_start[sl->round + 1]; i++) {
+        const rdt_sched_op_t *o = &s->ops[i];
+        for (seg = 0; seg < (op_is_msg(o) ? p->nsegs[i] : op_nsegs(s, o)); seg++) {
+            uint32_t u;
+            size_t start, n;
+            rdt_msg_t *m;
+
+            op_segment(s, o, seg, sl->len, &u, &start, &n);
+            if (o->kind == RDT_OPK_COPY) {
+                unsigned char *dst = buf_addr(req, sl, o->buf, u, start);
+                const unsigned char *src = buf_addr(req, sl, o->src, u, start);
+                if (n && dst != src)
+                    memmove(dst, src, n * es);
+                continue;
+            }
+            m = &sl->msgs[sl->nmsgs++];
+            memset(m, 0, sizeof(*m));
+            m->req = req;
+            m->slot = sl;
+            m->op = i;
+            m->number = (uint32_t)(sl->slice * p->peer_msgs[i]) + p->pseq[i] + seg;
+            m->xfer.len = n * es;
+            m->xfer.peer = o->peer;
+            m->xfer.tag = msg_tag(req, m->number);
+            m->xfer.cb = msg_done;
+            m->xfer.arg = m;
+            if (o->kind == RDT_OPK_RECV_REDUCE) {
+                m->dst = buf_addr(req, sl, o->buf, u, start);
+                m->src = buf_addr(req, sl, o->src, u, start);
+                m->n = n;
+                m->xfer.buf = stage;
+                stage += n * es;
+            } else {
+                m->xfer.buf = buf_addr(req, sl, o->buf, u, start);
+            }
+        }
+    }
+    sl->pending = sl->nmsgs;
+    sl->unposted = sl->nmsgs;
+}
+
+/* Post every message of the slot's round whose turn has come. Returns how many it posted. */
+static int slot_post(rdt_request_t *req, rdt_slot_t *sl)
+{
+    rdt_comm_t *comm = req->comm;
+    const rdt_sched_t *s = req->plan->sched;
+    int posted = 0;
+    uint32_t i;
+
+    for (i = 0; i < sl->nmsgs && sl->unposted; i++) {
+        rdt_msg_t *m = &sl->msgs[i];
+        const rdt_sched_op_t *o = &s->ops[m->op];
+        uint32_t *ctr;
+        rdt_status_t st;
+
+        if (m->posted)
+            continue;
+        ctr = op_is_send(o) ? &comm->send_seq[o->peer] : &comm->recv_seq[o->peer];
+        if (*ctr != m->number)
+            continue;
+        m->posted = 1;
+        sl->unposted--;
+        (*ctr)++;
+        posted++;
+        st = op_is_send(o) ? comm->tp->ops->isend(comm->tp, &m->xfer)
+                           : comm->tp->ops->irecv(comm->tp, &m->xfer);
+        if (st != RDT_SUCCESS) {
+            msg_done(&m->xfer, st);
+            return posted;
+        }
+        if (comm->failed)
+            return posted;
+    }
+    return posted;
+}
+
+/* AVG: divide the final results of this slice (allreduce: the whole OUTPUT slice;
+ * reduce_scatter: this rank's piece; reduce: root's OUTPUT). */
+static void slice_finish(rdt_request_t *req, rdt_slot_t *sl)
+{
+    rdt_comm_t *comm = req->comm;
+    size_t es = rdt_dtype_size(req->dtype);
+    unsigned char *out = (unsigned char *)req->recvbuf + sl->slice * req->slice_len * es;
+
+    if (req->op != RDT_AVG)
+        return;
+    if (req->coll == RDT_COLL_ALLREDUCE || req->coll == RDT_COLL_REDUCE_SCATTER ||
+        (req->coll == RDT_COLL_REDUCE && comm->rank == req->root))
+        rdt_reduce_scale_avg(out, sl->len, req->dtype, comm->nranks);
+}
+
+static void slot_start(rdt_request_t *req, rdt_slot_t *sl, size_t k)
+{
+    size_t left = req->count - k * req->slice_len;
+
+    sl->active = 1;
+    sl->slice = k;
+    sl->len = left < req->slice_len ? left : req->slice_len;
+    sl->round = 0;
+    sl->nmsgs = sl->pending = sl->unposted = 0;
+    if (req->plan->sched->nrounds)
+        round_begin(req, sl);
+}
+
+/* Move one request forward as far as it goes without waiting. Returns nonzero if anything
+ * changed (so the caller loops). */
+static int coll_advance(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    int changed = 0, i;
+
+    for (i = 0; i < comm->nslots && !comm->failed; i++) {
+        rdt_slot_t *sl = &comm->slots[i];
+        if (!sl->active) {
+            if (req->next_slice >= req->nslices)
+                continue;
+            slot_start(req, sl, req->next_slice++);
+            changed = 1;
+        }
+        changed |= slot_post(req, sl) > 0;
+        while (sl->active && sl->pending == 0 && sl->unposted == 0 && !comm->failed) {
+            if (++sl->round < req->plan->sched->nrounds) {
+                round_begin(req, sl);
+                changed |= slot_post(req, sl) > 0;
+            } else {
+                slice_finish(req, sl);
+                sl->active = 0;
+                req->slices_done++;
+            }
+            changed = 1;
+        }
+    }
+    if (req->slices_done == req->nslices && !comm->failed) {
+        req->done = 1;
+        req->status = RDT_SUCCESS;
+    }
+    return changed;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Requests                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static void p2p_done(rdt_xfer_t *x, rdt_status_t st)
+{
+    rdt_request_t *req = x->arg;
+    rdt_comm_t *comm = req->comm;
+
+    req->done = 1;
+    req->status = st;
+    if (st != RDT_SUCCESS && comm->failed == RDT_SUCCESS) {
+        rdt_comm_set_error(comm, st, "%s of %s x %zu on rank %d (host %s) %s rank %d: %s",
+                           req->kind == RDT_REQ_SEND ? "send" : "recv",
+                           rdt_dtype_name(req->dtype), req->count, comm->rank, comm->host,
+                           req->kind == RDT_REQ_SEND ? "to" : "from", req->peer,
+                           comm->tp->error[0] ? comm->tp->error : rdt_status_str(st));
+        comm->failed = st;
+    }
+}
+
+static rdt_status_t p2p_start(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    rdt_xfer_t *x = &req->xfer;
+    uint32_t *ctr = req->kind == RDT_REQ_SEND ? &comm->p2p_send[req->peer]
+                                              : &comm->p2p_recv[req->peer];
+
+    memset(x, 0, sizeof(*x));
+    x->buf = req->kind == RDT_REQ_SEND ? (void *)req->sendbuf : req->recvbuf;
+    x->len = req->count * rdt_dtype_size(req->dtype);
+    x->peer = req->peer;
+    /* point-to-point messages are numbered per pair, apart from collectives */
+    x->tag = (1ULL << 63) | (*ctr)++;
+    x->cb = p2p_done;
+    x->arg = req;
+    return req->kind == RDT_REQ_SEND ? comm->tp->ops->isend(comm->tp, x)
+                                     : comm->tp->ops->irecv(comm->tp, x);
+}
+
+rdt_status_t rdt_exec_start(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    const rdt_plan_t *p;
+    rdt_status_t st;
+    uint32_t i;
+
+    req->started = 1;
+    req->deadline = rdt_now() + comm->cfg.timeout_s;
+    if (req->kind != RDT_REQ_COLL) {
+        st = p2p_start(req);
+        if (st != RDT_SUCCESS)
+            p2p_done(&req->xfer, st);
+        return RDT_SUCCESS;
+    }
+    st = slots_prepare(comm, req);
+    if (st != RDT_SUCCESS)
+        return st;
+    /* reset the pair counters of the peers this schedule talks to */
+    p = req->plan;
+    for (i = 0; i < p->sched->nops; i++) {
+        const rdt_sched_op_t *o = &p->sched->ops[i];
+        if (op_is_msg(o)) {
+            comm->send_seq[o->peer] = 0;
+            comm->recv_seq[o->peer] = 0;
+        }
+    }
+    return RDT_SUCCESS;
+}
+
+static void queue_remove(rdt_comm_t *comm, rdt_request_t *req)
+{
+    rdt_request_t **pp = &comm->head, *prev = NULL;
+
+    while (*pp && *pp != req) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return;
+    *pp = req->next;
+    if (comm->tail == req)
+        comm->tail = prev;
+    req->next = NULL;
+}
+
+/* Finish a failure recorded in a callback: abort the transport (peers see the connections close),
+ * fail every queued request. */
+void rdt_comm_fail(rdt_comm_t *comm, rdt_status_t st)
+{
+    rdt_request_t *r;
+
+    if (comm->failed == RDT_SUCCESS)
+        comm->failed = st;
+    if (comm->tp && !comm->tp_aborted) {
+        comm->tp_aborted = 1;
+        rdt_warn("comm", "%s", comm->error);
+        comm->tp->ops->abort(comm->tp);
+    }
+    while ((r = comm->head) != NULL) {
+        r->done = 1;
+        r->status = comm->failed;
+        queue_remove(comm, r);
+    }
+    if (comm->slots) {
+        int i;
+        for (i = 0; i < comm->nslots; i++)
+            comm->slots[i].active = 0;
+    }
+}
+
+void rdt_exec_advance(rdt_comm_t *comm)
+{
+    int changed;
+
+    do {
+        rdt_request_t *r;
+        changed = 0;
+        if (comm->failed)
+            break;
+        comm->tp->ops->progress(comm->tp, 0);
+        /* the head collective, or the run of point-to-point requests at the head */
+        for (r = comm->head; r && !comm->failed; r = r->next) {
+            if (r->kind == RDT_REQ_COLL && r != comm->head)
+                break;
+            if (!r->started) {
+                rdt_status_t st = rdt_exec_start(r);
+                changed = 1;
+                if (st != RDT_SUCCESS) {
+                    if (!comm->error[0])
+                        rdt_comm_set_error(comm, st, "%s #%u on rank %d: %s",
+                                           rdt_coll_name(r->coll), r->seq, comm->rank,
+                                           rdt_status_str(st));
+                    comm->failed = st;
+                    break;
+                }
+            }
+            if (r->kind == RDT_REQ_COLL) {
+                changed |= coll_advance(r);
+                break;
+            }
+        }
+        /* retire completed requests from the queue (they stay allocated for the user) */
+        for (r = comm->head; r;) {
+            rdt_request_t *next = r->next;
+            if (r->done) {
+                queue_remove(comm, r);
+                changed = 1;
+            }
+            r = next;
+        }
+    } while (changed);
+    if (comm->failed)
+        rdt_comm_fail(comm, comm->failed);
+}
+
+/* One sentence saying what the head request waits for, for timeouts. */
+static void describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_t len)
+{
+    size_t n = 0;
+    int i, shown = 0;
+    uint32_t j;
+
+    if (req->kind != RDT_REQ_COLL) {
+        snprintf(buf, len, "%s %s rank %d (host %s)", req->kind == RDT_REQ_SEND ? "send" : "recv",
+                 req->kind == RDT_REQ_SEND ? "to" : "from", req->peer,
+                 comm->hosts + (size_t)req->peer * RDT_HOST_MAX);
+        return;
+    }
+    buf[0] = '\0';
+    for (i = 0; i < comm->nslots; i++) {
+        rdt_slot_t *sl = &comm->slots[i];
+        if (!sl->active)
+            continue;
+        for (j = 0; j < sl->nmsgs && shown < 6; j++) {
+            rdt_msg_t *m = &sl->msgs[j];
+            const rdt_sched_op_t *o = &req->plan->sched->ops[m->op];
+            int w;
+            if (m->done)
+                continue;
+            w = snprintf(buf + n, len - n, "%s%s rank %d (host %s) in round %u of slice %zu",
+                         shown ? ", " : "", op_is_send(o) ? "send to" : "recv from", o->peer,
+                         comm->hosts + (size_t)o->peer * RDT_HOST_MAX, o->round, sl->slice);
+            if (w < 0 || (size_t)w >= len - n)
+                return;
+            n += (size_t)w;
+            shown++;
+        }
+    }
+    if (!shown)
+        snprintf(buf, len, "nothing posted yet");
+}
+
+/* Advance, then turn an abort request or an expired deadline into a failure. Never blocks. */
+void rdt_exec_poll(rdt_comm_t *comm)
+{
+    rdt_request_t *head;
+
+    rdt_exec_advance(comm);
+    if (atomic_load(&comm->abort_requested) && !comm->tp_aborted) {
+        if (comm->failed == RDT_SUCCESS)
+            rdt_comm_set_error(comm, RDT_ERR_ABORTED, "communicator aborted on rank %d (host %s)",
+                               comm->rank, comm->host);
+        rdt_comm_fail(comm, RDT_ERR_ABORTED);
+        return;
+    }
+    head = comm->head;
+    if (head && head->started && rdt_now() > head->deadline) {
+        char what[600];
+        describe_wait(comm, head, what, sizeof(what));
+        if (head->kind == RDT_REQ_COLL)
+            rdt_comm_set_error(comm, RDT_ERR_TIMEOUT,
+                               "%s #%u (%s x %zu, %s) timed out after %g s on rank %d (host %s) "
+                               "waiting for: %s",
+                               rdt_coll_name(head->coll), head->seq, rdt_dtype_name(head->dtype),
+                               head->count, rdt_algo_name(head->plan->sched->algo),
+                               comm->cfg.timeout_s, comm->rank, comm->host, what);
+        else
+            rdt_comm_set_error(comm, RDT_ERR_TIMEOUT,
+                               "timed out after %g s on rank %d (host %s) waiting for: %s",
+                               comm->cfg.timeout_s, comm->rank, comm->host, what);
+        rdt_comm_fail(comm, RDT_ERR_TIMEOUT);
+    }
+}
+
+rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
+{
+    for (;;) {
+        double left;
+
+        rdt_exec_poll(comm);
+        if (req ? req->done : comm->head == NULL)
+            return req ? req->status : comm->failed;
+        if (comm->failed) /* a request not in the queue any more cannot complete */
+            return comm->failed;
+        left = comm->head && comm->head->started ? comm->head->deadline - rdt_now() : 0.1;
+        comm->tp->ops->progress(comm->tp, left > 0.1 ? 100 : (int)(left * 1000) + 1);
+    }
+}
+
+size_t rdt_exec_slot_size(void)
+{
+    return sizeof(rdt_slot_t);
+}
+
+void rdt_exec_slots_free(rdt_comm_t *comm)
+{
+    int i;
+    if (!comm->slots)
+        return;
+    for (i = 0; i < comm->nslots; i++)
+        free(comm->slots[i].msgs);
+    free(comm->slots);
+    comm->slots = NULL;
+}
+
+void rdt_exec_request_free(rdt_request_t *req)
+{
+    if (req && req->heap)
+        free(req);
+}

@@ -1,0 +1,781 @@
+/*
+ * test_collectives.c - every collective over real processes on loopback TCP.
+ *
+ * Each test starts N ranks (tools/spawn.h). Every rank computes the inputs of all ranks from a
+ * formula, so it can compute the expected result of each collective itself, with plain scalar
+ * loops that share no code with the library, and compares it bit for bit with what it received.
+ * A rank exits 0 only if everything matched; the parent test asserts every exit status.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rdmatrain.h"
+#include "spawn.h"
+#include "testutil.h"
+
+#define SPAWN_TIMEOUT_S 240
+
+/* ------------------------------------------------------------------------------------------ */
+/* Values and the reference                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* bfloat16 from float, round to nearest even (reference path, independent of the library). */
+static uint16_t ref_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+/* Input element i of rank r: small integers, so every sum and product is exact in every type. */
+static int64_t input_value(int r, size_t i, rdt_op_t op, int seed)
+{
+    if (op == RDT_PROD)
+        return 1 + (int64_t)(((size_t)r * 5 + i * 3 + (size_t)seed) % 4 == 0);
+    return (int64_t)(((size_t)r * 13 + i * 7 + (size_t)seed) % 9) - 4;
+}
+
+static int is_unsigned(rdt_dtype_t t)
+{
+    return t == RDT_UINT8 || t == RDT_UINT32 || t == RDT_UINT64;
+}
+
+/* Store integer value v into element i of buf as dtype t (unsigned types take v + 4 >= 0). */
+static void store(void *buf, size_t i, rdt_dtype_t t, int64_t v)
+{
+    if (is_unsigned(t) && v < 0)
+        v += 4;
+    switch (t) {
+    case RDT_INT8: ((int8_t *)buf)[i] = (int8_t)v; break;
+    case RDT_UINT8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
+    case RDT_INT32: ((int32_t *)buf)[i] = (int32_t)v; break;
+    case RDT_UINT32: ((uint32_t *)buf)[i] = (uint32_t)v; break;
+    case RDT_INT64: ((int64_t *)buf)[i] = v; break;
+    case RDT_UINT64: ((uint64_t *)buf)[i] = (uint64_t)v; break;
+    case RDT_FLOAT16: {
+        _Float16 h = (_Float16)v;
+        memcpy((char *)buf + 2 * i, &h, 2);
+        break;
+    }
+    case RDT_BFLOAT16: {
+        uint16_t h = ref_f32_to_bf16((float)v);
+        memcpy((char *)buf + 2 * i, &h, 2);
+        break;
+    }
+    case RDT_FLOAT32: ((float *)buf)[i] = (float)v; break;
+    case RDT_FLOAT64: ((double *)buf)[i] = (double)v; break;
+    default: break;
+    }
+}
+
+static int64_t in_value(int r, size_t i, rdt_dtype_t t, rdt_op_t op, int seed)
+{
+    int64_t v = input_value(r, i, op, seed);
+    if (is_unsigned(t) && v < 0)
+        v += 4;
+    return v;
+}
+
+/* Expected element: the reduction of all ranks' values, written into buf[i] as dtype t. */
+static void store_reduced(void *buf, size_t i, rdt_dtype_t t, rdt_op_t op, int p, size_t src_i,
+                          int seed)
+{
+    int64_t acc = in_value(0, src_i, t, op, seed);
+    int r;
+
+    for (r = 1; r < p; r++) {
+        int64_t v = in_value(r, src_i, t, op, seed);
+        switch (op) {
+        case RDT_SUM: case RDT_AVG: acc += v; break;
+        case RDT_PROD: acc *= v; break;
+        case RDT_MIN: acc = v < acc ? v : acc; break;
+        case RDT_MAX: acc = v > acc ? v : acc; break;
+        default: break;
+        }
+    }
+    if (op != RDT_AVG) {
+        /* wrap like the library's integer arithmetic: store truncates to the width */
+        switch (t) {
+        case RDT_INT8: ((int8_t *)buf)[i] = (int8_t)(uint8_t)acc; return;
+        case RDT_UINT8: ((uint8_t *)buf)[i] = (uint8_t)acc; return;
+        default: store(buf, i, t, acc); return;
+        }
+    }
+    /* AVG: the sum divided by p in the type's own arithmetic */
+    switch (t) {
+    case RDT_INT8: ((int8_t *)buf)[i] = (int8_t)((int8_t)acc / p); break;
+    case RDT_UINT8: ((uint8_t *)buf)[i] = (uint8_t)((uint8_t)acc / (unsigned)p); break;
+    case RDT_INT32: ((int32_t *)buf)[i] = (int32_t)acc / p; break;
+    case RDT_UINT32: ((uint32_t *)buf)[i] = (uint32_t)acc / (uint32_t)p; break;
+    case RDT_INT64: ((int64_t *)buf)[i] = acc / p; break;
+    case RDT_UINT64: ((uint64_t *)buf)[i] = (uint64_t)acc / (uint64_t)p; break;
+    case RDT_FLOAT16: {
+        _Float16 h = (_Float16)((float)acc / (float)p);
+        memcpy((char *)buf + 2 * i, &h, 2);
+        break;
+    }
+    case RDT_BFLOAT16: {
+        uint16_t h = ref_f32_to_bf16((float)acc / (float)p);
+        memcpy((char *)buf + 2 * i, &h, 2);
+        break;
+    }
+    case RDT_FLOAT32: ((float *)buf)[i] = (float)acc / (float)p; break;
+    case RDT_FLOAT64: ((double *)buf)[i] = (double)acc / (double)p; break;
+    default: break;
+    }
+}
+
+static void fill_input(void *buf, size_t n, int r, rdt_dtype_t t, rdt_op_t op, int seed,
+                       size_t first)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        store(buf, i, t, input_value(r, first + i, op, seed));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One collective case: prepare buffers and the expected result, issue, check                   */
+/* ------------------------------------------------------------------------------------------ */
+
+enum { C_ALLREDUCE, C_REDUCE_SCATTER, C_ALLGATHER, C_BROADCAST, C_REDUCE, C_ALLTOALL, C_COUNT };
+static const char *const coll_names[C_COUNT] = {"allreduce", "reduce_scatter", "allgather",
+                                                "broadcast", "reduce", "alltoall"};
+
+typedef struct tcase {
+    int coll;
+    size_t count;
+    rdt_dtype_t t;
+    rdt_op_t op;
+    int in_place;
+    int root;
+    int seed;
+    /* buffers */
+    unsigned char *in;   /* allocation holding the input (out of place) */
+    unsigned char *out;  /* allocation holding the output (and the input, in place) */
+    unsigned char *exp;  /* expected bytes of the result region */
+    const void *sendbuf;
+    void *recvbuf;
+    unsigned char *result; /* where the result region starts */
+    size_t result_bytes;
+} tcase_t;
+
+static void tcase_prepare(tcase_t *c, int r, int p)
+{
+    size_t es = rdt_dtype_size(c->t), n = c->count, i;
+    size_t in_elems = (c->coll == C_REDUCE_SCATTER || c->coll == C_ALLTOALL) ? n * p : n;
+    size_t out_elems = (c->coll == C_ALLGATHER || c->coll == C_ALLTOALL) ? n * p : n;
+    size_t total = (in_elems > out_elems ? in_elems : out_elems) + 1;
+    int q;
+
+    c->in = malloc(total * es);
+    c->out = malloc(total * es);
+    c->exp = malloc(total * es);
+    assert_non_null(c->in);
+    assert_non_null(c->out);
+    assert_non_null(c->exp);
+    memset(c->out, 0x5a, total * es); /* garbage: an element never written shows up */
+    fill_input(c->in, in_elems, c->coll == C_BROADCAST ? c->root : r, c->t, c->op, c->seed, 0);
+
+    /* expected result */
+    switch (c->coll) {
+    case C_ALLREDUCE:
+    case C_REDUCE:
+        for (i = 0; i < n; i++)
+            store_reduced(c->exp, i, c->t, c->op, p, i, c->seed);
+        c->result_bytes = n * es;
+        break;
+    case C_REDUCE_SCATTER:
+        for (i = 0; i < n; i++)
+            store_reduced(c->exp, i, c->t, c->op, p, (size_t)r * n + i, c->seed);
+        c->result_bytes = n * es;
+        break;
+    case C_ALLGATHER:
+        for (q = 0; q < p; q++)
+            fill_input(c->exp + (size_t)q * n * es, n, q, c->t, c->op, c->seed, 0);
+        c->result_bytes = (size_t)p * n * es;
+        break;
+    case C_BROADCAST:
+        fill_input(c->exp, n, c->root, c->t, c->op, c->seed, 0);
+        c->result_bytes = n * es;
+        break;
+    case C_ALLTOALL:
+        for (q = 0; q < p; q++)
+            fill_input(c->exp + (size_t)q * n * es, n, q, c->t, c->op, c->seed, (size_t)r * n);
+        c->result_bytes = (size_t)p * n * es;
+        break;
+    }
+
+    /* buffers as the API wants them */
+    if (!c->in_place) {
+        c->sendbuf = c->in;
+        c->recvbuf = c->out;
+        c->result = c->out;
+        if (c->coll == C_REDUCE && r != c->root) {
+            c->recvbuf = NULL; /* non-roots may pass NULL */
+            c->result_bytes = 0;
+        }
+        if (c->coll == C_BROADCAST && r != c->root)
+            c->sendbuf = NULL;
+        return;
+    }
+    switch (c->coll) {
+    case C_ALLGATHER: /* this rank's slot of recvbuf holds its input */
+        memcpy(c->out + (size_t)r * n * es, c->in, n * es);
+        c->sendbuf = c->out + (size_t)r * n * es;
+        c->recvbuf = c->out;
+        c->result = c->out;
+        break;
+    case C_REDUCE_SCATTER: /* recvbuf is this rank's slot of sendbuf */
+        memcpy(c->out, c->in, in_elems * es);
+        c->sendbuf = c->out;
+        c->recvbuf = c->out + (size_t)r * n * es;
+        c->result = c->recvbuf;
+        break;
+    default:
+        memcpy(c->out, c->in, in_elems * es);
+        c->sendbuf = c->out;
+        c->recvbuf = c->out;
+        c->result = c->out;
+        if (c->coll == C_REDUCE && r != c->root)
+            c->result_bytes = 0;
+        break;
+    }
+}
+
+static rdt_status_t tcase_issue(tcase_t *c, rdt_comm_t *comm, rdt_request_t **req)
+{
+    size_t n = c->count;
+    switch (c->coll) {
+    case C_ALLREDUCE:
+        return req ? rdt_iallreduce(comm, c->sendbuf, c->recvbuf, n, c->t, c->op, req)
+                   : rdt_allreduce(comm, c->sendbuf, c->recvbuf, n, c->t, c->op);
+    case C_REDUCE_SCATTER:
+        return req ? rdt_ireduce_scatter(comm, c->sendbuf, c->recvbuf, n, c->t, c->op, req)
+                   : rdt_reduce_scatter(comm, c->sendbuf, c->recvbuf, n, c->t, c->op);
+    case C_ALLGATHER:
+        return req ? rdt_iallgather(comm, c->sendbuf, c->recvbuf, n, c->t, req)
+                   : rdt_allgather(comm, c->sendbuf, c->recvbuf, n, c->t);
+    case C_BROADCAST:
+        return req ? rdt_ibroadcast(comm, c->sendbuf, c->recvbuf, n, c->t, c->root, req)
+                   : rdt_broadcast(comm, c->sendbuf, c->recvbuf, n, c->t, c->root);
+    case C_REDUCE:
+        return req ? rdt_ireduce(comm, c->sendbuf, c->recvbuf, n, c->t, c->op, c->root, req)
+                   : rdt_reduce(comm, c->sendbuf, c->recvbuf, n, c->t, c->op, c->root);
+    default:
+        return req ? rdt_ialltoall(comm, c->sendbuf, c->recvbuf, n, c->t, req)
+                   : rdt_alltoall(comm, c->sendbuf, c->recvbuf, n, c->t);
+    }
+}
+
+static void tcase_describe(const tcase_t *c, int r, char *buf, size_t len)
+{
+    snprintf(buf, len, "rank %d: %s %s %s x %zu root %d %s seed %d", r, coll_names[c->coll],
+             rdt_dtype_name(c->t), rdt_op_name(c->op), c->count, c->root,
+             c->in_place ? "in place" : "out of place", c->seed);
+}
+
+/* 0 if the result matches the reference bit for bit. */
+static int tcase_check(const tcase_t *c, int r)
+{
+    size_t es = rdt_dtype_size(c->t), i;
+    char what[160];
+
+    if (!c->result_bytes || memcmp(c->result, c->exp, c->result_bytes) == 0)
+        return 0;
+    for (i = 0; i < c->result_bytes && c->result[i] == c->exp[i]; i++)
+        ;
+    tcase_describe(c, r, what, sizeof(what));
+    fprintf(stderr, "%s: wrong element %zu (byte %zu): got %02x expected %02x\n", what, i / es, i,
+            c->result[i], c->exp[i]);
+    return 1;
+}
+
+static void tcase_free(tcase_t *c)
+{
+    free(c->in);
+    free(c->out);
+    free(c->exp);
+}
+
+/* Run one case with a blocking call; 0 if right. */
+static int run_case(rdt_comm_t *comm, tcase_t *c)
+{
+    int r = rdt_comm_rank(comm), bad;
+    rdt_status_t st;
+
+    tcase_prepare(c, r, rdt_comm_size(comm));
+    st = tcase_issue(c, comm, NULL);
+    if (st != RDT_SUCCESS) {
+        char what[160];
+        tcase_describe(c, r, what, sizeof(what));
+        fprintf(stderr, "%s: %s: %s\n", what, rdt_status_str(st), rdt_comm_last_error(comm));
+        tcase_free(c);
+        return 1;
+    }
+    bad = tcase_check(c, r);
+    tcase_free(c);
+    return bad;
+}
+
+static int is_reduction(int coll)
+{
+    return coll == C_ALLREDUCE || coll == C_REDUCE_SCATTER || coll == C_REDUCE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Rank bodies                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct job {
+    const char *algo; /* RDT_ALGO for the ranks, or NULL */
+    int big;          /* include 1 MiB + 3 elements */
+    int all_types;    /* every dtype and op at the small sizes */
+} job_t;
+
+static rdt_comm_t *create_or_die(void)
+{
+    rdt_comm_t *comm = NULL;
+    rdt_status_t st = rdt_comm_create_from_env(&comm);
+    if (st != RDT_SUCCESS) {
+        fprintf(stderr, "create: %s: %s\n", rdt_status_str(st), rdt_comm_last_error(NULL));
+        _exit(3);
+    }
+    return comm;
+}
+
+/* Every collective, sizes 0, 1, 7, 1023 (and 1 MiB + 3), in place and not, dtypes and ops. */
+static int body_battery(int rank, int nranks, void *arg)
+{
+    const job_t *job = arg;
+    static const size_t sizes[] = {0, 1, 7, 1023};
+    rdt_comm_t *comm;
+    int bad = 0, coll, ip, seed = 1;
+    size_t si;
+
+    if (job->algo)
+        setenv("RDT_ALGO", job->algo, 1);
+    setenv("RDT_TIMEOUT", "60", 1);
+    comm = create_or_die();
+    for (coll = 0; coll < C_COUNT; coll++) {
+        for (si = 0; si < sizeof(sizes) / sizeof(sizes[0]) + (job->big ? 1 : 0); si++) {
+            int big = si == sizeof(sizes) / sizeof(sizes[0]);
+            int t, op;
+            for (t = 0; t < RDT_DTYPE_COUNT; t++) {
+                if ((!job->all_types || big) && t != RDT_FLOAT32 && !(big && t == RDT_BFLOAT16))
+                    continue;
+                for (op = 0; op < RDT_OP_COUNT; op++) {
+                    if (op > 0 && (!is_reduction(coll) || !job->all_types || big))
+                        continue;
+                    for (ip = 0; ip < 2; ip++) {
+                        tcase_t c;
+                        memset(&c, 0, sizeof(c));
+                        c.coll = coll;
+                        c.t = t;
+                        c.op = op;
+                        c.count = big ? (1u << 20) / rdt_dtype_size(t) + 3 : sizes[si];
+                        c.in_place = ip;
+                        c.root = (int)((si + (size_t)seed) % (size_t)nranks);
+                        c.seed = seed++;
+                        bad |= run_case(comm, &c);
+                    }
+                }
+            }
+        }
+        if (rdt_barrier(comm) != RDT_SUCCESS) {
+            fprintf(stderr, "rank %d: barrier: %s\n", rank, rdt_comm_last_error(comm));
+            bad = 1;
+        }
+    }
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void run_job(int nranks, job_t *job, rdt_spawn_fn_t fn)
+{
+    int st[16], i, rc;
+    assert_true(nranks <= 16);
+    rc = rdt_spawn_local(nranks, fn, job, SPAWN_TIMEOUT_S, st);
+    for (i = 0; i < nranks; i++)
+        if (st[i] != 0)
+            fprintf(stderr, "rank %d of %d exited with status %d\n", i, nranks, st[i]);
+    assert_int_equal(rc, 0);
+}
+
+static void test_every_collective_dtype_and_op_is_exact_on_2_ranks(void **state)
+{
+    job_t job = {NULL, 1, 1};
+    run_job(2, &job, body_battery);
+}
+
+static void test_every_collective_dtype_and_op_is_exact_on_3_ranks(void **state)
+{
+    job_t job = {NULL, 1, 1};
+    run_job(3, &job, body_battery);
+}
+
+static void test_every_collective_dtype_and_op_is_exact_on_4_ranks(void **state)
+{
+    job_t job = {NULL, 1, 1};
+    run_job(4, &job, body_battery);
+}
+
+static void test_every_collective_dtype_and_op_is_exact_on_5_ranks(void **state)
+{
+    job_t job = {NULL, 1, 1};
+    run_job(5, &job, body_battery);
+}
+
+static void test_every_collective_is_exact_on_8_ranks(void **state)
+{
+    job_t job = {NULL, 1, 0};
+    run_job(8, &job, body_battery);
+}
+
+/* Every algorithm forced through RDT_ALGO, on 3 and 4 ranks (odd and power of two). */
+static void test_every_forced_algorithm_is_exact_on_3_and_4_ranks(void **state)
+{
+    static const char *const algos[] = {
+        "allreduce:ring",          "allreduce:recdbl",   "allreduce:rabenseifner",
+        "allreduce:tree",          "reduce_scatter:ring", "reduce_scatter:rabenseifner",
+        "allgather:ring",          "allgather:recdbl",   "broadcast:ring",
+        "broadcast:tree",          "reduce:ring",        "reduce:tree"};
+    size_t i;
+    int p;
+    for (p = 3; p <= 4; p++) {
+        for (i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
+            job_t job = {algos[i], 1, 0};
+            run_job(p, &job, body_battery);
+        }
+    }
+}
+
+/* Several nonblocking operations in flight on one communicator, and two communicators (the world
+ * and a split of it in reverse order) used at once. */
+static int body_nonblocking(int rank, int nranks, void *arg)
+{
+    enum { K = 12 };
+    rdt_comm_t *comm = create_or_die(), *rev = NULL;
+    rdt_request_t *reqs[K];
+    tcase_t cases[K];
+    int bad = 0, k;
+    rdt_status_t st;
+
+    st = rdt_comm_split(comm, 0, nranks - 1 - rank, &rev);
+    if (st != RDT_SUCCESS || rdt_comm_rank(rev) != nranks - 1 - rank ||
+        rdt_comm_size(rev) != nranks) {
+        fprintf(stderr, "rank %d: split: %s %s\n", rank, rdt_status_str(st),
+                rdt_comm_last_error(comm));
+        return 1;
+    }
+    memset(cases, 0, sizeof(cases));
+    for (k = 0; k < K; k++) {
+        rdt_comm_t *c = (k % 3 == 2) ? rev : comm;
+        tcase_t *tc = &cases[k];
+        tc->coll = k % C_COUNT;
+        tc->t = (k & 1) ? RDT_FLOAT32 : RDT_INT32;
+        tc->op = (k % 4 == 3) ? RDT_MAX : RDT_SUM;
+        tc->count = (k % 4 == 0) ? 100003 : (size_t)(k * 37 + 1);
+        tc->in_place = k % 2;
+        tc->root = k % nranks;
+        tc->seed = 100 + k;
+        tcase_prepare(tc, rdt_comm_rank(c), nranks);
+        st = tcase_issue(tc, c, &reqs[k]);
+        if (st != RDT_SUCCESS) {
+            fprintf(stderr, "rank %d: issue %d: %s\n", rank, k, rdt_comm_last_error(c));
+            return 1;
+        }
+    }
+    /* test a few before waiting for all, so both paths run */
+    for (k = 0; k < K; k += 5) {
+        int done = 0;
+        st = rdt_test(reqs[k], &done);
+        if (st != RDT_SUCCESS) {
+            fprintf(stderr, "rank %d: test %d: %s\n", rank, k, rdt_status_str(st));
+            return 1;
+        }
+        if (done)
+            reqs[k] = NULL;
+    }
+    st = rdt_waitall(K, reqs);
+    if (st != RDT_SUCCESS) {
+        fprintf(stderr, "rank %d: waitall: %s / %s\n", rank, rdt_comm_last_error(comm),
+                rdt_comm_last_error(rev));
+        return 1;
+    }
+    for (k = 0; k < K; k++) {
+        rdt_comm_t *c = (k % 3 == 2) ? rev : comm;
+        bad |= tcase_check(&cases[k], rdt_comm_rank(c));
+        tcase_free(&cases[k]);
+    }
+    rdt_comm_destroy(rev);
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_many_nonblocking_operations_on_two_communicators_are_exact(void **state)
+{
+    int p;
+    for (p = 2; p <= 5; p++)
+        run_job(p, NULL, body_nonblocking);
+}
+
+/* Split by parity: each half runs an allreduce of its own; RDT_UNDEFINED opts out. */
+static int body_split(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm = create_or_die(), *half = NULL, *none = NULL;
+    int bad = 0, color = rank % 2;
+    tcase_t c;
+    rdt_status_t st;
+
+    st = rdt_comm_split(comm, color, rank, &half);
+    if (st != RDT_SUCCESS || rdt_comm_size(half) != (nranks - color + 1) / 2 ||
+        rdt_comm_rank(half) != rank / 2) {
+        fprintf(stderr, "rank %d: split: %s\n", rank, rdt_comm_last_error(comm));
+        return 1;
+    }
+    st = rdt_comm_split(comm, rank == 0 ? RDT_UNDEFINED : 7, 0, &none);
+    if (st != RDT_SUCCESS || (rank == 0) != (none == NULL)) {
+        fprintf(stderr, "rank %d: split undefined: %s\n", rank, rdt_comm_last_error(comm));
+        return 1;
+    }
+    memset(&c, 0, sizeof(c));
+    c.coll = C_ALLREDUCE;
+    c.t = RDT_INT64;
+    c.op = RDT_SUM;
+    c.count = 5000;
+    c.seed = 9;
+    bad |= run_case(half, &c);
+    if (none) {
+        memset(&c, 0, sizeof(c));
+        c.coll = C_ALLGATHER;
+        c.t = RDT_UINT8;
+        c.count = 33;
+        c.seed = 10;
+        bad |= run_case(none, &c);
+    }
+    /* the parent still works after its children */
+    memset(&c, 0, sizeof(c));
+    c.coll = C_ALLREDUCE;
+    c.t = RDT_FLOAT64;
+    c.op = RDT_MIN;
+    c.count = 77;
+    c.seed = 11;
+    bad |= run_case(comm, &c);
+    rdt_comm_destroy(none);
+    rdt_comm_destroy(half);
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_split_communicators_work_beside_their_parent(void **state)
+{
+    run_job(5, NULL, body_split);
+    run_job(2, NULL, body_split);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Bad input                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+#define EXPECT_ERR(call, want)                                                                   \
+    do {                                                                                         \
+        rdt_status_t got_ = (call);                                                              \
+        if (got_ != (want) || !rdt_comm_last_error(comm)[0]) {                                  \
+            fprintf(stderr, "rank %d: %s gave %s, expected %s\n", rank, #call,                   \
+                    rdt_status_str(got_), rdt_status_str(want));                                 \
+            bad = 1;                                                                             \
+        }                                                                                        \
+    } while (0)
+
+static int body_bad_input(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm = create_or_die();
+    float buf[64];
+    rdt_request_t *req = NULL;
+    int bad = 0;
+    tcase_t c;
+
+    memset(buf, 0, sizeof(buf));
+    EXPECT_ERR(rdt_allreduce(comm, NULL, buf, 4, RDT_FLOAT32, RDT_SUM), RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_allreduce(comm, buf, NULL, 4, RDT_FLOAT32, RDT_SUM), RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_allreduce(comm, buf, buf, SIZE_MAX / 2, RDT_FLOAT32, RDT_SUM),
+               RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_allgather(comm, buf, buf + 8, SIZE_MAX / 3, RDT_FLOAT64),
+               RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_allreduce(comm, buf, buf + 32, 4, RDT_DTYPE_COUNT, RDT_SUM),
+               RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_allreduce(comm, buf, buf + 32, 4, RDT_FLOAT32, (rdt_op_t)42),
+               RDT_ERR_UNSUPPORTED);
+    EXPECT_ERR(rdt_broadcast(comm, buf, buf, 4, RDT_FLOAT32, nranks), RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_reduce(comm, buf, buf, 4, RDT_FLOAT32, RDT_SUM, -1), RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_send(comm, buf, 4, RDT_FLOAT32, rank), RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_recv(comm, buf, 4, RDT_FLOAT32, nranks + 3), RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_allreduce(comm, buf, buf + 1, 8, RDT_FLOAT32, RDT_SUM), RDT_ERR_INVALID_ARG);
+    EXPECT_ERR(rdt_iallreduce(comm, buf, buf + 32, 4, RDT_FLOAT32, RDT_SUM, NULL),
+               RDT_ERR_INVALID_ARG);
+    if (rdt_allreduce(NULL, buf, buf, 4, RDT_FLOAT32, RDT_SUM) != RDT_ERR_INVALID_ARG ||
+        !rdt_comm_last_error(NULL)[0]) {
+        fprintf(stderr, "rank %d: NULL communicator not refused\n", rank);
+        bad = 1;
+    }
+    (void)req;
+    /* nothing above touched the communicator: a real collective still works */
+    memset(&c, 0, sizeof(c));
+    c.coll = C_ALLREDUCE;
+    c.t = RDT_FLOAT32;
+    c.op = RDT_SUM;
+    c.count = 1000;
+    c.seed = 3;
+    bad |= run_case(comm, &c);
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_bad_arguments_are_refused_and_leave_the_communicator_usable(void **state)
+{
+    run_job(2, NULL, body_bad_input);
+}
+
+/* A rank that calls with a different count: every rank gets an error, nobody hangs or corrupts. */
+static int body_count_mismatch(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm;
+    size_t n = rank == 1 ? 1000 : 4096, i;
+    float *in = calloc(8192, sizeof(float)), *out = calloc(8192 + 16, sizeof(float));
+    rdt_status_t st;
+
+    setenv("RDT_TIMEOUT", "20", 1);
+    comm = create_or_die();
+    for (i = 0; i < 8192 + 16; i++)
+        out[i] = -1.0f;
+    st = rdt_allreduce(comm, in, out, n, RDT_FLOAT32, RDT_SUM);
+    /* nothing may be written past the count this rank passed */
+    for (i = n; i < 8192 + 16; i++) {
+        if (out[i] != -1.0f) {
+            fprintf(stderr, "rank %d: element %zu beyond the count was written\n", rank, i);
+            return 1;
+        }
+    }
+    if (st == RDT_SUCCESS) {
+        fprintf(stderr, "rank %d: a count mismatch went unnoticed\n", rank);
+        return 1;
+    }
+    fprintf(stderr, "rank %d (expected error): %s: %s\n", rank, rdt_status_str(st),
+            rdt_comm_last_error(comm));
+    rdt_comm_destroy(comm);
+    free(in);
+    free(out);
+    return 0;
+}
+
+static void test_a_count_mismatch_is_an_error_on_every_rank(void **state)
+{
+    run_job(3, NULL, body_count_mismatch);
+}
+
+/* The environment, read in this process (no ranks started). */
+static void clear_env(void)
+{
+    static const char *const vars[] = {"RDT_RANK", "RDT_SIZE", "RDT_ROOT", "RDT_TOKEN",
+                                       "SLURM_PROCID", "SLURM_NTASKS", "OMPI_COMM_WORLD_RANK",
+                                       "OMPI_COMM_WORLD_SIZE", "RANK", "WORLD_SIZE",
+                                       "MASTER_ADDR", "MASTER_PORT", "RDT_TIMEOUT"};
+    size_t i;
+    for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+}
+
+static void expect_create_error(rdt_status_t want, const char *needle)
+{
+    rdt_comm_t *comm = NULL;
+    rdt_status_t st = rdt_comm_create_from_env(&comm);
+    if (st != want || !strstr(rdt_comm_last_error(NULL), needle))
+        fprintf(stderr, "got %s: '%s'\n", rdt_status_str(st), rdt_comm_last_error(NULL));
+    assert_int_equal(st, want);
+    assert_null(comm);
+    assert_non_null(strstr(rdt_comm_last_error(NULL), needle));
+}
+
+static void test_missing_or_contradictory_environment_is_a_clear_error(void **state)
+{
+    clear_env();
+    setenv("RDT_RANK", "1", 1);
+    expect_create_error(RDT_ERR_CONFIG, "RDT_SIZE");
+    setenv("RDT_SIZE", "2", 1);
+    expect_create_error(RDT_ERR_CONFIG, "RDT_ROOT");
+    setenv("RDT_RANK", "2", 1);
+    expect_create_error(RDT_ERR_CONFIG, "RDT_RANK");
+    setenv("RDT_RANK", "x", 1);
+    expect_create_error(RDT_ERR_CONFIG, "RDT_RANK");
+    setenv("RDT_RANK", "1", 1);
+    setenv("RDT_ROOT", "127.0.0.1", 1);
+    expect_create_error(RDT_ERR_CONFIG, "RDT_ROOT");
+    setenv("RDT_ROOT", "127.0.0.1:70000", 1);
+    expect_create_error(RDT_ERR_CONFIG, "RDT_ROOT");
+    clear_env();
+    setenv("RANK", "0", 1);
+    setenv("WORLD_SIZE", "2", 1);
+    setenv("MASTER_ADDR", "127.0.0.1", 1);
+    expect_create_error(RDT_ERR_CONFIG, "MASTER_PORT");
+    clear_env();
+    setenv("RDT_TIMEOUT", "soon", 1);
+    expect_create_error(RDT_ERR_CONFIG, "RDT_TIMEOUT");
+    clear_env();
+}
+
+static void test_an_unreachable_root_is_an_error_within_the_timeout(void **state)
+{
+    rdt_comm_t *comm = NULL;
+    rdt_status_t st;
+
+    clear_env();
+    setenv("RDT_RANK", "1", 1);
+    setenv("RDT_SIZE", "2", 1);
+    setenv("RDT_ROOT", "127.0.0.1:9", 1); /* discard port: nothing listens on loopback */
+    setenv("RDT_TOKEN", "unreachable", 1);
+    setenv("RDT_CONNECT_TIMEOUT", "1", 1);
+    st = rdt_comm_create_from_env(&comm);
+    fprintf(stderr, "expected error: %s: %s\n", rdt_status_str(st), rdt_comm_last_error(NULL));
+    assert_true(st == RDT_ERR_TIMEOUT || st == RDT_ERR_NETWORK);
+    assert_null(comm);
+    assert_non_null(strstr(rdt_comm_last_error(NULL), "127.0.0.1:9"));
+    unsetenv("RDT_CONNECT_TIMEOUT");
+    clear_env();
+}
+
+static void test_a_single_rank_without_launcher_runs_every_collective(void **state)
+{
+    job_t job = {NULL, 0, 1};
+    clear_env();
+    assert_int_equal(body_battery(0, 1, &job), 0);
+    clear_env();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_missing_or_contradictory_environment_is_a_clear_error),
+        cmocka_unit_test(test_an_unreachable_root_is_an_error_within_the_timeout),
+        cmocka_unit_test(test_a_single_rank_without_launcher_runs_every_collective),
+        cmocka_unit_test(test_every_collective_dtype_and_op_is_exact_on_2_ranks),
+        cmocka_unit_test(test_every_collective_dtype_and_op_is_exact_on_3_ranks),
+        cmocka_unit_test(test_every_collective_dtype_and_op_is_exact_on_4_ranks),
+        cmocka_unit_test(test_every_collective_dtype_and_op_is_exact_on_5_ranks),
+        cmocka_unit_test(test_every_collective_is_exact_on_8_ranks),
+        cmocka_unit_test(test_every_forced_algorithm_is_exact_on_3_and_4_ranks),
+        cmocka_unit_test(test_many_nonblocking_operations_on_two_communicators_are_exact),
+        cmocka_unit_test(test_split_communicators_work_beside_their_parent),
+        cmocka_unit_test(test_bad_arguments_are_refused_and_leave_the_communicator_usable),
+        cmocka_unit_test(test_a_count_mismatch_is_an_error_on_every_rank),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

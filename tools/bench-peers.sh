@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# bench-peers.sh - rdmatrain's allreduce against Open MPI's MPI_Allreduce, back to back on this
+# machine, over loopback only.
+#
+#   tools/bench-peers.sh            (about 2-3 minutes with the defaults, as root)
+#
+# For ROUNDS rounds (default 3), and within each round for every rank count of NPS ("2 4"):
+#   rdt_bench -n N -c allreduce -d float32 -o sum -b MINB -e MAXB -T TARGET_S
+#   mpirun --oversubscribe --allow-run-as-root --mca pml ob1 --mca btl tcp,self \
+#          --mca btl_tcp_if_include lo -np N mpi_allreduce_bench -b MINB -e MAXB -T TARGET_S
+# The two programs measure the same way (exact check, warmup, -T seconds in 5 batches each
+# after a barrier, per-rank mean averaged across ranks, median batch); the MPI one is
+# tools/peers/mpi_allreduce_bench.c, carried here so that nothing outside the repository is read.
+# The machine is shared and noisy, hence the interleaving and the per-size median over rounds.
+#
+# Prints, per rank count, one table: size, rdmatrain busbw, Open MPI busbw, their ratio
+# (> 1: rdmatrain faster), out-of-place and in-place, then the smallest size's latencies.
+# busbw = size / time * 2(n-1)/n, from the median over rounds of each size's time.
+# Exit status 1 if a run failed or reported wrong elements.
+#
+# Knobs (environment):
+#   ROUNDS (3), NPS ("2 4"), MINB (8), MAXB (64M), TARGET_S (0.2 s per size and mode),
+#   RUN_TIMEOUT (600 s per run), VERBOSE=1 (print every raw table),
+#   RDT_BENCH      an rdt_bench to use; default: build it with CMake into BUILD_DIR
+#   BUILD_DIR      (default /tmp/rdt-bench-peers-build)
+#   KEEP_DIR       copy the raw tables there
+#   MPI_EXTRA      extra mpirun arguments, e.g. "--bind-to none" (Open MPI binds 2 ranks one
+#                  per core and leaves 4 ranks on 2 cores unbound; rdt_bench binds nothing)
+#   RDT_*          exported library knobs reach rdt_bench's ranks unchanged
+# Installs openmpi-bin and libopenmpi-dev with apt-get if they are missing (needs root).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRC_ROOT=$(cd "$HERE/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+NPS=${NPS:-"2 4"}
+MINB=${MINB:-8}
+MAXB=${MAXB:-64M}
+TARGET_S=${TARGET_S:-0.2}
+RUN_TIMEOUT=${RUN_TIMEOUT:-600}
+VERBOSE=${VERBOSE:-0}
+BUILD_DIR=${BUILD_DIR:-/tmp/rdt-bench-peers-build}
+KEEP_DIR=${KEEP_DIR:-}
+read -r -a MPI_EXTRA_ARGS <<<"${MPI_EXTRA:-}"
+WORK=$(mktemp -d /tmp/bench-peers.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+# ------------------------------------------------------------------------------- packages
+missing=()
+for p in openmpi-bin libopenmpi-dev; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "bench-peers.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
+        exit 1
+    fi
+    echo "installing: ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+# The benchmarks run without OPENBLAS_CORETYPE if the caller's environment sets it.
+BENCH_ENV=(env)
+if [[ -n "${OPENBLAS_CORETYPE+set}" ]]; then
+    BENCH_ENV=(env -u OPENBLAS_CORETYPE)
+fi
+
+# ------------------------------------------------------------------------------- build
+MPI_BENCH="$WORK/mpi_allreduce_bench"
+mpicc -O2 -Wall -o "$MPI_BENCH" "$HERE/peers/mpi_allreduce_bench.c"
+
+rdt_ok=1
+failed=0 # exit status
+if [[ -z "${RDT_BENCH:-}" ]]; then
+    RDT_BENCH="$BUILD_DIR/tools/rdt_bench"
+    echo "building rdt_bench in $BUILD_DIR ..."
+    if ! { cmake -S "$SRC_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+            -DRDT_BUILD_TESTS=OFF >"$WORK/build.log" 2>&1 &&
+        cmake --build "$BUILD_DIR" -j"$(nproc)" --target rdt_bench >>"$WORK/build.log" 2>&1; }; then
+        echo "!!! rdt_bench did not build; Open MPI only. Last lines of the build:"
+        tail -n 15 "$WORK/build.log" | sed 's/^/!!!   /'
+        rdt_ok=0
+        failed=1
+    fi
+elif [[ ! -x "$RDT_BENCH" ]]; then
+    echo "!!! RDT_BENCH=$RDT_BENCH is not executable; Open MPI only"
+    rdt_ok=0
+    failed=1
+fi
+
+MPIRUN=(mpirun --oversubscribe --allow-run-as-root --mca pml ob1 --mca btl "tcp,self"
+    --mca btl_tcp_if_include lo "${MPI_EXTRA_ARGS[@]}")
+
+# ------------------------------------------------------------------------------- header
+echo "# bench-peers.sh  $(date -Is)"
+echo "# host: $(uname -srm), $(nproc) cpus, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p')"
+echo "# $(mpirun --version 2>/dev/null | head -1); rdt_bench: $RDT_BENCH$( ((rdt_ok)) || echo ' (unavailable)')"
+echo "# rounds $ROUNDS, ranks $NPS, sizes $MINB..$MAXB, ~$TARGET_S s per size and mode"
+echo "# rdt: rdt_bench -n N -c allreduce -d float32 -o sum -b $MINB -e $MAXB -T $TARGET_S"
+echo "# mpi: ${MPIRUN[*]} -np N mpi_allreduce_bench -b $MINB -e $MAXB -T $TARGET_S"
+env | grep '^RDT_' | sed 's/^/# env: /' || true
+echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+
+# ------------------------------------------------------------------------------- runs
+run_one() { # tool np round
+    local tool=$1 np=$2 round=$3 out="$WORK/raw-$1-$2-$3.txt" t0 rc=0
+    t0=$(date +%s)
+    if [[ $tool == rdt ]]; then
+        timeout "$RUN_TIMEOUT" "${BENCH_ENV[@]}" "$RDT_BENCH" -n "$np" -c allreduce -d float32 \
+            -o sum -b "$MINB" -e "$MAXB" -T "$TARGET_S" -t "$RUN_TIMEOUT" >"$out" 2>&1 || rc=$?
+    else
+        timeout "$RUN_TIMEOUT" "${BENCH_ENV[@]}" "${MPIRUN[@]}" -np "$np" "$MPI_BENCH" \
+            -b "$MINB" -e "$MAXB" -T "$TARGET_S" >"$out" 2>&1 || rc=$?
+    fi
+    printf "round %s/%s  %-9s %s ranks: %s (%d s, load %s)\n" "$round" "$ROUNDS" \
+        "$([[ $tool == rdt ]] && echo rdmatrain || echo 'Open MPI')" "$np" \
+        "$( ((rc == 0)) && echo ok || echo "FAILED, exit $rc")" $(($(date +%s) - t0)) \
+        "$(cut -d' ' -f1 /proc/loadavg)"
+    if ((rc != 0)); then
+        failed=1
+        grep -v '^ ' "$out" | tail -n 5 | sed 's/^/    /'
+    fi
+    if [[ $VERBOSE == 1 ]]; then
+        sed 's/^/    /' "$out"
+    fi
+}
+
+for round in $(seq "$ROUNDS"); do
+    for np in $NPS; do
+        ((rdt_ok)) && run_one rdt "$np" "$round"
+        run_one mpi "$np" "$round"
+    done
+done
+echo
+[[ -n "$KEEP_DIR" ]] && mkdir -p "$KEEP_DIR" && cp "$WORK"/raw-*.txt "$KEEP_DIR"/
+
+# ------------------------------------------------------------------------------- tables
+# rdt_bench rows: size count type redop root | time algbw busbw #wrong | time algbw busbw #wrong
+# mpi rows:       size count | time algbw busbw #wrong | time algbw busbw #wrong | iters
+summary() { # np
+    local np=$1
+    shopt -s nullglob
+    local files=("$WORK"/raw-rdt-"$np"-*.txt "$WORK"/raw-mpi-"$np"-*.txt)
+    shopt -u nullglob
+    echo "=== allreduce float32 sum, $np ranks, loopback: median over $ROUNDS rounds ==="
+    if ((${#files[@]} == 0)); then
+        echo "(no data)"
+        echo
+        return
+    fi
+    awk -v np="$np" '
+        function median(s,   a, n, i, j, t) {
+            n = split(s, a, " ")
+            if (n == 0) return -1
+            for (i = 2; i <= n; i++) {
+                t = a[i] + 0
+                for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
+                a[j + 1] = t
+            }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        function bw(size, t) { return t > 0 ? size / t / 1e3 * 2 * (np - 1) / np : -1 }
+        function fmt(x) { return x < 0 ? sprintf("%9s", "-") : sprintf("%9.3f", x) }
+        function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%7.2f", a / b) : sprintf("%7s", "-") }
+        FNR == 1 { tool = (FILENAME ~ /raw-rdt-/) ? "rdt" : "mpi" }
+        /^#/ || $1 !~ /^[0-9]+$/ { next }
+        tool == "rdt" && NF >= 13 && $3 == "float32" && $4 == "sum" {
+            k = $1; seen[k] = 1; t[k, "rdt", 0] = t[k, "rdt", 0] " " $6; t[k, "rdt", 1] = t[k, "rdt", 1] " " $10
+            if ($9 ~ /^[0-9]+$/) wrong["rdt"] += $9
+            if ($13 ~ /^[0-9]+$/) wrong["rdt"] += $13
+            next
+        }
+        tool == "mpi" && NF >= 10 {
+            k = $1; seen[k] = 1; t[k, "mpi", 0] = t[k, "mpi", 0] " " $3; t[k, "mpi", 1] = t[k, "mpi", 1] " " $7
+            wrong["mpi"] += $6 + $10
+        }
+        END {
+            n = 0
+            for (k in seen) sizes[++n] = k + 0
+            for (i = 2; i <= n; i++) { x = sizes[i]; for (j = i - 1; j >= 1 && sizes[j] > x; j--) sizes[j + 1] = sizes[j]; sizes[j + 1] = x }
+            printf "# %11s %9s %9s %7s %9s %9s %7s\n", "size", "rdt oop", "mpi oop", "ratio", "rdt ip", "mpi ip", "ratio"
+            printf "# %11s %9s %9s %7s %9s %9s %7s\n", "(B)", "(GB/s)", "(GB/s)", "rdt/mpi", "(GB/s)", "(GB/s)", "rdt/mpi"
+            for (i = 1; i <= n; i++) {
+                k = sizes[i]; line = sprintf("  %11d", k)
+                for (m = 0; m < 2; m++) {
+                    r = bw(k, median(t[k, "rdt", m])); p = bw(k, median(t[k, "mpi", m]))
+                    line = line " " fmt(r) " " fmt(p) " " ratio(r, p)
+                }
+                print line
+            }
+            if (n > 0) {
+                k = sizes[1]
+                for (m = 0; m < 2; m++) {
+                    lr[m] = median(t[k, "rdt", m]); lm[m] = median(t[k, "mpi", m])
+                    ls[m] = sprintf("rdmatrain %s us, Open MPI %s us", lr[m] < 0 ? "-" : sprintf("%.2f", lr[m]), lm[m] < 0 ? "-" : sprintf("%.2f", lm[m]))
+                }
+                printf "# %d-byte latency: out-of-place %s; in-place %s\n", k, ls[0], ls[1]
+            }
+            printf "# #wrong over all rounds: rdmatrain %d, Open MPI %d\n", wrong["rdt"], wrong["mpi"]
+            if (wrong["rdt"] + wrong["mpi"] > 0) exit 3
+        }' "${files[@]}" || failed=1
+    echo
+}
+
+for np in $NPS; do
+    summary "$np"
+done
+echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)   finished $(date -Is)"
+exit "$failed"

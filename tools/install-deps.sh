@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# install-deps.sh - the Debian packages rdmatrain needs to build and test (run as root, or it
+# uses sudo). Idempotent: installs only what is missing.
+set -euo pipefail
+
+PKGS=(build-essential cmake pkg-config libcmocka-dev)
+[[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+((${#missing[@]})) || exit 0
+
+SUDO=()
+[[ $(id -u) -ne 0 ]] && SUDO=(sudo)
+echo "installing: ${missing[*]}"
+"${SUDO[@]}" apt-get update -q
+DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,131 @@
+/* spawn.c - see spawn.h. */
+#include "spawn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A port the kernel just gave us on 127.0.0.1; closed again, so another process may race for it,
+ * which the bootstrap reports as a clear error rather than a hang. */
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = -1;
+
+    if (fd < 0)
+        return -1;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static void random_token(char *hex, size_t n)
+{
+    FILE *f = fopen("/dev/urandom", "rb");
+    unsigned char b[16] = {0};
+    size_t i;
+
+    if (f) {
+        if (fread(b, 1, sizeof(b), f) != sizeof(b))
+            memset(b, 0x5a, sizeof(b));
+        fclose(f);
+    }
+    for (i = 0; i < sizeof(b) && 2 * i + 2 < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", b[i]);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s, int *statuses,
+                         rdt_spawn_hook_t hook, void *hook_arg)
+{
+    char root[64], token[40], buf[32];
+    int *pids, left = 0, failed = 0, i, port;
+    double deadline;
+
+    if (nranks < 1 || (port = free_port()) < 0)
+        return -1;
+    pids = calloc((size_t)nranks, sizeof(*pids));
+    if (!pids)
+        return -1;
+    snprintf(root, sizeof(root), "127.0.0.1:%d", port);
+    random_token(token, sizeof(token));
+    fflush(stdout);
+    fflush(stderr);
+    for (i = 0; i < nranks; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            failed = -1;
+            break;
+        }
+        if (pid == 0) {
+            snprintf(buf, sizeof(buf), "%d", i);
+            setenv("RDT_RANK", buf, 1);
+            snprintf(buf, sizeof(buf), "%d", nranks);
+            setenv("RDT_SIZE", buf, 1);
+            setenv("RDT_ROOT", root, 1);
+            setenv("RDT_TOKEN", token, 1);
+            fflush(stdout);
+            _exit(fn(i, nranks, arg));
+        }
+        pids[i] = pid;
+        statuses[i] = -1;
+        left++;
+    }
+    if (hook && failed == 0)
+        hook(nranks, pids, hook_arg);
+
+    deadline = now_s() + timeout_s;
+    while (left > 0) {
+        int st;
+        pid_t pid = waitpid(-1, &st, WNOHANG);
+        if (pid > 0) {
+            for (i = 0; i < nranks; i++) {
+                if (pids[i] == pid) {
+                    statuses[i] = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                    if (statuses[i] != 0)
+                        failed = failed ? failed : 1;
+                    pids[i] = 0;
+                    left--;
+                }
+            }
+            continue;
+        }
+        if (pid < 0 && errno != EINTR)
+            break;
+        if (now_s() > deadline) {
+            for (i = 0; i < nranks; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], SIGKILL);
+            deadline = now_s() + 3600; /* reap the killed ones below */
+        }
+        usleep(2000);
+    }
+    free(pids);
+    return failed;
+}
+
+int rdt_spawn_local(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s, int *statuses)
+{
+    return rdt_spawn_local_hook(nranks, fn, arg, timeout_s, statuses, NULL, NULL);
+}

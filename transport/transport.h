@@ -1,0 +1,109 @@
+/*
+ * transport.h - the one interface between the engine and the wires.
+ *
+ * A transport moves opaque messages between the ranks of one communicator. It knows nothing of
+ * collectives or schedules. Everything is nonblocking: isend/irecv post a transfer, progress()
+ * advances all of them and calls each transfer's completion callback exactly once.
+ *
+ * Matching: messages from one peer are matched with the receives posted for that peer in posting
+ * order (FIFO per ordered pair of ranks). Each message carries the sender's tag and length; a
+ * receive whose tag or length differs from the message it is matched with completes with
+ * RDT_ERR_MISMATCH (the stream is then unusable, and the engine aborts the communicator).
+ *
+ * Connections are made lazily, to the peers actually used, on the first isend/irecv naming them.
+ * The lower-ranked side of a pair connects, the higher one accepts; the connector presents the
+ * job token and communicator id, anything else is dropped with a log line.
+ *
+ * Errors: a failed connection completes every transfer posted for that peer with
+ * RDT_ERR_PEER_FAILED (or RDT_ERR_NETWORK / RDT_ERR_TIMEOUT for a connect that never succeeded),
+ * and leaves one sentence naming the peer rank and host in tp->error.
+ *
+ * Threads: one thread drives a transport at a time, except wakeup() and abort(), which any thread
+ * may call (see abort() for where its callbacks run).
+ */
+#ifndef RDT_TRANSPORT_H
+#define RDT_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rdmatrain.h"
+
+#define RDT_TOKEN_LEN 16
+#define RDT_ADDR_MAX 64 /* bytes of an opaque transport address */
+#define RDT_HOST_MAX 64 /* bytes of a host name, NUL included */
+
+typedef struct rdt_transport rdt_transport_t;
+typedef struct rdt_xfer rdt_xfer_t;
+
+typedef void (*rdt_xfer_cb_t)(rdt_xfer_t *x, rdt_status_t status);
+
+/* A transfer. The caller owns the memory and fills the first block; the transport owns the rest
+ * between post and completion callback. The callback runs inside progress() (or inside
+ * close()/abort(), with RDT_ERR_ABORTED); it may post new transfers and may call abort(), but
+ * must not call progress() or close(). */
+struct rdt_xfer {
+    void *buf;
+    size_t len;        /* bytes; 0 is a valid message */
+    int peer;
+    uint64_t tag;      /* carried on the wire, checked at the receiver */
+    rdt_xfer_cb_t cb;
+    void *arg;         /* for the caller */
+    /* transport-private */
+    size_t done;
+    rdt_xfer_t *next;
+    uint32_t hdr_done;
+    unsigned char hdr[24];
+};
+
+typedef struct rdt_transport_params {
+    int rank;
+    int nranks;
+    uint64_t comm_id;                      /* same on all ranks of the communicator */
+    unsigned char token[RDT_TOKEN_LEN];    /* job token, compared in constant time */
+    const char *bind_ip;                   /* numeric address to listen on ("127.0.0.1", "::1") */
+    int connect_timeout_ms;                /* give up connecting to a peer after this */
+    size_t sockbuf;                        /* SO_SNDBUF/SO_RCVBUF, 0 = kernel autotuning */
+    const char *host;                      /* this rank's host name, for messages */
+} rdt_transport_params_t;
+
+typedef struct rdt_transport_ops {
+    const char *name;
+    rdt_status_t (*open)(const rdt_transport_params_t *params, rdt_transport_t **tp_p);
+    /* Closes every connection and completes posted transfers with RDT_ERR_ABORTED. */
+    void (*close)(rdt_transport_t *tp);
+    /* This rank's address, to be sent to the others through the bootstrap. *len_p: in, the room
+     * at addr (RDT_ADDR_MAX always suffices); out, the bytes used. */
+    rdt_status_t (*addr_get)(rdt_transport_t *tp, void *addr, size_t *len_p);
+    /* Every rank's address (rank i at addrs + i * RDT_ADDR_MAX) and host name
+     * (hosts + i * RDT_HOST_MAX). Called once, after open, before any isend/irecv. */
+    rdt_status_t (*addrs_set)(rdt_transport_t *tp, const void *addrs, const char *hosts);
+    /* Post a transfer. An error return means it was not posted and its callback will never run:
+     * RDT_ERR_INVALID_ARG, RDT_ERR_ABORTED after abort(), or, for a peer whose connection has
+     * already failed, that failure's status (tp->error names the peer). */
+    rdt_status_t (*isend)(rdt_transport_t *tp, rdt_xfer_t *x);
+    rdt_status_t (*irecv)(rdt_transport_t *tp, rdt_xfer_t *x);
+    /* Advance everything; waits up to timeout_ms for an event when nothing can advance right now
+     * (0: never waits; negative: no limit). Returns RDT_SUCCESS unless the transport itself is
+     * broken (RDT_ERR_ABORTED once aborted); per-transfer failures go to the transfers'
+     * callbacks. */
+    rdt_status_t (*progress)(rdt_transport_t *tp, int timeout_ms);
+    /* Fail every connection now (callbacks get RDT_ERR_ABORTED); later posts fail at once.
+     * Idempotent, never blocks, any thread. From the driving thread (between calls or inside a
+     * callback) the callbacks run before it returns. From another thread it wakes the driver,
+     * whose current or next progress() (or close()) runs them; the connections are closed at
+     * once unless the driver is inside a call, which then closes them on its way out. */
+    void (*abort)(rdt_transport_t *tp);
+    /* Thread safe: makes a progress() that is waiting return soon. */
+    void (*wakeup)(rdt_transport_t *tp);
+} rdt_transport_ops_t;
+
+/* Every transport's object starts with this. */
+struct rdt_transport {
+    const rdt_transport_ops_t *ops;
+    char error[512]; /* the last error, one sentence naming peer rank and host */
+};
+
+extern const rdt_transport_ops_t rdt_tcp_ops;
+
+#endif /* RDT_TRANSPORT_H */
