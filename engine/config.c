@@ -40,6 +40,8 @@ static const knob_t knobs[] = {
     {"RDT_CHUNK", "0", K_SIZE, F(chunk), 0,
      "bytes per pipelined slice (suffix k, m, g); 0 = chosen per call by the cost model"},
     {"RDT_SLICES", "3", K_INT, F(slices), 0, "slices of one collective in flight at once (1-16)"},
+    {"RDT_POLL_US", "200", K_DOUBLE, F(poll_us), 0,
+     "microseconds a waiting call polls for completions before it sleeps in the kernel"},
     {"RDT_SOCKBUF", "0", K_SIZE, F(sockbuf), 0,
      "TCP SO_SNDBUF/SO_RCVBUF in bytes; 0 keeps the kernel's autotuning"},
     {"RDT_IFNAME", "", K_STR, S(ifname),

@@ -203,8 +203,7 @@ double rdt_cost_model(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes
     case RDT_COLL_REDUCE_SCATTER:
         if (algo == RDT_ALGO_RING)
             return (p - 1) * (a + n * b + n * g);
-        return m * a + fold_units(pp, e) * n * (b + g) +
-               (e ? 2 * a + p * n * (b + g) + n * b : 0);
+        return m * a + fold_units(pp, e) * n * (b + g) + (e ? 2 * a + p * n * (b + g) + n * b : 0);
     case RDT_COLL_ALLGATHER:
         if (algo == RDT_ALGO_RING)
             return (p - 1) * (a + n * b);

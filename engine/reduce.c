@@ -32,7 +32,7 @@ typedef struct {
 
 /* ------------------------------------------------------------------------------------------- */
 /* Scalar conversions: integer code only, so they are exact whatever the FPU's rounding mode     */
-/* and FTZ/DAZ flags (a trainer linked with -ffast-math sets those), and vectorizable.           */
+/* and FTZ/DAZ flags (a trainer linked with -ffast-math sets those), and branch-free.            */
 /* ------------------------------------------------------------------------------------------- */
 
 RDT_INLINE uint32_t rdt_f32_bits(float f)
@@ -99,7 +99,7 @@ RDT_INLINE uint16_t rdt_f2h(float f)
     uint32_t sh = 126u - (e < 102u ? 102u : e > 112u ? 112u : e);
     uint32_t mant = (a & 0x7fffffu) | 0x800000u;
     uint32_t sub = e < 102u ? 0 : (mant + (1u << (sh - 1)) - 1 + ((mant >> sh) & 1)) >> sh;
-    uint32_t r = a > 0x7f800000u   ? nan
+    uint32_t r = a > 0x7f800000u    ? nan
                  : a >= 0x477ff000u ? 0x7c00u
                  : a >= 0x38800000u ? normal
                                     : sub;
@@ -114,7 +114,7 @@ RDT_INLINE float rdt_bf2f(uint16_t h)
 RDT_INLINE uint16_t rdt_f2bf(float f)
 {
     uint32_t x = rdt_f32_bits(f);
-    /* Rounding would carry a NaN whose payload is all in the low half into inf (or zero it). */
+    /* Rounding could make a NaN inf (payload only in the low half) or carry it into the sign. */
     uint32_t nan = (x >> 16) | 0x40u;
     uint32_t rne = (x + 0x7fffu + ((x >> 16) & 1)) >> 16;
     return (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? nan : rne);
@@ -145,22 +145,22 @@ uint16_t rdt_float_to_bf16(float f)
 /* ------------------------------------------------------------------------------------------- */
 
 /* SUM and PROD in the unsigned type, so they wrap instead of overflowing (UB in signed). */
-#define RDT_DEFINE_INT_OPS(name, T, UT)                                                          \
-    RDT_INLINE T rdt_sum_##name(T x, T y)                                                        \
-    {                                                                                            \
-        return (T)((UT)x + (UT)y);                                                               \
-    }                                                                                            \
-    RDT_INLINE T rdt_prod_##name(T x, T y)                                                       \
-    {                                                                                            \
-        return (T)((UT)x * (UT)y);                                                               \
-    }                                                                                            \
-    RDT_INLINE T rdt_min_##name(T x, T y)                                                        \
-    {                                                                                            \
-        return x < y ? x : y;                                                                    \
-    }                                                                                            \
-    RDT_INLINE T rdt_max_##name(T x, T y)                                                        \
-    {                                                                                            \
-        return x > y ? x : y;                                                                    \
+#define RDT_DEFINE_INT_OPS(name, T, UT)                                                            \
+    RDT_INLINE T rdt_sum_##name(T x, T y)                                                          \
+    {                                                                                              \
+        return (T)((UT)x + (UT)y);                                                                 \
+    }                                                                                              \
+    RDT_INLINE T rdt_prod_##name(T x, T y)                                                         \
+    {                                                                                              \
+        return (T)((UT)x * (UT)y);                                                                 \
+    }                                                                                              \
+    RDT_INLINE T rdt_min_##name(T x, T y)                                                          \
+    {                                                                                              \
+        return x < y ? x : y;                                                                      \
+    }                                                                                              \
+    RDT_INLINE T rdt_max_##name(T x, T y)                                                          \
+    {                                                                                              \
+        return x > y ? x : y;                                                                      \
     }
 
 RDT_DEFINE_INT_OPS(i8, int8_t, uint8_t)
@@ -219,35 +219,36 @@ RDT_INLINE double rdt_max_f64(double x, double y)
 }
 
 /*
- * float16 and bfloat16: widen, reduce in float32, round once. float32 has 24 >= 2 * 11 + 2
- * significand bits, so the double rounding of a sum or product equals rounding the exact result.
+ * float16 and bfloat16: widen, reduce in float32, round once. float32's 24 significand bits are
+ * at least 2p + 2 for both (p = 11, 8), so rounding twice (to float32, then to the type) gives
+ * the correctly rounded sum, product or quotient.
  */
-#define RDT_DEFINE_NARROW_OPS(name, TO_F, FROM_F)                                                \
-    RDT_INLINE uint16_t rdt_sum_##name(uint16_t x, uint16_t y)                                   \
-    {                                                                                            \
-        return FROM_F(TO_F(x) + TO_F(y));                                                        \
-    }                                                                                            \
-    RDT_INLINE uint16_t rdt_prod_##name(uint16_t x, uint16_t y)                                  \
-    {                                                                                            \
-        return FROM_F(TO_F(x) * TO_F(y));                                                        \
-    }                                                                                            \
-    RDT_INLINE uint16_t rdt_min_##name(uint16_t x, uint16_t y)                                   \
-    {                                                                                            \
-        return FROM_F(rdt_min_f32(TO_F(x), TO_F(y)));                                            \
-    }                                                                                            \
-    RDT_INLINE uint16_t rdt_max_##name(uint16_t x, uint16_t y)                                   \
-    {                                                                                            \
-        return FROM_F(rdt_max_f32(TO_F(x), TO_F(y)));                                            \
+#define RDT_DEFINE_NARROW_OPS(name, TO_F, FROM_F)                                                  \
+    RDT_INLINE uint16_t rdt_sum_##name(uint16_t x, uint16_t y)                                     \
+    {                                                                                              \
+        return FROM_F(TO_F(x) + TO_F(y));                                                          \
+    }                                                                                              \
+    RDT_INLINE uint16_t rdt_prod_##name(uint16_t x, uint16_t y)                                    \
+    {                                                                                              \
+        return FROM_F(TO_F(x) * TO_F(y));                                                          \
+    }                                                                                              \
+    RDT_INLINE uint16_t rdt_min_##name(uint16_t x, uint16_t y)                                     \
+    {                                                                                              \
+        return FROM_F(rdt_min_f32(TO_F(x), TO_F(y)));                                              \
+    }                                                                                              \
+    RDT_INLINE uint16_t rdt_max_##name(uint16_t x, uint16_t y)                                     \
+    {                                                                                              \
+        return FROM_F(rdt_max_f32(TO_F(x), TO_F(y)));                                              \
     }
 
 RDT_DEFINE_NARROW_OPS(f16, rdt_h2f, rdt_f2h)
 RDT_DEFINE_NARROW_OPS(bf16, rdt_bf2f, rdt_f2bf)
 
 /* AVG: C division truncates toward zero; divisor >= 2 here, so INT_MIN / -1 cannot occur. */
-#define RDT_DEFINE_INT_SCALE(name, T, DT)                                                        \
-    RDT_INLINE T rdt_scale_##name(T x, int divisor)                                              \
-    {                                                                                            \
-        return (T)((DT)x / (DT)divisor);                                                         \
+#define RDT_DEFINE_INT_SCALE(name, T, DT)                                                          \
+    RDT_INLINE T rdt_scale_##name(T x, int divisor)                                                \
+    {                                                                                              \
+        return (T)((DT)x / (DT)divisor);                                                           \
     }
 
 RDT_DEFINE_INT_SCALE(i8, int8_t, int)
@@ -297,70 +298,73 @@ RDT_INLINE uint16_t rdt_scale_bf16(uint16_t x, int divisor)
 #define RDT_IVDEP _Pragma("GCC ivdep")
 #endif
 
-#define RDT_LOOP(T, dst, a, b, n, FN)                                                            \
-    do {                                                                                         \
-        T *d_ = (dst);                                                                           \
-        const T *a_ = (a), *b_ = (b);                                                            \
-        const size_t blk_ = RDT_BLOCK_BYTES / sizeof(T);                                         \
-        size_t i_ = 0;                                                                           \
-        for (; i_ + blk_ <= (n); i_ += blk_) {                                                   \
-            RDT_IVDEP for (size_t j_ = 0; j_ < blk_; j_++)                                      \
-                d_[i_ + j_] = FN(a_[i_ + j_], b_[i_ + j_]);                                      \
-        }                                                                                        \
-        for (; i_ < (n); i_++)                                                                   \
-            d_[i_] = FN(a_[i_], b_[i_]);                                                         \
+/* clang-format off: it cannot tell that RDT_IVDEP belongs to the loop below it */
+#define RDT_LOOP(T, dst, a, b, n, FN)                                                              \
+    do {                                                                                           \
+        T *d_ = (dst);                                                                             \
+        const T *a_ = (a), *b_ = (b);                                                              \
+        const size_t blk_ = RDT_BLOCK_BYTES / sizeof(T);                                           \
+        size_t i_ = 0;                                                                             \
+        for (; i_ + blk_ <= (n); i_ += blk_) {                                                     \
+            RDT_IVDEP                                                                              \
+            for (size_t j_ = 0; j_ < blk_; j_++)                                                   \
+                d_[i_ + j_] = FN(a_[i_ + j_], b_[i_ + j_]);                                        \
+        }                                                                                          \
+        for (; i_ < (n); i_++)                                                                     \
+            d_[i_] = FN(a_[i_], b_[i_]);                                                           \
     } while (0)
+/* clang-format on */
 
-#define RDT_SCALE_LOOP(T, buf, n, divisor, FN)                                                   \
-    do {                                                                                         \
-        T *p_ = (buf);                                                                           \
-        const size_t blk_ = RDT_BLOCK_BYTES / sizeof(T);                                         \
-        size_t i_ = 0;                                                                           \
-        for (; i_ + blk_ <= (n); i_ += blk_) {                                                   \
-            for (size_t j_ = 0; j_ < blk_; j_++)                                                 \
-                p_[i_ + j_] = FN(p_[i_ + j_], (divisor));                                        \
-        }                                                                                        \
-        for (; i_ < (n); i_++)                                                                   \
-            p_[i_] = FN(p_[i_], (divisor));                                                      \
+#define RDT_SCALE_LOOP(T, buf, n, divisor, FN)                                                     \
+    do {                                                                                           \
+        T *p_ = (buf);                                                                             \
+        const size_t blk_ = RDT_BLOCK_BYTES / sizeof(T);                                           \
+        size_t i_ = 0;                                                                             \
+        for (; i_ + blk_ <= (n); i_ += blk_) {                                                     \
+            for (size_t j_ = 0; j_ < blk_; j_++)                                                   \
+                p_[i_ + j_] = FN(p_[i_ + j_], (divisor));                                          \
+        }                                                                                          \
+        for (; i_ < (n); i_++)                                                                     \
+            p_[i_] = FN(p_[i_], (divisor));                                                        \
     } while (0)
 
 /* One switch per call, outside the loops; each case is its own vectorized loop. AVG sums. */
-#define RDT_DEFINE_BODIES(name, T)                                                               \
-    RDT_INLINE void rdt_reduce_body_##name(void *dst, const void *a, const void *b, size_t n,    \
-                                           rdt_op_t op)                                          \
-    {                                                                                            \
-        switch (op) {                                                                            \
-        case RDT_PROD:                                                                           \
-            RDT_LOOP(T, dst, a, b, n, rdt_prod_##name);                                          \
-            break;                                                                               \
-        case RDT_MIN:                                                                            \
-            RDT_LOOP(T, dst, a, b, n, rdt_min_##name);                                           \
-            break;                                                                               \
-        case RDT_MAX:                                                                            \
-            RDT_LOOP(T, dst, a, b, n, rdt_max_##name);                                           \
-            break;                                                                               \
-        default:                                                                                 \
-            RDT_LOOP(T, dst, a, b, n, rdt_sum_##name);                                           \
-            break;                                                                               \
-        }                                                                                        \
-    }                                                                                            \
-    RDT_INLINE void rdt_scale_body_##name(void *buf, size_t n, int divisor)                      \
-    {                                                                                            \
-        RDT_SCALE_LOOP(T, buf, n, divisor, rdt_scale_##name);                                    \
+#define RDT_DEFINE_BODIES(name, T)                                                                 \
+    RDT_INLINE void rdt_reduce_body_##name(void *dst, const void *a, const void *b, size_t n,      \
+                                           rdt_op_t op)                                            \
+    {                                                                                              \
+        switch (op) {                                                                              \
+        case RDT_PROD:                                                                             \
+            RDT_LOOP(T, dst, a, b, n, rdt_prod_##name);                                            \
+            break;                                                                                 \
+        case RDT_MIN:                                                                              \
+            RDT_LOOP(T, dst, a, b, n, rdt_min_##name);                                             \
+            break;                                                                                 \
+        case RDT_MAX:                                                                              \
+            RDT_LOOP(T, dst, a, b, n, rdt_max_##name);                                             \
+            break;                                                                                 \
+        default:                                                                                   \
+            RDT_LOOP(T, dst, a, b, n, rdt_sum_##name);                                             \
+            break;                                                                                 \
+        }                                                                                          \
+    }                                                                                              \
+    RDT_INLINE void rdt_scale_body_##name(void *buf, size_t n, int divisor)                        \
+    {                                                                                              \
+        RDT_SCALE_LOOP(T, buf, n, divisor, rdt_scale_##name);                                      \
     }
 
 /*
  * The dtypes whose loops are plain C on every target, as (enum, name, C type, extra arguments
  * passed through to X). float16 and bfloat16 have kernels of their own on x86-64.
  */
-#define RDT_DTYPES_PLAIN(X, ...)                                                                 \
-    X(RDT_INT8, i8, int8_t, __VA_ARGS__)                                                         \
-    X(RDT_UINT8, u8, uint8_t, __VA_ARGS__)                                                       \
-    X(RDT_INT32, i32, int32_t, __VA_ARGS__)                                                      \
-    X(RDT_UINT32, u32, uint32_t, __VA_ARGS__)                                                    \
-    X(RDT_INT64, i64, int64_t, __VA_ARGS__)                                                      \
-    X(RDT_UINT64, u64, uint64_t, __VA_ARGS__)                                                    \
-    X(RDT_FLOAT32, f32, float, __VA_ARGS__)                                                      \
+#define RDT_DTYPES_PLAIN(X, ...)                                                                   \
+    X(RDT_INT8, i8, int8_t, __VA_ARGS__)                                                           \
+    X(RDT_UINT8, u8, uint8_t, __VA_ARGS__)                                                         \
+    X(RDT_INT32, i32, int32_t, __VA_ARGS__)                                                        \
+    X(RDT_UINT32, u32, uint32_t, __VA_ARGS__)                                                      \
+    X(RDT_INT64, i64, int64_t, __VA_ARGS__)                                                        \
+    X(RDT_UINT64, u64, uint64_t, __VA_ARGS__)                                                      \
+    X(RDT_FLOAT32, f32, float, __VA_ARGS__)                                                        \
     X(RDT_FLOAT64, f64, double, __VA_ARGS__)
 
 #define RDT_BODIES_(dtype, name, T, unused) RDT_DEFINE_BODIES(name, T)
@@ -369,21 +373,23 @@ RDT_DEFINE_BODIES(f16, uint16_t)
 RDT_DEFINE_BODIES(bf16, uint16_t)
 
 /* Calls LOOP with op as a constant: one loop per op, in which the op folds to one operation. */
-#define RDT_SWITCH_OP(LOOP, dst, a, b, n, op)                                                    \
-    switch (op) {                                                                                \
-    case RDT_PROD:                                                                               \
-        LOOP(dst, a, b, n, RDT_PROD);                                                            \
-        break;                                                                                   \
-    case RDT_MIN:                                                                                \
-        LOOP(dst, a, b, n, RDT_MIN);                                                             \
-        break;                                                                                   \
-    case RDT_MAX:                                                                                \
-        LOOP(dst, a, b, n, RDT_MAX);                                                             \
-        break;                                                                                   \
-    default:                                                                                     \
-        LOOP(dst, a, b, n, RDT_SUM);                                                             \
-        break;                                                                                   \
-    }
+#define RDT_SWITCH_OP(LOOP, dst, a, b, n, op)                                                      \
+    do {                                                                                           \
+        switch (op) {                                                                              \
+        case RDT_PROD:                                                                             \
+            LOOP(dst, a, b, n, RDT_PROD);                                                          \
+            break;                                                                                 \
+        case RDT_MIN:                                                                              \
+            LOOP(dst, a, b, n, RDT_MIN);                                                           \
+            break;                                                                                 \
+        case RDT_MAX:                                                                              \
+            LOOP(dst, a, b, n, RDT_MAX);                                                           \
+            break;                                                                                 \
+        default:                                                                                   \
+            LOOP(dst, a, b, n, RDT_SUM);                                                           \
+            break;                                                                                 \
+        }                                                                                          \
+    } while (0)
 
 /* ------------------------------------------------------------------------------------------- */
 /* float16 and bfloat16 on x86-64: F16C (AVX2 set) and AVX-512, with intrinsics                  */
@@ -391,9 +397,9 @@ RDT_DEFINE_BODIES(bf16, uint16_t)
 
 #if defined(__x86_64__)
 
-#define RDT_TARGET_AVX2 __attribute__((target("avx2,f16c")))
+#define RDT_TARGET_AVX2   __attribute__((target("avx2,f16c")))
 #define RDT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
-#define RDT_CVT_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define RDT_CVT_RNE       (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
 /* x op y; _mm256_min_ps(x, y) is x < y ? x : y, merged as in rdt_min_f32 / rdt_max_f32. */
 RDT_INLINE RDT_TARGET_AVX2 __m256 rdt_apply_avx2(__m256 x, __m256 y, rdt_op_t op)
@@ -429,8 +435,8 @@ RDT_INLINE RDT_TARGET_AVX2 __m256i rdt_bf16_round_avx2(__m256 f)
     return _mm256_blendv_epi8(rne, _mm256_or_si256(x, _mm256_set1_epi32(0x00400000)), nan);
 }
 
-RDT_INLINE RDT_TARGET_AVX2 void rdt_f16_loop_avx2(uint16_t *d, const uint16_t *a,
-                                                  const uint16_t *b, size_t n, rdt_op_t op)
+RDT_INLINE RDT_TARGET_AVX2 void rdt_f16_loop_avx2(uint16_t *d, const uint16_t *a, const uint16_t *b,
+                                                  size_t n, rdt_op_t op)
 {
     size_t i = 0;
 
@@ -476,13 +482,13 @@ RDT_INLINE RDT_TARGET_AVX2 void rdt_bf16_loop_avx2(uint16_t *d, const uint16_t *
 static RDT_TARGET_AVX2 void rdt_reduce_f16_avx2(void *dst, const void *a, const void *b, size_t n,
                                                 rdt_op_t op)
 {
-    RDT_SWITCH_OP(rdt_f16_loop_avx2, dst, a, b, n, op)
+    RDT_SWITCH_OP(rdt_f16_loop_avx2, dst, a, b, n, op);
 }
 
-static RDT_TARGET_AVX2 void rdt_reduce_bf16_avx2(void *dst, const void *a, const void *b,
-                                                 size_t n, rdt_op_t op)
+static RDT_TARGET_AVX2 void rdt_reduce_bf16_avx2(void *dst, const void *a, const void *b, size_t n,
+                                                 rdt_op_t op)
 {
-    RDT_SWITCH_OP(rdt_bf16_loop_avx2, dst, a, b, n, op)
+    RDT_SWITCH_OP(rdt_bf16_loop_avx2, dst, a, b, n, op);
 }
 
 /* The same four, 512 bits wide. */
@@ -547,8 +553,8 @@ RDT_INLINE RDT_TARGET_AVX512 void rdt_bf16_loop_avx512(uint16_t *d, const uint16
         __m512i re = rdt_bf16_round_avx512(rdt_apply_avx512(xe, ye, op));
         __m512i ro = rdt_bf16_round_avx512(rdt_apply_avx512(xo, yo, op));
 
-        _mm512_storeu_si512(d + i, _mm512_mask_blend_epi16(0xaaaaaaaau, _mm512_srli_epi32(re, 16),
-                                                           ro));
+        _mm512_storeu_si512(d + i,
+                            _mm512_mask_blend_epi16(0xaaaaaaaau, _mm512_srli_epi32(re, 16), ro));
     }
     if (i < n)
         rdt_reduce_body_bf16(d + i, a + i, b + i, n - i, op);
@@ -557,13 +563,13 @@ RDT_INLINE RDT_TARGET_AVX512 void rdt_bf16_loop_avx512(uint16_t *d, const uint16
 static RDT_TARGET_AVX512 void rdt_reduce_f16_avx512(void *dst, const void *a, const void *b,
                                                     size_t n, rdt_op_t op)
 {
-    RDT_SWITCH_OP(rdt_f16_loop_avx512, dst, a, b, n, op)
+    RDT_SWITCH_OP(rdt_f16_loop_avx512, dst, a, b, n, op);
 }
 
 static RDT_TARGET_AVX512 void rdt_reduce_bf16_avx512(void *dst, const void *a, const void *b,
                                                      size_t n, rdt_op_t op)
 {
-    RDT_SWITCH_OP(rdt_bf16_loop_avx512, dst, a, b, n, op)
+    RDT_SWITCH_OP(rdt_bf16_loop_avx512, dst, a, b, n, op);
 }
 
 #endif /* __x86_64__ */
@@ -573,50 +579,50 @@ static RDT_TARGET_AVX512 void rdt_reduce_bf16_avx512(void *dst, const void *a, c
 /* ------------------------------------------------------------------------------------------- */
 
 /* Wrappers compiled for one target (ATTR); the inlined bodies are vectorized for it. */
-#define RDT_SCALE_WRAPPER_(name, isa, ATTR)                                                      \
-    static ATTR void rdt_scale_##name##_##isa(void *buf, size_t n, int divisor)                  \
-    {                                                                                            \
-        rdt_scale_body_##name(buf, n, divisor);                                                  \
+#define RDT_SCALE_WRAPPER_(name, isa, ATTR)                                                        \
+    static ATTR void rdt_scale_##name##_##isa(void *buf, size_t n, int divisor)                    \
+    {                                                                                              \
+        rdt_scale_body_##name(buf, n, divisor);                                                    \
     }
 
-#define RDT_WRAPPERS_(dtype, name, T, isa, ATTR)                                                 \
-    static ATTR void rdt_reduce_##name##_##isa(void *dst, const void *a, const void *b,          \
-                                               size_t n, rdt_op_t op)                            \
-    {                                                                                            \
-        rdt_reduce_body_##name(dst, a, b, n, op);                                                \
-    }                                                                                            \
+#define RDT_WRAPPERS_(dtype, name, T, isa, ATTR)                                                   \
+    static ATTR void rdt_reduce_##name##_##isa(void *dst, const void *a, const void *b, size_t n,  \
+                                               rdt_op_t op)                                        \
+    {                                                                                              \
+        rdt_reduce_body_##name(dst, a, b, n, op);                                                  \
+    }                                                                                              \
     RDT_SCALE_WRAPPER_(name, isa, ATTR)
 
 #define RDT_REDUCE_ENTRY_(dtype, name, T, isa) [dtype] = rdt_reduce_##name##_##isa,
-#define RDT_SCALE_ENTRY_(dtype, name, T, isa) [dtype] = rdt_scale_##name##_##isa,
+#define RDT_SCALE_ENTRY_(dtype, name, T, isa)  [dtype] = rdt_scale_##name##_##isa,
 
 /*
  * The kernel set rdt_kernels_<isa>, compiled with ATTR. Its float16 and bfloat16 reduce kernels
  * are defined beforehand: with intrinsics above, or by RDT_NARROW_PORTABLE.
  */
-#define RDT_DEFINE_KERNELS(isa, ATTR)                                                            \
-    RDT_DTYPES_PLAIN(RDT_WRAPPERS_, isa, ATTR)                                                   \
-    RDT_SCALE_WRAPPER_(f16, isa, ATTR)                                                           \
-    RDT_SCALE_WRAPPER_(bf16, isa, ATTR)                                                          \
-    static const rdt_reduce_kernels_t rdt_kernels_##isa = {                                      \
-        .name = #isa,                                                                            \
-        .reduce = {RDT_DTYPES_PLAIN(RDT_REDUCE_ENTRY_, isa)[RDT_FLOAT16] = rdt_reduce_f16_##isa, \
-                   [RDT_BFLOAT16] = rdt_reduce_bf16_##isa},                                      \
-        .scale = {RDT_DTYPES_PLAIN(RDT_SCALE_ENTRY_, isa)[RDT_FLOAT16] = rdt_scale_f16_##isa,    \
-                  [RDT_BFLOAT16] = rdt_scale_bf16_##isa},                                        \
+#define RDT_DEFINE_KERNELS(isa, ATTR)                                                              \
+    RDT_DTYPES_PLAIN(RDT_WRAPPERS_, isa, ATTR)                                                     \
+    RDT_SCALE_WRAPPER_(f16, isa, ATTR)                                                             \
+    RDT_SCALE_WRAPPER_(bf16, isa, ATTR)                                                            \
+    static const rdt_reduce_kernels_t rdt_kernels_##isa = {                                        \
+        .name = #isa,                                                                              \
+        .reduce = {RDT_DTYPES_PLAIN(RDT_REDUCE_ENTRY_, isa)[RDT_FLOAT16] = rdt_reduce_f16_##isa,   \
+                   [RDT_BFLOAT16] = rdt_reduce_bf16_##isa},                                        \
+        .scale = {RDT_DTYPES_PLAIN(RDT_SCALE_ENTRY_, isa)[RDT_FLOAT16] = rdt_scale_f16_##isa,      \
+                  [RDT_BFLOAT16] = rdt_scale_bf16_##isa},                                          \
     };
 
 /* float16 and bfloat16 kernels from the plain loops, for the targets without their own. */
-#define RDT_NARROW_PORTABLE(isa, ATTR)                                                           \
-    static ATTR void rdt_reduce_f16_##isa(void *dst, const void *a, const void *b, size_t n,     \
-                                          rdt_op_t op)                                           \
-    {                                                                                            \
-        rdt_reduce_body_f16(dst, a, b, n, op);                                                   \
-    }                                                                                            \
-    static ATTR void rdt_reduce_bf16_##isa(void *dst, const void *a, const void *b, size_t n,    \
-                                           rdt_op_t op)                                          \
-    {                                                                                            \
-        rdt_reduce_body_bf16(dst, a, b, n, op);                                                  \
+#define RDT_NARROW_PORTABLE(isa, ATTR)                                                             \
+    static ATTR void rdt_reduce_f16_##isa(void *dst, const void *a, const void *b, size_t n,       \
+                                          rdt_op_t op)                                             \
+    {                                                                                              \
+        rdt_reduce_body_f16(dst, a, b, n, op);                                                     \
+    }                                                                                              \
+    static ATTR void rdt_reduce_bf16_##isa(void *dst, const void *a, const void *b, size_t n,      \
+                                           rdt_op_t op)                                            \
+    {                                                                                              \
+        rdt_reduce_body_bf16(dst, a, b, n, op);                                                    \
     }
 
 #if defined(__x86_64__)

@@ -51,8 +51,8 @@ int rdt_sched_supported(rdt_coll_t coll, rdt_algo_t algo)
 {
     switch (coll) {
     case RDT_COLL_ALLREDUCE:
-        return algo == RDT_ALGO_RING || algo == RDT_ALGO_RECDBL ||
-               algo == RDT_ALGO_RABENSEIFNER || algo == RDT_ALGO_TREE;
+        return algo == RDT_ALGO_RING || algo == RDT_ALGO_RECDBL || algo == RDT_ALGO_RABENSEIFNER ||
+               algo == RDT_ALGO_TREE;
     case RDT_COLL_REDUCE_SCATTER:
         return algo == RDT_ALGO_RING || algo == RDT_ALGO_RABENSEIFNER;
     case RDT_COLL_ALLGATHER:

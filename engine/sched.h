@@ -84,6 +84,24 @@ typedef enum {
  *  reduce:         RING (chain), TREE (binomial)
  *  barrier:        RECDBL (dissemination)
  *  alltoall:       PAIRWISE
+ *
+ * What the builders produce (p ranks, p' = largest power of two <= p; rounds for p >= 2; one
+ * rank is always nunits 1, nblocks 1, a single COPY INPUT -> OUTPUT, none for barrier):
+ * (fold: +1 or +2 rounds when p is not a power of two)
+ *  coll / algo                  nunits nblocks  rounds                 TEMP
+ *  allreduce ring                 1     p       2(p-1)                 no
+ *  allreduce recdbl               1     1       log2 p' (+2 fold; +1   yes, alternates with OUTPUT
+ *                                               copy if odd, no fold)
+ *  allreduce rabenseifner         1     p'      2 log2 p' (+2 fold)    no
+ *  allreduce tree                 1     2       ~3 log2 p              no (OUTPUT accumulates)
+ *  reduce_scatter ring            p     p       p-1                    yes, partial sums
+ *  reduce_scatter rabenseifner    p     p       log2 p' (+2 fold)      yes, partial sums
+ *  allgather ring                 p     p       p-1 (2 if p = 2)       no
+ *  allgather recdbl               p     p       log2 p' + 1 (+1 fold)  no
+ *  broadcast ring / tree          1     1       p-1 / ceil(log2 p)+1   no
+ *  reduce ring / tree             1     1       p-1 / ceil(log2 p)     non-roots accumulate in it
+ *  barrier recdbl                 1     1       ceil(log2 p)           no (regions [0,0))
+ *  alltoall pairwise              p     p       p (p even), p+1 (odd)  yes, one unit per round
  */
 typedef enum {
     RDT_ALGO_RING,
@@ -173,6 +191,14 @@ size_t rdt_sched_region_len(const rdt_sched_t *sched, uint32_t blk_begin, uint32
  * It fails on: a wrong element, a deadlock (no rank can make progress), an unmatched or
  * size-mismatched message, a region outside the buffers that exist for that rank, a write race
  * inside a round, a schedule not sorted by round.
+ * Messages are cut into per-unit segments and matched exactly as the executor does, and are
+ * rendezvous: a send completes only once its receive is posted (the strictest transport), so a
+ * schedule that needs buffered sends deadlocks here. Races are checked on blocks (independent of
+ * sizes), with INPUT and OUTPUT as one memory when params->in_place. Outputs and TEMP start
+ * poisoned, so reading what was never written shows as a wrong element. barrier has no data:
+ * instead every rank must have heard, through a chain of messages, from every other rank.
+ * Returns RDT_SUCCESS, or RDT_ERR_INTERNAL (schedule defect), RDT_ERR_UNSUPPORTED,
+ * RDT_ERR_INVALID_ARG, RDT_ERR_NO_MEMORY; result_p->error names the first problem.
  */
 typedef struct rdt_sim_params {
     rdt_coll_t coll;
@@ -184,6 +210,13 @@ typedef struct rdt_sim_params {
     rdt_dtype_t dtype;
     rdt_op_t op;
     int in_place;
+    /*
+     * Float SUM/AVG only: random inputs in [-1, 1) whose sums round, instead of exact ones.
+     * Results are then checked against the exact sum within the rounding bound of any
+     * summation order, and an allreduce must give every rank the same bits (the cross-rank
+     * determinism that exact inputs cannot show). Ignored for other types and ops.
+     */
+    int inexact;
 } rdt_sim_params_t;
 
 typedef struct rdt_sim_result {
@@ -216,6 +249,7 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
  *   + gamma * bytes it reduces in t,
  * and the price is the sum over rounds. COPYs are free. The schedules are built one rank at a
  * time and dropped, so memory is O(ops of one rank + rounds): 4,096 ranks take seconds.
+ * Returns -1 if (coll, algo) is unsupported, nranks < 1 or memory runs out.
  */
 typedef struct rdt_cost_params {
     double alpha; /* seconds per message */
@@ -226,8 +260,9 @@ typedef struct rdt_cost_params {
 double rdt_sim_price(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes,
                      const rdt_cost_params_t *cost);
 
-/* Alpha-beta lower bound for the collective (DESIGN.md; for allreduce
- * log2(p) alpha + 2(p-1)/p n beta + (p-1)/p n gamma). */
+/* Alpha-beta-gamma lower bound for the collective on @p nranks ranks, @p bytes per unit, in the
+ * model of rdt_sim_price (cost.c lists them; allreduce is DESIGN.md's
+ * log2(p) alpha + 2(p-1)/p n beta + (p-1)/p n gamma). 0 for one rank. */
 double rdt_cost_lower_bound(rdt_coll_t coll, int nranks, size_t bytes,
                             const rdt_cost_params_t *cost);
 

@@ -55,8 +55,7 @@ void rdt_sched_rabenseifner_allreduce(rdt_sched_builder_t *b)
         int base = n & ~(mask - 1), pbase = base ^ mask;
         uint32_t round = f + (uint32_t)(m + i);
         rdt_sched_send(b, round, peer, RDT_BUF_OUTPUT, (uint32_t)base, (uint32_t)(base + mask));
-        rdt_sched_recv(b, round, peer, RDT_BUF_OUTPUT, (uint32_t)pbase,
-                       (uint32_t)(pbase + mask));
+        rdt_sched_recv(b, round, peer, RDT_BUF_OUTPUT, (uint32_t)pbase, (uint32_t)(pbase + mask));
     }
     if (r < 2 * e)
         rdt_sched_send(b, f + 2 * (uint32_t)m, r - 1, RDT_BUF_OUTPUT, 0, npp);

@@ -38,8 +38,7 @@ void rdt_sched_ring_allreduce(rdt_sched_builder_t *b)
     b->s->nblocks = (uint32_t)p;
     for (s = 0; s < p - 1; s++) {
         uint32_t out = ring_mod(r - s, p), in = ring_mod(r - s - 1, p);
-        rdt_sched_send(b, (uint32_t)s, next, s == 0 ? RDT_BUF_INPUT : RDT_BUF_OUTPUT, out,
-                       out + 1);
+        rdt_sched_send(b, (uint32_t)s, next, s == 0 ? RDT_BUF_INPUT : RDT_BUF_OUTPUT, out, out + 1);
         rdt_sched_recv_reduce(b, (uint32_t)s, prev, RDT_BUF_OUTPUT, RDT_BUF_INPUT, in, in + 1);
     }
     for (s = 0; s < p - 1; s++) {
@@ -68,8 +67,7 @@ void rdt_sched_ring_reduce_scatter(rdt_sched_builder_t *b)
     b->s->nblocks = (uint32_t)p;
     for (s = 0; s < p - 1; s++) {
         uint32_t out = ring_mod(r - s - 1, p), in = ring_mod(r - s - 2, p);
-        rdt_sched_send(b, (uint32_t)s, next, s == 0 ? RDT_BUF_INPUT : RDT_BUF_TEMP, out,
-                       out + 1);
+        rdt_sched_send(b, (uint32_t)s, next, s == 0 ? RDT_BUF_INPUT : RDT_BUF_TEMP, out, out + 1);
         rdt_sched_recv_reduce(b, (uint32_t)s, prev, s == p - 2 ? RDT_BUF_OUTPUT : RDT_BUF_TEMP,
                               RDT_BUF_INPUT, in, in + 1);
     }
@@ -91,8 +89,7 @@ void rdt_sched_ring_allgather(rdt_sched_builder_t *b)
     b->s->nblocks = (uint32_t)p;
     for (s = 0; s < p - 1; s++) {
         uint32_t out = ring_mod(r - s, p), in = ring_mod(r - s - 1, p);
-        rdt_sched_send(b, (uint32_t)s, next, s == 0 ? RDT_BUF_INPUT : RDT_BUF_OUTPUT, out,
-                       out + 1);
+        rdt_sched_send(b, (uint32_t)s, next, s == 0 ? RDT_BUF_INPUT : RDT_BUF_OUTPUT, out, out + 1);
         rdt_sched_recv(b, (uint32_t)s, prev, RDT_BUF_OUTPUT, in, in + 1);
         if (s == 1)
             rdt_sched_copy(b, 1, RDT_BUF_OUTPUT, RDT_BUF_INPUT, (uint32_t)r, (uint32_t)r + 1);

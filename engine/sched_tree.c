@@ -155,8 +155,8 @@ static void dbtree_one(rdt_sched_builder_t *b, int tree)
     for (i = 0; i < 2; i++) {
         if (!kid[i])
             continue;
-        rdt_sched_recv_reduce(b, kround[i], tree_rank(tree, kid[i], p), RDT_BUF_OUTPUT, acc,
-                              blk, blk + 1);
+        rdt_sched_recv_reduce(b, kround[i], tree_rank(tree, kid[i], p), RDT_BUF_OUTPUT, acc, blk,
+                              blk + 1);
         acc = RDT_BUF_OUTPUT;
     }
     if (q) {
@@ -241,8 +241,8 @@ void rdt_sched_binomial_reduce(rdt_sched_builder_t *b)
     for (j = 0; j < low; j++) {
         if (v + (1 << j) >= p)
             continue;
-        rdt_sched_recv_reduce(b, (uint32_t)j, (int)tree_mod(v + (1 << j) + root, p), dst, acc,
-                              0, 1);
+        rdt_sched_recv_reduce(b, (uint32_t)j, (int)tree_mod(v + (1 << j) + root, p), dst, acc, 0,
+                              1);
         acc = dst;
     }
     if (v != 0)

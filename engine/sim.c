@@ -19,8 +19,14 @@
  * Inputs are chosen so that the reference is exact whatever the reduction order: integers wrap
  * (exact modulo 2^n in any order); floats are small integers whose partial sums stay exactly
  * representable, products are of +-1 and a few 2s. Outputs start poisoned, TEMP is re-poisoned
- * for every slice, so a schedule that reads what it never wrote is caught.
+ * for every slice, so a schedule that reads what it never wrote is caught. params->inexact
+ * trades exactness for rounding sums, to check that all ranks of an allreduce agree bit for bit.
+ *
+ * The reduction itself is engine/reduce.c's (rdt_reduce_local, rdt_reduce_scale_avg for AVG at
+ * the end of each slice, as the executor does); the reference is computed here, with its own
+ * scalar arithmetic and its own float16/bfloat16 conversions.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +35,8 @@
 #include "reduce.h"
 #include "sched.h"
 
-#define SIM_MAX_RANKS (1 << 20)
-#define SIM_POISON_OUT 0xa5
+#define SIM_MAX_RANKS   (1 << 20)
+#define SIM_POISON_OUT  0xa5
 #define SIM_POISON_TEMP 0x5a
 
 typedef struct sim_buf {
@@ -66,6 +72,7 @@ typedef struct sim {
     int *stack;
     int nstack;
     size_t words;
+    int inexact; /* params->inexact and it applies (float SUM/AVG of a reducing collective) */
     int failed;
 } sim_t;
 
@@ -153,6 +160,12 @@ static void sim_value(const sim_t *sm, int r, uint32_t u, size_t i, uint64_t *iv
     *fv = 0;
     if (!dt_is_float(dt)) {
         *iv = (op == RDT_PROD && ((h >> 32) & 3)) ? (h | 1) : h; /* mostly odd factors */
+        return;
+    }
+    if (sm->inexact) { /* k / 2^b with |k| < 2^b: exact in the type, sums round */
+        int b = dt == RDT_FLOAT16 ? 10 : dt == RDT_BFLOAT16 ? 7 : dt == RDT_FLOAT32 ? 24 : 53;
+        int64_t k = (int64_t)(h >> (63 - b)) - ((int64_t)1 << b);
+        *fv = ldexp((double)k, -b);
         return;
     }
     if (op == RDT_SUM || op == RDT_AVG) {
@@ -458,8 +471,8 @@ static void sim_check_round(sim_t *sm, int r, uint32_t first, uint32_t end, sim_
 
     for (i = first; i < end; i++) {
         const rdt_sched_op_t *o = &s->ops[i];
-        sim_access_t a = {alias_id(sm, o->buf), o->kind != RDT_OPK_SEND, o->blk_begin,
-                          o->blk_end, i};
+        sim_access_t a = {alias_id(sm, o->buf), o->kind != RDT_OPK_SEND, o->blk_begin, o->blk_end,
+                          i};
         acc[n++] = a;
         if (o->kind == RDT_OPK_RECV_REDUCE || o->kind == RDT_OPK_COPY) {
             sim_access_t c = {alias_id(sm, o->src), 0, o->blk_begin, o->blk_end, i};
@@ -477,10 +490,9 @@ static void sim_check_round(sim_t *sm, int r, uint32_t first, uint32_t end, sim_
             sim_fail(sm, RDT_ERR_INTERNAL,
                      "race on rank %d in round %u: op %u (%s %s[%u,%u)) and op %u (%s "
                      "%s[%u,%u)) touch the same memory%s",
-                     r, ox->round, x->op, opk_names[ox->kind], buf_names[ox->buf],
-                     ox->blk_begin, ox->blk_end, y->op, opk_names[oy->kind],
-                     buf_names[oy->buf], oy->blk_begin, oy->blk_end,
-                     sm->prm->in_place ? " (in place)" : "");
+                     r, ox->round, x->op, opk_names[ox->kind], buf_names[ox->buf], ox->blk_begin,
+                     ox->blk_end, y->op, opk_names[oy->kind], buf_names[oy->buf], oy->blk_begin,
+                     oy->blk_end, sm->prm->in_place ? " (in place)" : "");
             return;
         }
     }
@@ -509,12 +521,11 @@ static void sim_check_sched(sim_t *sm, int r)
     }
     for (i = 0; i < s->nops; i++) {
         const rdt_sched_op_t *o = &s->ops[i];
-        int msg = o->kind != RDT_OPK_COPY, two = o->kind == RDT_OPK_RECV_REDUCE ||
-                                                   o->kind == RDT_OPK_COPY;
+        int msg = o->kind != RDT_OPK_COPY,
+            two = o->kind == RDT_OPK_RECV_REDUCE || o->kind == RDT_OPK_COPY;
         if (o->kind > RDT_OPK_COPY || o->buf >= RDT_BUF_COUNT || o->src >= RDT_BUF_COUNT ||
             o->reserved || (!two && o->src)) {
-            sim_fail(sm, RDT_ERR_INTERNAL, "rank %d op %u: bad kind/buf/src/reserved field", r,
-                     i);
+            sim_fail(sm, RDT_ERR_INTERNAL, "rank %d op %u: bad kind/buf/src/reserved field", r, i);
             return;
         }
         if (i && o->round < s->ops[i - 1].round) {
@@ -525,13 +536,13 @@ static void sim_check_sched(sim_t *sm, int r)
             return;
         }
         if (o->round >= s->nrounds) {
-            sim_fail(sm, RDT_ERR_INTERNAL, "rank %d op %u: round %u but nrounds %u", r, i,
-                     o->round, s->nrounds);
+            sim_fail(sm, RDT_ERR_INTERNAL, "rank %d op %u: round %u but nrounds %u", r, i, o->round,
+                     s->nrounds);
             return;
         }
         if (o->blk_begin > o->blk_end || o->blk_end > sm->nblocks) {
-            sim_fail(sm, RDT_ERR_INTERNAL, "rank %d op %u: region [%u,%u) outside %u blocks", r,
-                     i, o->blk_begin, o->blk_end, sm->nblocks);
+            sim_fail(sm, RDT_ERR_INTERNAL, "rank %d op %u: region [%u,%u) outside %u blocks", r, i,
+                     o->blk_begin, o->blk_end, sm->nblocks);
             return;
         }
         if (msg ? (o->peer < 0 || o->peer >= sm->p || o->peer == r) : o->peer != -1) {
@@ -622,8 +633,8 @@ static void sim_match(sim_t *sm)
                 uint64_t a = (uint64_t)(send ? r : o->peer), b = (uint64_t)(send ? o->peer : r);
                 sim_rec_t rec = {a << 44 | b << 24 | seq, r, g};
                 if (seq >= (1u << 24)) {
-                    sim_fail(sm, RDT_ERR_INTERNAL, "rank %d: over 2^24 messages with rank %d",
-                             r, o->peer);
+                    sim_fail(sm, RDT_ERR_INTERNAL, "rank %d: over 2^24 messages with rank %d", r,
+                             o->peer);
                     break;
                 }
                 if (send)
@@ -736,8 +747,8 @@ static void sim_move(sim_t *sm, int a, uint32_t sa, int b, uint32_t sb)
         describe_seg(sm, a, sa, d1, sizeof(d1));
         describe_seg(sm, b, sb, d2, sizeof(d2));
         sim_fail(sm, RDT_ERR_INTERNAL,
-                 "size mismatch in slice %zu: %s sends %zu elements, %s receives %zu", sm->k,
-                 d1, ns, d2, nr);
+                 "size mismatch in slice %zu: %s sends %zu elements, %s receives %zu", sm->k, d1,
+                 ns, d2, nr);
         return;
     }
     if (ns) {
@@ -747,7 +758,7 @@ static void sim_move(sim_t *sm, int a, uint32_t sa, int b, uint32_t sb)
             memcpy(dst, src, ns * sm->es);
         else
             rdt_reduce_local(dst, sim_addr(sm, B, orc->src, ur, sr), src, ns, sm->prm->dtype,
-                       sm->prm->op == RDT_AVG ? RDT_SUM : sm->prm->op);
+                             sm->prm->op == RDT_AVG ? RDT_SUM : sm->prm->op);
     }
     A->sent_bytes += ns * sm->es;
     if (sm->words) {
@@ -846,8 +857,8 @@ static void sim_report_deadlock(sim_t *sm)
                 sim_fail(sm, RDT_ERR_INTERNAL,
                          "deadlock in slice %zu: %d ranks cannot finish; rank %d waits in round "
                          "%u on op %u (%s %s[%u,%u) peer %d), and rank %d is %s round %u",
-                         sm->k, stuck, first, o->round, i, opk_names[o->kind],
-                         buf_names[o->buf], o->blk_begin, o->blk_end, o->peer, o->peer,
+                         sm->k, stuck, first, o->round, i, opk_names[o->kind], buf_names[o->buf],
+                         o->blk_begin, o->blk_end, o->peer, o->peer,
                          Q->finished ? "done after" : "in",
                          Q->cur_end ? Q->s->ops[Q->cur_end - 1].round : 0);
                 return;
@@ -874,8 +885,7 @@ static void sim_scale_avg(sim_t *sm)
             u = (uint32_t)r;
         else
             continue;
-        rdt_reduce_scale_avg(sim_addr(sm, R, RDT_BUF_OUTPUT, u, 0), sm->len, sm->prm->dtype,
-                             sm->p);
+        rdt_reduce_scale_avg(sim_addr(sm, R, RDT_BUF_OUTPUT, u, 0), sm->len, sm->prm->dtype, sm->p);
     }
 }
 
@@ -914,72 +924,179 @@ static void hex(const unsigned char *b, size_t n, char *out)
         out += sprintf(out, "%02x", b[i]);
 }
 
-static void sim_compare(sim_t *sm, int r, uint32_t u, size_t i, const unsigned char *got,
-                        const unsigned char *want)
+/* Compare one unit of rank r's OUTPUT with what it should hold; count and report the wrong
+ * elements. */
+static void sim_compare_unit(sim_t *sm, int r, uint32_t u, const unsigned char *got,
+                             const unsigned char *want)
 {
     char g[24], w[24];
+    size_t i;
 
-    if (!memcmp(got, want, sm->es))
+    if (!memcmp(got, want, sm->count * sm->es))
         return;
-    if (!sm->res->wrong) {
-        hex(got, sm->es, g);
-        hex(want, sm->es, w);
-        sim_fail(sm, RDT_ERR_INTERNAL,
-                 "wrong result: rank %d OUTPUT unit %u element %zu is %s, expected %s (%s %s, "
-                 "%s)",
-                 r, u, i, g, w, rdt_coll_name(sm->coll), rdt_dtype_name(sm->prm->dtype),
-                 rdt_op_name(sm->prm->op));
+    for (i = 0; i < sm->count; i++) {
+        const unsigned char *gi = got + i * sm->es, *wi = want + i * sm->es;
+        if (!memcmp(gi, wi, sm->es))
+            continue;
+        if (!sm->res->wrong) {
+            hex(gi, sm->es, g);
+            hex(wi, sm->es, w);
+            sim_fail(sm, RDT_ERR_INTERNAL,
+                     "wrong result: rank %d OUTPUT unit %u element %zu is %s, expected %s (%s "
+                     "%s, %s)",
+                     r, u, i, g, w, rdt_coll_name(sm->coll), rdt_dtype_name(sm->prm->dtype),
+                     rdt_op_name(sm->prm->op));
+        }
+        sm->res->wrong++;
     }
-    sm->res->wrong++;
+}
+
+/* Expected unit @p u of OUTPUT on rank @p r for the data movers (no reduction involved). */
+static void sim_expected_unit(const sim_t *sm, int r, uint32_t u, unsigned char *dst)
+{
+    size_t i;
+
+    for (i = 0; i < sm->count; i++) {
+        uint64_t iv;
+        double fv;
+        if (sm->coll == RDT_COLL_ALLGATHER)
+            sim_value(sm, (int)u, u, i, &iv, &fv);
+        else if (sm->coll == RDT_COLL_BROADCAST)
+            sim_value(sm, sm->prm->root, 0, i, &iv, &fv);
+        else /* alltoall: unit u of rank r is rank u's unit r */
+            sim_value(sm, (int)u, (uint32_t)r, i, &iv, &fv);
+        sim_store(sm->prm->dtype, dst + i * sm->es, iv, fv);
+    }
+}
+
+/* Element of a float type as a double (own decoders, like the encoders above). */
+static double sim_load_float(rdt_dtype_t dt, const unsigned char *src)
+{
+    uint16_t h;
+    uint32_t x;
+    float f;
+    double d;
+
+    switch (dt) {
+    case RDT_FLOAT16: {
+        uint32_t e, m;
+        memcpy(&h, src, 2);
+        e = (h >> 10) & 0x1f;
+        m = h & 0x3ff;
+        if (e == 0x1f)
+            d = m ? NAN : INFINITY;
+        else if (e == 0)
+            d = ldexp((double)m, -24);
+        else
+            d = ldexp((double)(m | 0x400), (int)e - 25);
+        return (h & 0x8000) ? -d : d;
+    }
+    case RDT_BFLOAT16:
+        memcpy(&h, src, 2);
+        x = (uint32_t)h << 16;
+        memcpy(&f, &x, 4);
+        return f;
+    case RDT_FLOAT32:
+        memcpy(&f, src, 4);
+        return f;
+    default:
+        memcpy(&d, src, 8);
+        return d;
+    }
+}
+
+/*
+ * Inexact mode: every kept unit within the rounding bound of the exact result, whatever the
+ * order of the additions (|computed - exact| <= (p - 1) u sum |x_i|, u the unit roundoff, with
+ * a factor 2 of slack and the AVG division's own rounding), and for allreduce every rank's
+ * OUTPUT bit-identical to rank 0's.
+ */
+static void sim_verify_inexact(sim_t *sm)
+{
+    rdt_dtype_t dt = sm->prm->dtype;
+    double u = dt == RDT_FLOAT16    ? ldexp(1, -11)
+               : dt == RDT_BFLOAT16 ? ldexp(1, -8)
+               : dt == RDT_FLOAT32  ? ldexp(1, -24)
+                                    : ldexp(1, -53);
+    size_t ub = sm->count * sm->es, i;
+    int r, q;
+
+    for (r = 0; r < sm->p && !sm->failed; r++) {
+        const sim_buf_t *ob = &sm->rk[r].buf[1];
+        uint32_t un;
+        for (un = ob->u0; un < ob->u0 + ob->nu && !sm->failed; un++) {
+            const unsigned char *got = unit_ptr(sm, ob, un);
+            if (sm->coll == RDT_COLL_ALLREDUCE && r > 0 &&
+                memcmp(got, unit_ptr(sm, &sm->rk[0].buf[1], 0), ub)) {
+                for (i = 0; i < sm->count; i++)
+                    if (memcmp(got + i * sm->es, unit_ptr(sm, &sm->rk[0].buf[1], 0) + i * sm->es,
+                               sm->es))
+                        break;
+                sim_fail(sm, RDT_ERR_INTERNAL,
+                         "ranks disagree: rank %d OUTPUT element %zu differs from rank 0's (%.9g "
+                         "vs %.9g): the reduction order depends on the rank",
+                         r, i, sim_load_float(dt, got + i * sm->es),
+                         sim_load_float(dt, unit_ptr(sm, &sm->rk[0].buf[1], 0) + i * sm->es));
+                sm->res->wrong++;
+                return;
+            }
+            for (i = 0; i < sm->count; i++) {
+                double sum = 0, mag = 0, want, tol, g = sim_load_float(dt, got + i * sm->es);
+                for (q = 0; q < sm->p; q++) {
+                    uint64_t iv;
+                    double fv;
+                    sim_value(sm, q, un, i, &iv, &fv);
+                    sum += fv;
+                    mag += fabs(fv);
+                }
+                want = sum;
+                tol = 2 * (sm->p - 1) * u * mag;
+                if (sm->prm->op == RDT_AVG) {
+                    want = sum / sm->p;
+                    tol = tol / sm->p + 2 * u * fabs(want);
+                }
+                if (!(fabs(g - want) <= tol)) {
+                    if (!sm->res->wrong)
+                        sim_fail(sm, RDT_ERR_INTERNAL,
+                                 "wrong result: rank %d OUTPUT unit %u element %zu is %.9g, the "
+                                 "exact result is %.9g (tolerance %.3g, %s %s)",
+                                 r, un, i, g, want, tol, rdt_dtype_name(dt),
+                                 rdt_op_name(sm->prm->op));
+                    sm->res->wrong++;
+                }
+            }
+        }
+    }
 }
 
 static rdt_status_t sim_verify(sim_t *sm)
 {
-    unsigned char *ref = NULL, want[8];
-    int r, red = coll_reduces(sm->coll);
-    uint32_t u, nref = sm->coll == RDT_COLL_REDUCE_SCATTER ? sm->nunits : 1;
+    size_t ub = sm->count * sm->es;
+    int r, per_rank = sm->coll == RDT_COLL_ALLTOALL;
+    uint32_t u,
+        nref = (sm->coll == RDT_COLL_REDUCE_SCATTER || sm->coll == RDT_COLL_ALLGATHER || per_rank)
+                   ? sm->nunits
+                   : 1;
+    unsigned char *ref = malloc((size_t)nref * ub + 1);
     size_t i;
 
-    if (red) { /* one reference per unit that anybody keeps */
-        ref = malloc((size_t)nref * sm->count * sm->es + 1);
-        if (!ref)
-            return RDT_ERR_NO_MEMORY;
-        for (u = 0; u < nref; u++)
+    if (!ref)
+        return RDT_ERR_NO_MEMORY;
+    /* expected units that do not depend on the rank, computed once */
+    for (u = 0; u < nref && !per_rank; u++) {
+        if (coll_reduces(sm->coll))
             for (i = 0; i < sm->count; i++)
-                sim_reference(sm, u, i, ref + ((size_t)u * sm->count + i) * sm->es);
+                sim_reference(sm, u, i, ref + (size_t)u * ub + i * sm->es);
+        else
+            sim_expected_unit(sm, 0, u, ref + (size_t)u * ub);
     }
     for (r = 0; r < sm->p; r++) {
-        sim_rank_t *R = &sm->rk[r];
-        const sim_buf_t *ob = &R->buf[1];
+        const sim_buf_t *ob = &sm->rk[r].buf[1];
         for (u = ob->u0; u < ob->u0 + ob->nu; u++) {
-            const unsigned char *got = unit_ptr(sm, ob, u);
-            for (i = 0; i < sm->count; i++) {
-                uint64_t iv;
-                double fv;
-                const unsigned char *w = want;
-                switch (sm->coll) {
-                case RDT_COLL_ALLREDUCE:
-                case RDT_COLL_REDUCE:
-                    w = ref + i * sm->es;
-                    break;
-                case RDT_COLL_REDUCE_SCATTER:
-                    w = ref + ((size_t)u * sm->count + i) * sm->es;
-                    break;
-                case RDT_COLL_ALLGATHER:
-                    sim_value(sm, (int)u, u, i, &iv, &fv);
-                    sim_store(sm->prm->dtype, want, iv, fv);
-                    break;
-                case RDT_COLL_BROADCAST:
-                    sim_value(sm, sm->prm->root, 0, i, &iv, &fv);
-                    sim_store(sm->prm->dtype, want, iv, fv);
-                    break;
-                default: /* alltoall: unit u of rank r is rank u's unit r */
-                    sim_value(sm, (int)u, (uint32_t)r, i, &iv, &fv);
-                    sim_store(sm->prm->dtype, want, iv, fv);
-                    break;
-                }
-                sim_compare(sm, r, u, i, got + i * sm->es, w);
-            }
+            const unsigned char *want = ref + (size_t)(nref > 1 ? u : 0) * ub;
+            if (per_rank)
+                sim_expected_unit(sm, r, u, ref + (size_t)u * ub);
+            sim_compare_unit(sm, r, u, unit_ptr(sm, ob, u), want);
         }
     }
     free(ref);
@@ -1037,6 +1154,13 @@ static rdt_status_t sim_prepare_rank(sim_t *sm, int r)
     uint32_t i, nseg;
     rdt_status_t st;
 
+    /* buffers first: the checks need to know which exist; segments only for a valid schedule */
+    st = sim_buffers(sm, r);
+    if (st != RDT_SUCCESS)
+        return st;
+    sim_check_sched(sm, r);
+    if (sm->failed)
+        return RDT_SUCCESS;
     R->seg_base = malloc(((size_t)s->nops + 1) * sizeof(uint32_t));
     R->segs_left = malloc(((size_t)s->nops + 1) * sizeof(uint32_t));
     if (!R->seg_base || !R->segs_left)
@@ -1064,9 +1188,6 @@ static rdt_status_t sim_prepare_rank(sim_t *sm, int r)
             return RDT_ERR_NO_MEMORY;
         R->known[r / 64] |= 1ULL << (r % 64);
     }
-    st = sim_buffers(sm, r);
-    if (st != RDT_SUCCESS)
-        return st;
     for (i = 0; i < s->nops; i++)
         if (op_is_msg(&s->ops[i]) && s->ops[i].kind == RDT_OPK_SEND)
             sm->res->msgs += R->seg_base[i + 1] - R->seg_base[i];
@@ -1117,6 +1238,8 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
     sm.slice = params->slice && params->slice < sm.count ? params->slice : sm.count;
     sm.nslices = sm.count ? (sm.count + sm.slice - 1) / sm.slice : 1;
     sm.words = sm.coll == RDT_COLL_BARRIER ? ((size_t)sm.p + 63) / 64 : 0;
+    sm.inexact = params->inexact && dt_is_float(params->dtype) && coll_reduces(sm.coll) &&
+                 (params->op == RDT_SUM || params->op == RDT_AVG);
     sm.rk = calloc((size_t)sm.p, sizeof(*sm.rk));
     sm.stack = malloc((size_t)sm.p * 2 * sizeof(int) + sizeof(int));
     if (!sm.rk || !sm.stack) {
@@ -1129,8 +1252,6 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
         st = sim_prepare_rank(&sm, r);
         if (st != RDT_SUCCESS)
             sim_fail(&sm, st, "out of memory preparing rank %d", r);
-        else
-            sim_check_sched(&sm, r);
     }
     if (!sm.failed)
         sim_match(&sm);
@@ -1139,6 +1260,8 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
     if (!sm.failed) {
         if (sm.words) {
             sim_verify_barrier(&sm);
+        } else if (sm.inexact) {
+            sim_verify_inexact(&sm);
         } else {
             st = sim_verify(&sm);
             if (st != RDT_SUCCESS)

@@ -388,8 +388,13 @@ static void tcp_peer_events(rdt_tcp_t *tp, tcp_peer_t *p)
     p->events = want;
 }
 
-/* Phase one of an abort, safe from any thread holding the lock: close every socket. Queues are
- * kept for tcp_abort_deliver(), which the driving thread runs. */
+/*
+ * Phase one of an abort, safe from any thread holding the lock: close every connection. Queues
+ * are kept for tcp_abort_deliver(), which the driving thread runs. The listening socket stays
+ * open, unserved, until close(): a peer connecting meanwhile waits in the backlog and gets a
+ * reset when it closes, instead of "connection refused", which it would retry until its connect
+ * timeout.
+ */
 static void tcp_abort_sockets(rdt_tcp_t *tp)
 {
     int i;
@@ -397,8 +402,8 @@ static void tcp_abort_sockets(rdt_tcp_t *tp)
     if (tp->sockets_closed)
         return;
     tp->sockets_closed = 1;
-    tcp_close_fd(tp, tp->lfd);
-    tp->lfd = -1;
+    if (tp->lfd >= 0 && !tp->listen_resume_at)
+        epoll_ctl(tp->epfd, EPOLL_CTL_DEL, tp->lfd, NULL);
     tp->listen_resume_at = 0;
     for (i = 0; i < TCP_MAX_PENDING; i++) {
         tcp_close_fd(tp, tp->pending[i].fd);
@@ -407,6 +412,7 @@ static void tcp_abort_sockets(rdt_tcp_t *tp)
     tp->npending = 0;
     for (i = 0; i < tp->nranks; i++) {
         tcp_peer_t *p = &tp->peers[i];
+        p->in_ready = 0;
         if (p->state == PEER_FAILED)
             continue;
         tcp_peer_close(tp, p);
@@ -1073,7 +1079,7 @@ static void tcp_dispatch(rdt_tcp_t *tp, const struct epoll_event *ev)
 
     switch (kind) {
     case TCP_EV_LISTEN:
-        if (tp->lfd >= 0 && !tp->listen_resume_at)
+        if (tp->lfd >= 0 && !tp->listen_resume_at && !tp->sockets_closed)
             tcp_accept(tp);
         break;
     case TCP_EV_WAKE:
@@ -1610,6 +1616,8 @@ static void tcp_close(rdt_transport_t *t)
     tcp_abort_deliver(tp);
     pthread_mutex_unlock(&tp->lock);
     pthread_mutex_destroy(&tp->lock);
+    if (tp->lfd >= 0)
+        close(tp->lfd);
     close(tp->evfd);
     close(tp->epfd);
     tcp_free(tp);

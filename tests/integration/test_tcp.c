@@ -45,6 +45,7 @@ static const uint64_t tt_comm_id = 0x5eed0123456789abULL;
 typedef struct tt_job {
     char dir[64];
     int mode;
+    size_t sockbuf;
 } tt_job_t;
 
 /* A transfer with its outcome. */
@@ -204,6 +205,7 @@ static rdt_transport_t *tt_open(const tt_job_t *job, int rank, int nranks)
     memcpy(params.token, tt_token, RDT_TOKEN_LEN);
     params.bind_ip = "127.0.0.1";
     params.connect_timeout_ms = 10000;
+    params.sockbuf = job->sockbuf;
     params.host = host;
     CHECK(rdt_tcp_ops.open(&params, &tp) == RDT_SUCCESS);
     memset(addr, 0, sizeof(addr));
@@ -251,12 +253,14 @@ static void tt_job_fini(tt_job_t *job, int nranks)
     rmdir(job->dir);
 }
 
-static void tt_run(int nranks, rdt_spawn_fn_t fn, int mode, const int *want_status)
+static void tt_run_sockbuf(int nranks, rdt_spawn_fn_t fn, int mode, const int *want_status,
+                           size_t sockbuf)
 {
     int statuses[8], i;
     tt_job_t job;
 
     tt_job_init(&job, mode);
+    job.sockbuf = sockbuf;
     rdt_spawn_local(nranks, fn, &job, TT_SPAWN_TIMEOUT_S, statuses);
     tt_job_fini(&job, nranks);
     for (i = 0; i < nranks; i++) {
@@ -265,6 +269,11 @@ static void tt_run(int nranks, rdt_spawn_fn_t fn, int mode, const int *want_stat
             fprintf(stderr, "rank %d exited with %d, expected %d\n", i, statuses[i], want);
         assert_int_equal(statuses[i], want);
     }
+}
+
+static void tt_run(int nranks, rdt_spawn_fn_t fn, int mode, const int *want_status)
+{
+    tt_run_sockbuf(nranks, fn, mode, want_status, 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -461,6 +470,12 @@ static void test_many_messages_in_flight_both_ways_arrive_in_order_with_their_ta
     tt_run(4, many_rank, 0, NULL);
 }
 
+static void test_many_messages_in_flight_with_small_fixed_socket_buffers(void **state)
+{
+    (void)state;
+    tt_run_sockbuf(3, many_rank, 0, NULL, 32 * 1024);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Mismatch                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
@@ -595,6 +610,53 @@ static void test_sender_killed_mid_transfer_fails_receiver_with_peer_failed(void
     static const int want[2] = {128 + SIGKILL, 0};
     (void)state;
     tt_run(2, kill_rank, KILL_SENDER, want);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A rank that aborts before its lower peer connects                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+static int late_connect_rank(int rank, int nranks, void *arg)
+{
+    const tt_job_t *job = arg;
+    rdt_transport_t *tp = tt_open(job, rank, nranks);
+    char path[128];
+    uint64_t v = 1, got = 0;
+
+    snprintf(path, sizeof(path), "%s/aborted", job->dir);
+    if (rank == 1) {
+        FILE *f;
+        tp->ops->abort(tp);
+        f = fopen(path, "w");
+        CHECK(f && fclose(f) == 0);
+        tt_sleep_ms(300);
+        tp->ops->close(tp);
+        unlink(path);
+    } else {
+        tt_xfer_t s, r;
+        double end = tt_now() + 10;
+        while (access(path, F_OK) != 0) {
+            CHECK(tt_now() < end);
+            tt_sleep_ms(1);
+        }
+        tt_prep(&s, &v, 8, 1, 1);
+        tt_prep(&r, &got, 8, 1, 2);
+        CHECK(tp->ops->isend(tp, &s.x) == RDT_SUCCESS);
+        CHECK(tp->ops->irecv(tp, &r.x) == RDT_SUCCESS);
+        /* the connect timeout is 10 s: a refused connection retried until then fails this */
+        CHECK(tt_wait(tp, (tt_xfer_t *[]){&s, &r}, 2, 5) == 0);
+        CHECK(r.st == RDT_ERR_PEER_FAILED);
+        if (!strstr(tp->error, "rank 1 (host host1)"))
+            tt_fail(__LINE__, "error does not name the peer: '%s'", tp->error);
+        tp->ops->close(tp);
+    }
+    return 0;
+}
+
+static void test_a_peer_that_aborted_before_we_connected_fails_fast_once_it_closes(void **state)
+{
+    (void)state;
+    tt_run(2, late_connect_rank, 0, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -951,12 +1013,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pingpong_of_0_1_8_4097_and_8mib_plus_3_bytes_is_bit_exact),
         cmocka_unit_test(test_many_messages_in_flight_both_ways_arrive_in_order_with_their_tags),
+        cmocka_unit_test(test_many_messages_in_flight_with_small_fixed_socket_buffers),
         cmocka_unit_test(
             test_length_mismatch_fails_receiver_with_mismatch_and_sender_with_peer_failed),
         cmocka_unit_test(
             test_tag_mismatch_fails_receiver_with_mismatch_and_sender_with_peer_failed),
         cmocka_unit_test(test_receiver_killed_mid_transfer_fails_sender_with_peer_failed),
         cmocka_unit_test(test_sender_killed_mid_transfer_fails_receiver_with_peer_failed),
+        cmocka_unit_test(test_a_peer_that_aborted_before_we_connected_fails_fast_once_it_closes),
         cmocka_unit_test(test_impostor_connections_are_dropped_and_the_job_still_works),
         cmocka_unit_test(test_abort_from_another_thread_unblocks_a_waiting_progress),
         cmocka_unit_test(test_abort_from_the_driving_thread_completes_transfers_before_returning),

@@ -3,11 +3,12 @@
  * references computed here from the definitions (double arithmetic, ldexp, nearbyint), never
  * with the code under test.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the four above, which it needs */
 
 #include <float.h>
 #include <math.h>
@@ -268,8 +269,8 @@ static void fill_random(rdt_dtype_t dt, void *buf, size_t n, uint64_t *rng, int 
                                             0x8001, 0x7f7f, 0xff7f, 0x3f80, 0xbf80};
     static const float f32_special[] = {0.0f,       -0.0f,   INFINITY, -INFINITY, 0x1p-149f,
                                         -0x1p-149f, FLT_MAX, -FLT_MAX, 1.0f,      -1.0f};
-    static const double f64_special[] = {0.0,     -0.0,     INFINITY, -INFINITY, 0x1p-1074,
-                                         -0x1p-1074, DBL_MAX, -DBL_MAX, 1.0,      -1.0};
+    static const double f64_special[] = {0.0,        -0.0,    INFINITY, -INFINITY, 0x1p-1074,
+                                         -0x1p-1074, DBL_MAX, -DBL_MAX, 1.0,       -1.0};
     size_t es = rdt_dtype_size(dt);
 
     for (size_t i = 0; i < n; i++) {
@@ -302,16 +303,12 @@ static void fill_random(rdt_dtype_t dt, void *buf, size_t n, uint64_t *rng, int 
                 memcpy(p, &h, 2);
                 break;
             case RDT_FLOAT32:
-                f = kind == 0 ? f32_special[k] : kind == 1 ? (float)small / 3.0f : 0;
-                if (kind > 1)
-                    memcpy(&f, &v, 4);
-                memcpy(p, &f, 4);
+                f = kind == 0 ? f32_special[k] : (float)small / 3.0f;
+                memcpy(p, kind > 1 ? (const void *)&v : &f, 4);
                 break;
             default:
-                d = kind == 0 ? f64_special[k] : kind == 1 ? (double)small / 3.0 : 0;
-                if (kind > 1)
-                    memcpy(&d, &v, 8);
-                memcpy(p, &d, 8);
+                d = kind == 0 ? f64_special[k] : (double)small / 3.0;
+                memcpy(p, kind > 1 ? (const void *)&v : &d, 8);
                 break;
             }
             v = rdt_test_rand(rng);
@@ -520,8 +517,8 @@ static void test_result_bits_do_not_depend_on_position_in_buffer(void **state)
             for (size_t i = 0; i < n; i++) {
                 rdt_reduce_local(one, a + i * es, b + i * es, 1, dt, ops[oi]);
                 if (memcmp(one, whole + i * es, es) != 0)
-                    fail_msg("%s %s element %zu: alone and in a buffer differ",
-                             rdt_dtype_name(dt), rdt_op_name(ops[oi]), i);
+                    fail_msg("%s %s element %zu: alone and in a buffer differ", rdt_dtype_name(dt),
+                             rdt_op_name(ops[oi]), i);
             }
         }
         free(a);
@@ -783,7 +780,7 @@ static void test_float_to_bf16_overflows_to_inf_and_keeps_nans(void **state)
     assert_int_equal(rdt_float_to_bf16(0x1.ffp127f), 0x7f80); /* tie, 0x7f7f is odd */
     assert_int_equal(rdt_float_to_bf16(nextafterf(0x1.ffp127f, 0)), 0x7f7f);
     assert_int_equal(rdt_float_to_bf16(-INFINITY), 0xff80);
-    assert_int_equal(rdt_float_to_bf16(0x1p-134f), 0x0000); /* tie with the even 0 */
+    assert_int_equal(rdt_float_to_bf16(0x1p-134f), 0x0000);   /* tie with the even 0 */
     assert_int_equal(rdt_float_to_bf16(0x1.8p-133f), 0x0002); /* tie between 1 and 2 */
     assert_true(pattern_is_nan(&fmt_bf16, rdt_float_to_bf16(bits_f32(0x7f800001u))));
     assert_true(pattern_is_nan(&fmt_bf16, rdt_float_to_bf16(bits_f32(0x7fffffffu))));

@@ -1,8 +1,9 @@
 /*
  * test_sched.c - every schedule builder replayed by the simulator (engine/sim.c) for 1..33, 64,
- * 127 and 128 ranks, in place and out of place, over counts, slices, dtypes, ops and roots; the
- * simulator's own checks proven on schedules broken by hand; the cost model's prices, closed
- * forms and lower bounds. The 1,000-rank replays live in test_sched_large.c.
+ * 127, 128 and 1,000 ranks, in place and out of place, over counts, slices, dtypes, ops and
+ * roots; the simulator's own checks proven on schedules broken by hand; the cost model's
+ * prices, closed forms and lower bounds. 1,024-rank replays and the 4,096-rank pricing live in
+ * test_sched_large.c (label slow).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,8 +21,8 @@
 #include "sched_impl.h"
 #include "testutil.h"
 
-static const int rank_counts[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12,
-                                  13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+static const int rank_counts[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,  12,
+                                  13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,  24,
                                   25, 26, 27, 28, 29, 30, 31, 32, 33, 64, 127, 128};
 #define NRANK_COUNTS (sizeof(rank_counts) / sizeof(rank_counts[0]))
 
@@ -32,7 +33,15 @@ static const int rank_counts[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12
 static void sim_expect_ok(rdt_coll_t coll, rdt_algo_t algo, int p, int root, size_t count,
                           size_t slice, rdt_dtype_t dtype, rdt_op_t op, int in_place)
 {
-    rdt_sim_params_t prm = {coll, algo, p, root, count, slice, dtype, op, in_place};
+    rdt_sim_params_t prm = {.coll = coll,
+                            .algo = algo,
+                            .nranks = p,
+                            .root = root,
+                            .count = count,
+                            .slice = slice,
+                            .dtype = dtype,
+                            .op = op,
+                            .in_place = in_place};
     rdt_sim_result_t res;
 
     if (rdt_sim_run(&prm, &res) != RDT_SUCCESS)
@@ -44,16 +53,18 @@ static void sim_expect_ok(rdt_coll_t coll, rdt_algo_t algo, int p, int root, siz
 
 /*
  * The matrix for one (collective, algorithm): every rank count, in place and out of place;
- * counts 0, 1, fewer than the blocks of a slice, odd, and large-ish; one slice, slices smaller
- * than the block count (empty blocks) and an uneven last slice. The dtype and op rotate with
- * the case so that the 36 rank counts cover every pair; test_every_dtype_and_op_... covers
- * them systematically on fewer ranks.
+ * counts 0, 1, fewer than the ranks, odd, and large-ish (smaller ones for the p-unit
+ * collectives beyond 33 ranks, whose vectors grow as p^2); slices: one, three (the last one
+ * shorter), and for one-unit vectors slices of p/2 elements, shorter than the p blocks of the
+ * ring and Rabenseifner, so that some blocks are empty. The dtype and op rotate with the case so
+ * that the rank counts together cover every pair; test_every_dtype_and_op_... covers them
+ * systematically on fewer ranks.
  */
 static void run_matrix(rdt_coll_t coll, rdt_algo_t algo)
 {
     int rooted = coll == RDT_COLL_BROADCAST || coll == RDT_COLL_REDUCE;
-    int reduces = coll == RDT_COLL_ALLREDUCE || coll == RDT_COLL_REDUCE_SCATTER ||
-                  coll == RDT_COLL_REDUCE;
+    int reduces =
+        coll == RDT_COLL_ALLREDUCE || coll == RDT_COLL_REDUCE_SCATTER || coll == RDT_COLL_REDUCE;
     unsigned pi, rot = 0;
 
     for (pi = 0; pi < NRANK_COUNTS; pi++) {
@@ -61,19 +72,25 @@ static void run_matrix(rdt_coll_t coll, rdt_algo_t algo)
         int per_rank = rdt_sched_nunits(coll, p) > 1;
         size_t counts[5] = {0, 1, p > 1 ? (size_t)p - 1 : 1, 2 * (size_t)p + 3,
                             per_rank ? 67 : 4099};
-        size_t slices[3] = {0, 2, 1000};
+
+        if (per_rank && p > 33) { /* p units of p * count elements per rank: keep it small */
+            counts[2] = 7;
+            counts[3] = 33;
+        }
 
         for (ci = 0; ci < 5; ci++) {
+            size_t n = counts[ci];
+            size_t slices[3] = {0, n / 3 + 1, p > 1 ? (size_t)p / 2 : 1};
             for (si = 0; si < 3; si++) {
-                if (si == 1 && counts[ci] > 300)
-                    continue; /* thousands of slices add time, not coverage */
+                if ((si == 1 && n < 3) || (si == 2 && (per_rank || n > 4 * (size_t)p)))
+                    continue;
                 for (ip = 0; ip < 2; ip++) {
                     rdt_dtype_t dt = (rdt_dtype_t)(rot % RDT_DTYPE_COUNT);
-                    rdt_op_t op = reduces ? (rdt_op_t)((rot / RDT_DTYPE_COUNT) % RDT_OP_COUNT)
-                                          : RDT_SUM;
+                    rdt_op_t op =
+                        reduces ? (rdt_op_t)((rot / RDT_DTYPE_COUNT) % RDT_OP_COUNT) : RDT_SUM;
                     root = rooted ? (int)(rot % (unsigned)p) : 0;
                     rot++;
-                    sim_expect_ok(coll, algo, p, root, counts[ci], slices[si], dt, op, ip);
+                    sim_expect_ok(coll, algo, p, root, n, slices[si], dt, op, ip);
                 }
             }
         }
@@ -133,7 +150,13 @@ static void hand_free(rdt_sched_t **s, int p)
 static rdt_sim_result_t hand_run(rdt_sched_t **s, rdt_coll_t coll, int p, size_t count,
                                  int in_place)
 {
-    rdt_sim_params_t prm = {coll, RDT_ALGO_RING, p, 0, count, 0, RDT_INT32, RDT_SUM, in_place};
+    rdt_sim_params_t prm = {.coll = coll,
+                            .algo = RDT_ALGO_RING,
+                            .nranks = p,
+                            .count = count,
+                            .dtype = RDT_INT32,
+                            .op = RDT_SUM,
+                            .in_place = in_place};
     rdt_sim_result_t res;
 
     rdt_sim_run_scheds(&prm, s, &res);
@@ -249,8 +272,7 @@ static void test_build_rejects_unsupported_pairs_and_bad_ranks(void **state)
                      RDT_ERR_INVALID_ARG);
     assert_ptr_equal(s, (rdt_sched_t *)0x1); /* untouched on failure */
     /* root is ignored where there is none */
-    assert_int_equal(rdt_sched_build(RDT_COLL_ALLREDUCE, RDT_ALGO_RING, 0, 4, 9, &s),
-                     RDT_SUCCESS);
+    assert_int_equal(rdt_sched_build(RDT_COLL_ALLREDUCE, RDT_ALGO_RING, 0, 4, 9, &s), RDT_SUCCESS);
     assert_int_equal(s->root, 0);
     rdt_sched_destroy(s);
     rdt_sched_destroy(NULL);
@@ -296,8 +318,7 @@ static void test_ring_allreduce_has_2_p_minus_1_rounds_of_one_block_each_way(voi
     uint32_t i;
 
     (void)state;
-    assert_int_equal(rdt_sched_build(RDT_COLL_ALLREDUCE, RDT_ALGO_RING, 2, 5, 0, &s),
-                     RDT_SUCCESS);
+    assert_int_equal(rdt_sched_build(RDT_COLL_ALLREDUCE, RDT_ALGO_RING, 2, 5, 0, &s), RDT_SUCCESS);
     assert_int_equal(s->nblocks, 5);
     assert_int_equal(s->nrounds, 8);
     assert_int_equal(s->nops, 16);
@@ -466,6 +487,28 @@ static void test_pairwise_alltoall_is_correct_in_place_for_1_to_33_64_127_128_ra
     run_matrix(RDT_COLL_ALLTOALL, RDT_ALGO_PAIRWISE);
 }
 
+/* Every algorithm on 1,000 ranks (not a power of two: the folds are exercised), in place and
+ * out of place, with counts that leave most of the p blocks of a slice empty. The ring
+ * allreduce (2 million messages per slice) runs one slice, the others several. */
+static void test_every_algorithm_is_correct_on_1000_ranks(void **state)
+{
+    int c, a, ip;
+
+    (void)state;
+    for (c = 0; c < RDT_COLL_COUNT; c++) {
+        for (a = 0; a < RDT_ALGO_COUNT; a++) {
+            int per_rank = rdt_sched_nunits((rdt_coll_t)c, 1000) > 1;
+            size_t count = per_rank ? 2 : 1500;
+            size_t slice = (per_rank || a == RDT_ALGO_RING) ? 0 : 700;
+            if (!rdt_sched_supported((rdt_coll_t)c, (rdt_algo_t)a))
+                continue;
+            for (ip = 0; ip < 2; ip++)
+                sim_expect_ok(c, a, 1000, 617, count, slice, ip ? RDT_FLOAT32 : RDT_INT64,
+                              ip ? RDT_SUM : RDT_MAX, ip);
+        }
+    }
+}
+
 static void test_every_dtype_and_op_is_exact_for_every_reducing_algorithm(void **state)
 {
     static const int ps[] = {2, 5, 8, 12};
@@ -490,8 +533,7 @@ static void test_every_dtype_and_op_is_exact_for_every_reducing_algorithm(void *
 
 static void test_data_movers_are_exact_for_every_dtype(void **state)
 {
-    static const rdt_coll_t colls[] = {RDT_COLL_ALLGATHER, RDT_COLL_BROADCAST,
-                                       RDT_COLL_ALLTOALL};
+    static const rdt_coll_t colls[] = {RDT_COLL_ALLGATHER, RDT_COLL_BROADCAST, RDT_COLL_ALLTOALL};
     int a, dt, ip;
     unsigned ci;
 
@@ -515,6 +557,47 @@ static void test_large_sums_on_many_ranks_stay_exact_in_narrow_floats(void **sta
         sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_BFLOAT16, RDT_SUM, 1);
         sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_FLOAT16, RDT_AVG, 0);
         sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_FLOAT16, RDT_PROD, 0);
+    }
+}
+
+/*
+ * With random floats whose sums round, the exact reference no longer exists; what matters is
+ * that every rank of an allreduce ends with the same bits (recursive doubling relies on the
+ * reduction being commutative bit for bit, the others reduce every block once), and that every
+ * result is within the rounding bound of the exact sum.
+ */
+static void test_reductions_stay_deterministic_across_ranks_when_sums_round(void **state)
+{
+    static const rdt_dtype_t fdt[] = {RDT_FLOAT16, RDT_BFLOAT16, RDT_FLOAT32, RDT_FLOAT64};
+    int c, a;
+    unsigned pi, rot = 0;
+
+    (void)state;
+    for (c = 0; c < RDT_COLL_COUNT; c++) {
+        if (c != RDT_COLL_ALLREDUCE && c != RDT_COLL_REDUCE_SCATTER && c != RDT_COLL_REDUCE)
+            continue;
+        for (a = 0; a < RDT_ALGO_COUNT; a++) {
+            if (!rdt_sched_supported((rdt_coll_t)c, (rdt_algo_t)a))
+                continue;
+            for (pi = 0; pi < NRANK_COUNTS; pi++, rot++) {
+                int p = rank_counts[pi];
+                rdt_sim_params_t prm = {.coll = c,
+                                        .algo = a,
+                                        .nranks = p,
+                                        .root = p / 2,
+                                        .count = c == RDT_COLL_ALLREDUCE ? 301 : 23,
+                                        .slice = rot % 3 ? 0 : 40,
+                                        .dtype = fdt[rot % 4],
+                                        .op = (rot / 4) % 2 ? RDT_AVG : RDT_SUM,
+                                        .in_place = (int)(rot % 2),
+                                        .inexact = 1};
+                rdt_sim_result_t res;
+                if (rdt_sim_run(&prm, &res) != RDT_SUCCESS)
+                    fail_msg("%s %s on %d ranks, %s %s, inexact: %s", rdt_algo_name(a),
+                             rdt_coll_name(c), p, rdt_dtype_name(prm.dtype), rdt_op_name(prm.op),
+                             res.error);
+            }
+        }
     }
 }
 
@@ -601,6 +684,36 @@ static void test_simulator_detects_a_send_round_waiting_on_a_later_receive(void 
     hand_free(s, 2);
 }
 
+static void test_simulator_detects_rank_dependent_reduction_order(void **state)
+{
+    rdt_sched_t *s[3];
+    rdt_sim_params_t prm = {.coll = RDT_COLL_ALLREDUCE,
+                            .algo = RDT_ALGO_RING,
+                            .nranks = 3,
+                            .count = 200,
+                            .dtype = RDT_FLOAT32,
+                            .op = RDT_SUM};
+    rdt_sim_result_t res;
+    int r;
+
+    (void)state;
+    /* every rank sums all three vectors itself, starting with its own: (x_r + x_r-1) + x_r-2,
+     * exact on small integers, different bits per rank once sums round */
+    for (r = 0; r < 3; r++) {
+        s[r] = hand_new(RDT_COLL_ALLREDUCE, r, 3, 1, 1);
+        hand_op(s[r], RDT_OPK_SEND, RDT_BUF_INPUT, 0, (r + 1) % 3, 0, 0, 1);
+        hand_op(s[r], RDT_OPK_RECV_REDUCE, RDT_BUF_TEMP, RDT_BUF_INPUT, (r + 2) % 3, 0, 0, 1);
+        hand_op(s[r], RDT_OPK_SEND, RDT_BUF_INPUT, 0, (r + 2) % 3, 1, 0, 1);
+        hand_op(s[r], RDT_OPK_RECV_REDUCE, RDT_BUF_OUTPUT, RDT_BUF_TEMP, (r + 1) % 3, 1, 0, 1);
+    }
+    rdt_sim_run_scheds(&prm, s, &res);
+    assert_int_equal(res.status, RDT_SUCCESS);
+    prm.inexact = 1;
+    rdt_sim_run_scheds(&prm, s, &res);
+    expect_failure(&res, "ranks disagree");
+    hand_free(s, 3);
+}
+
 static void test_simulator_detects_a_wrong_region_as_wrong_result(void **state)
 {
     rdt_sched_t *s[4];
@@ -685,8 +798,7 @@ static void test_simulator_detects_the_naive_shift_alltoall_in_place(void **stat
         for (k = 1; k < P; k++) {
             uint32_t to = (uint32_t)((r + k) % P), from = (uint32_t)((r - k + P) % P);
             hand_op(s[r], RDT_OPK_SEND, RDT_BUF_INPUT, 0, (int)to, (uint32_t)k, to, to + 1);
-            hand_op(s[r], RDT_OPK_RECV, RDT_BUF_OUTPUT, 0, (int)from, (uint32_t)k, from,
-                    from + 1);
+            hand_op(s[r], RDT_OPK_RECV, RDT_BUF_OUTPUT, 0, (int)from, (uint32_t)k, from, from + 1);
         }
     }
     res = hand_run(s, RDT_COLL_ALLTOALL, P, 3, 0);
@@ -726,7 +838,12 @@ static void test_simulator_detects_a_region_outside_existing_buffers(void **stat
 {
     rdt_sched_t *s[2];
     rdt_sim_result_t res;
-    rdt_sim_params_t prm = {RDT_COLL_REDUCE, RDT_ALGO_TREE, 2, 0, 5, 0, RDT_INT32, RDT_SUM, 0};
+    rdt_sim_params_t prm = {.coll = RDT_COLL_REDUCE,
+                            .algo = RDT_ALGO_TREE,
+                            .nranks = 2,
+                            .count = 5,
+                            .dtype = RDT_INT32,
+                            .op = RDT_SUM};
 
     (void)state;
     /* reduce to root 0: rank 1 has no OUTPUT, but adds into it */
@@ -796,8 +913,12 @@ static void test_simulator_detects_reading_temp_that_was_never_written(void **st
 
 static void test_simulator_reports_rounds_messages_and_bytes(void **state)
 {
-    rdt_sim_params_t prm = {RDT_COLL_ALLREDUCE, RDT_ALGO_RING, 4, 0, 400, 0, RDT_FLOAT32,
-                            RDT_SUM, 0};
+    rdt_sim_params_t prm = {.coll = RDT_COLL_ALLREDUCE,
+                            .algo = RDT_ALGO_RING,
+                            .nranks = 4,
+                            .count = 400,
+                            .dtype = RDT_FLOAT32,
+                            .op = RDT_SUM};
     rdt_sim_result_t res;
 
     (void)state;
@@ -882,8 +1003,8 @@ static void test_closed_forms_track_the_priced_schedules(void **state)
     }
 }
 
-static void test_the_selector_prefers_latency_algorithms_small_and_bandwidth_ones_large(
-    void **state)
+static void
+test_the_selector_prefers_latency_algorithms_small_and_bandwidth_ones_large(void **state)
 {
     double ring, recdbl, rab;
 
@@ -914,8 +1035,7 @@ int main(void)
         cmocka_unit_test(test_rabenseifner_allreduce_is_correct_for_1_to_33_64_127_128_ranks),
         cmocka_unit_test(test_tree_allreduce_is_correct_for_1_to_33_64_127_128_ranks),
         cmocka_unit_test(test_ring_reduce_scatter_is_correct_for_1_to_33_64_127_128_ranks),
-        cmocka_unit_test(
-            test_rabenseifner_reduce_scatter_is_correct_for_1_to_33_64_127_128_ranks),
+        cmocka_unit_test(test_rabenseifner_reduce_scatter_is_correct_for_1_to_33_64_127_128_ranks),
         cmocka_unit_test(test_ring_allgather_is_correct_for_1_to_33_64_127_128_ranks),
         cmocka_unit_test(test_recdbl_allgather_is_correct_for_1_to_33_64_127_128_ranks),
         cmocka_unit_test(test_chain_broadcast_is_correct_for_every_root_and_rank_count),
@@ -924,13 +1044,16 @@ int main(void)
         cmocka_unit_test(test_binomial_reduce_is_correct_for_every_root_and_rank_count),
         cmocka_unit_test(test_dissemination_barrier_connects_every_pair_for_1_to_128_ranks),
         cmocka_unit_test(test_pairwise_alltoall_is_correct_in_place_for_1_to_33_64_127_128_ranks),
+        cmocka_unit_test(test_every_algorithm_is_correct_on_1000_ranks),
         cmocka_unit_test(test_every_dtype_and_op_is_exact_for_every_reducing_algorithm),
         cmocka_unit_test(test_data_movers_are_exact_for_every_dtype),
         cmocka_unit_test(test_large_sums_on_many_ranks_stay_exact_in_narrow_floats),
+        cmocka_unit_test(test_reductions_stay_deterministic_across_ranks_when_sums_round),
         cmocka_unit_test(test_simulator_accepts_a_hand_built_correct_exchange),
         cmocka_unit_test(test_simulator_detects_a_wrong_peer_as_unmatched),
         cmocka_unit_test(test_simulator_detects_receive_before_send_as_deadlock),
         cmocka_unit_test(test_simulator_detects_a_send_round_waiting_on_a_later_receive),
+        cmocka_unit_test(test_simulator_detects_rank_dependent_reduction_order),
         cmocka_unit_test(test_simulator_detects_a_wrong_region_as_wrong_result),
         cmocka_unit_test(test_simulator_detects_a_race_inside_a_round),
         cmocka_unit_test(test_simulator_detects_a_race_that_exists_only_in_place),
