@@ -14,7 +14,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rdmatrain.h"
@@ -582,6 +584,169 @@ static void test_split_communicators_work_beside_their_parent(void **state)
     run_job(2, NULL, body_split);
 }
 
+/* Point to point: a ring exchange of large messages with isend/irecv (every rank sends before it
+ * receives, so the two must run together), blocking ping-pong, and p2p between collectives. */
+static int body_p2p(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm = create_or_die();
+    size_t n = (4u << 20) / 4 + 3, i;
+    int32_t *out = malloc(n * 4), *in = malloc(n * 4);
+    int right = (rank + 1) % nranks, left = (rank + nranks - 1) % nranks, bad = 0, round;
+    rdt_request_t *reqs[2];
+    rdt_status_t st;
+    tcase_t c;
+
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < n; i++)
+            out[i] = (int32_t)(rank * 1000003 + (int)i + round);
+        memset(in, 0, n * 4);
+        st = rdt_isend(comm, out, n, RDT_INT32, right, &reqs[0]);
+        if (st == RDT_SUCCESS)
+            st = rdt_irecv(comm, in, n, RDT_INT32, left, &reqs[1]);
+        if (st == RDT_SUCCESS)
+            st = rdt_waitall(2, reqs);
+        if (st != RDT_SUCCESS) {
+            fprintf(stderr, "rank %d: ring exchange: %s\n", rank, rdt_comm_last_error(comm));
+            return 1;
+        }
+        for (i = 0; i < n; i++) {
+            if (in[i] != (int32_t)(left * 1000003 + (int)i + round)) {
+                fprintf(stderr, "rank %d: ring exchange element %zu wrong\n", rank, i);
+                return 1;
+            }
+        }
+        /* a collective between point-to-point rounds keeps its order */
+        memset(&c, 0, sizeof(c));
+        c.coll = C_ALLREDUCE;
+        c.t = RDT_INT32;
+        c.count = 999;
+        c.seed = round;
+        bad |= run_case(comm, &c);
+    }
+    /* blocking ping-pong between ranks 0 and 1, sizes 0 .. 1 MiB */
+    if (rank < 2) {
+        size_t sizes[] = {0, 1, 8, 4097, 1u << 18};
+        size_t k;
+        for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+            int32_t *b = out;
+            for (i = 0; i < sizes[k]; i++)
+                b[i] = (int32_t)(i * 3 + k);
+            if (rank == 0) {
+                st = rdt_send(comm, b, sizes[k], RDT_INT32, 1);
+                if (st == RDT_SUCCESS)
+                    st = rdt_recv(comm, in, sizes[k], RDT_INT32, 1);
+            } else {
+                st = rdt_recv(comm, in, sizes[k], RDT_INT32, 0);
+                if (st == RDT_SUCCESS)
+                    st = rdt_send(comm, in, sizes[k], RDT_INT32, 0);
+            }
+            if (st != RDT_SUCCESS) {
+                fprintf(stderr, "rank %d: ping-pong: %s\n", rank, rdt_comm_last_error(comm));
+                return 1;
+            }
+            for (i = 0; i < sizes[k]; i++) {
+                if (in[i] != (int32_t)(i * 3 + k)) {
+                    fprintf(stderr, "rank %d: ping-pong %zu: element %zu wrong\n", rank,
+                            sizes[k], i);
+                    return 1;
+                }
+            }
+        }
+    }
+    if (rdt_barrier(comm) != RDT_SUCCESS)
+        bad = 1;
+    free(out);
+    free(in);
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_send_and_recv_exchange_large_messages_in_a_ring(void **state)
+{
+    run_job(2, NULL, body_p2p);
+    run_job(5, NULL, body_p2p);
+}
+
+/* Abort from another thread unblocks a collective that can never finish, within a bound. */
+typedef struct abort_arg {
+    rdt_comm_t *comm;
+} abort_arg_t;
+
+static void *abort_later(void *p)
+{
+    abort_arg_t *a = p;
+    usleep(300 * 1000);
+    rdt_comm_abort(a->comm);
+    rdt_comm_abort(a->comm); /* twice is harmless */
+    return NULL;
+}
+
+static int body_abort(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm = create_or_die();
+    float v[16] = {0};
+    abort_arg_t a = {comm};
+    pthread_t th;
+    double t0, t1;
+    struct timespec ts;
+    rdt_status_t st;
+
+    if (rank == 1) {
+        /* never joins the allreduce; waits for rank 0 to give up, then leaves */
+        sleep(3);
+        rdt_comm_destroy(comm);
+        return 0;
+    }
+    pthread_create(&th, NULL, abort_later, &a);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    st = rdt_allreduce(comm, v, v, 16, RDT_FLOAT32, RDT_SUM);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t1 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    pthread_join(th, NULL);
+    fprintf(stderr, "rank 0 (expected error after %.2f s): %s: %s\n", t1 - t0,
+            rdt_status_str(st), rdt_comm_last_error(comm));
+    if (st != RDT_ERR_ABORTED || t1 - t0 > 2.0)
+        return 1;
+    /* later calls fail at once with the same status */
+    if (rdt_allreduce(comm, v, v, 16, RDT_FLOAT32, RDT_SUM) != RDT_ERR_ABORTED)
+        return 1;
+    rdt_comm_abort(comm);
+    rdt_comm_destroy(comm);
+    return 0;
+}
+
+static void test_abort_from_another_thread_unblocks_a_waiting_collective(void **state)
+{
+    run_job(2, NULL, body_abort);
+}
+
+/* A rank that never arrives: the others fail after RDT_TIMEOUT naming it. */
+static int body_timeout(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm;
+    float v[4] = {0};
+    rdt_status_t st;
+
+    setenv("RDT_TIMEOUT", "1", 1);
+    comm = create_or_die();
+    if (rank == nranks - 1) {
+        sleep(3);
+        rdt_comm_destroy(comm);
+        return 0;
+    }
+    st = rdt_allreduce(comm, v, v, 4, RDT_FLOAT32, RDT_SUM);
+    fprintf(stderr, "rank %d (expected error): %s: %s\n", rank, rdt_status_str(st),
+            rdt_comm_last_error(comm));
+    rdt_comm_destroy(comm);
+    return st == RDT_ERR_TIMEOUT || st == RDT_ERR_PEER_FAILED ? 0 : 1;
+}
+
+static void test_a_rank_that_never_arrives_times_out_with_a_clear_error(void **state)
+{
+    run_job(3, NULL, body_timeout);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Bad input                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
@@ -774,6 +939,9 @@ int main(void)
         cmocka_unit_test(test_every_forced_algorithm_is_exact_on_3_and_4_ranks),
         cmocka_unit_test(test_many_nonblocking_operations_on_two_communicators_are_exact),
         cmocka_unit_test(test_split_communicators_work_beside_their_parent),
+        cmocka_unit_test(test_send_and_recv_exchange_large_messages_in_a_ring),
+        cmocka_unit_test(test_abort_from_another_thread_unblocks_a_waiting_collective),
+        cmocka_unit_test(test_a_rank_that_never_arrives_times_out_with_a_clear_error),
         cmocka_unit_test(test_bad_arguments_are_refused_and_leave_the_communicator_usable),
         cmocka_unit_test(test_a_count_mismatch_is_an_error_on_every_rank),
     };
