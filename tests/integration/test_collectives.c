@@ -338,9 +338,10 @@ static int is_reduction(int coll)
 /* ------------------------------------------------------------------------------------------ */
 
 typedef struct job {
-    const char *algo; /* RDT_ALGO for the ranks, or NULL */
-    int big;          /* include 1 MiB + 3 elements */
-    int all_types;    /* every dtype and op at the small sizes */
+    const char *algo;  /* RDT_ALGO for the ranks, or NULL */
+    int big;           /* include 1 MiB + 3 elements */
+    int all_types;     /* every dtype and op at the small sizes */
+    uint64_t rng_seed; /* random counts; set by run_job */
 } job_t;
 
 static rdt_comm_t *create_or_die(void)
@@ -358,7 +359,10 @@ static rdt_comm_t *create_or_die(void)
 static int body_battery(int rank, int nranks, void *arg)
 {
     const job_t *job = arg;
-    static const size_t sizes[] = {0, 1, 7, 1023};
+    /* 0, 1, 7, 1023 and two random counts (the seed comes from the parent and is printed, so a
+     * failure can be replayed with RDT_TEST_SEED) */
+    size_t sizes[6] = {0, 1, 7, 1023};
+    uint64_t rng = job->rng_seed;
     rdt_comm_t *comm;
     int bad = 0, coll, ip, seed = 1;
     size_t si;
@@ -367,6 +371,8 @@ static int body_battery(int rank, int nranks, void *arg)
         setenv("RDT_ALGO", job->algo, 1);
     setenv("RDT_TIMEOUT", "60", 1);
     comm = create_or_die();
+    sizes[4] = 2 + rdt_test_rand(&rng) % 5000;
+    sizes[5] = 5000 + rdt_test_rand(&rng) % 300000;
     for (coll = 0; coll < C_COUNT; coll++) {
         for (si = 0; si < sizeof(sizes) / sizeof(sizes[0]) + (job->big ? 1 : 0); si++) {
             int big = si == sizeof(sizes) / sizeof(sizes[0]);
@@ -384,6 +390,8 @@ static int body_battery(int rank, int nranks, void *arg)
                         c.t = t;
                         c.op = op;
                         c.count = big ? (1u << 20) / rdt_dtype_size(t) + 3 : sizes[si];
+                        if (c.count > 5000 && t != RDT_FLOAT32 && t != RDT_INT64)
+                            continue; /* large random counts: two types are enough */
                         c.in_place = ip;
                         c.root = (int)((si + (size_t)seed) % (size_t)nranks);
                         c.seed = seed++;
@@ -401,10 +409,26 @@ static int body_battery(int rank, int nranks, void *arg)
     return bad;
 }
 
+static uint64_t test_seed(void)
+{
+    const char *s = getenv("RDT_TEST_SEED");
+    static uint64_t seed;
+    if (!seed)
+        seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL);
+    return seed;
+}
+
 static void run_job(int nranks, job_t *job, rdt_spawn_fn_t fn)
 {
     int st[16], i, rc;
     assert_true(nranks <= 16);
+    static int seed_shown;
+    if (job) {
+        job->rng_seed = test_seed() + (uint64_t)nranks;
+        if (!seed_shown++)
+            fprintf(stderr, "# random counts: RDT_TEST_SEED=%llu replays them\n",
+                    (unsigned long long)test_seed());
+    }
     rc = rdt_spawn_local(nranks, fn, job, SPAWN_TIMEOUT_S, st);
     for (i = 0; i < nranks; i++)
         if (st[i] != 0)
@@ -414,31 +438,31 @@ static void run_job(int nranks, job_t *job, rdt_spawn_fn_t fn)
 
 static void test_every_collective_dtype_and_op_is_exact_on_2_ranks(void **state)
 {
-    job_t job = {NULL, 1, 1};
+    job_t job = {NULL, 1, 1, 0};
     run_job(2, &job, body_battery);
 }
 
 static void test_every_collective_dtype_and_op_is_exact_on_3_ranks(void **state)
 {
-    job_t job = {NULL, 1, 1};
+    job_t job = {NULL, 1, 1, 0};
     run_job(3, &job, body_battery);
 }
 
 static void test_every_collective_dtype_and_op_is_exact_on_4_ranks(void **state)
 {
-    job_t job = {NULL, 1, 1};
+    job_t job = {NULL, 1, 1, 0};
     run_job(4, &job, body_battery);
 }
 
 static void test_every_collective_dtype_and_op_is_exact_on_5_ranks(void **state)
 {
-    job_t job = {NULL, 1, 1};
+    job_t job = {NULL, 1, 1, 0};
     run_job(5, &job, body_battery);
 }
 
 static void test_every_collective_is_exact_on_8_ranks(void **state)
 {
-    job_t job = {NULL, 1, 0};
+    job_t job = {NULL, 1, 0, 0};
     run_job(8, &job, body_battery);
 }
 
@@ -454,7 +478,7 @@ static void test_every_forced_algorithm_is_exact_on_3_and_4_ranks(void **state)
     int p;
     for (p = 3; p <= 4; p++) {
         for (i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
-            job_t job = {algos[i], 1, 0};
+            job_t job = {algos[i], 1, 0, 0};
             run_job(p, &job, body_battery);
         }
     }
@@ -919,7 +943,7 @@ static void test_an_unreachable_root_is_an_error_within_the_timeout(void **state
 
 static void test_a_single_rank_without_launcher_runs_every_collective(void **state)
 {
-    job_t job = {NULL, 0, 1};
+    job_t job = {NULL, 0, 1, 0};
     clear_env();
     assert_int_equal(body_battery(0, 1, &job), 0);
     clear_env();
