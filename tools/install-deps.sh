@@ -5,6 +5,9 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libcmocka-dev)
 [[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev)
+# RDT_SOFTROCE=1: what tools/softroce.sh needs (rxe in a VM when the host kernel has no rdma_rxe)
+[[ "${RDT_SOFTROCE:-0}" == 1 ]] && PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static rdma-core
+    ibverbs-utils perftest ibverbs-providers libibverbs-dev librdmacm-dev iproute2)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -771,6 +771,168 @@ static void test_a_rank_that_never_arrives_times_out_with_a_clear_error(void **s
     run_job(3, NULL, body_timeout);
 }
 
+/* Rank and rendezvous from the variables of Slurm, Open MPI and torchrun instead of RDT_*. */
+typedef enum { SRC_SLURM, SRC_OMPI, SRC_TORCHRUN } env_source_t;
+
+static int body_env_source(int rank, int nranks, void *arg)
+{
+    env_source_t src = *(const env_source_t *)arg;
+    char r[16], n[16], host[64];
+    const char *root = getenv("RDT_ROOT"), *colon = strrchr(root, ':');
+    rdt_comm_t *comm;
+    tcase_t c;
+    int bad;
+
+    snprintf(r, sizeof(r), "%d", rank);
+    snprintf(n, sizeof(n), "%d", nranks);
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - root), root);
+    unsetenv("RDT_RANK");
+    unsetenv("RDT_SIZE");
+    switch (src) {
+    case SRC_SLURM:
+        setenv("SLURM_PROCID", r, 1);
+        setenv("SLURM_NTASKS", n, 1);
+        setenv("SLURM_JOB_ID", "4242", 1);
+        unsetenv("RDT_TOKEN");
+        break;
+    case SRC_OMPI:
+        setenv("OMPI_COMM_WORLD_RANK", r, 1);
+        setenv("OMPI_COMM_WORLD_SIZE", n, 1);
+        break;
+    case SRC_TORCHRUN:
+        setenv("RANK", r, 1);
+        setenv("WORLD_SIZE", n, 1);
+        setenv("MASTER_ADDR", host, 1);
+        setenv("MASTER_PORT", colon + 1, 1);
+        setenv("TORCHELASTIC_RUN_ID", "run-7", 1);
+        unsetenv("RDT_ROOT");
+        unsetenv("RDT_TOKEN");
+        break;
+    }
+    comm = create_or_die();
+    if (rdt_comm_rank(comm) != rank || rdt_comm_size(comm) != nranks) {
+        fprintf(stderr, "rank %d: communicator says rank %d of %d\n", rank, rdt_comm_rank(comm),
+                rdt_comm_size(comm));
+        return 1;
+    }
+    memset(&c, 0, sizeof(c));
+    c.coll = C_ALLREDUCE;
+    c.t = RDT_INT32;
+    c.count = 4099;
+    c.seed = 5;
+    bad = run_case(comm, &c);
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_ranks_come_from_slurm_open_mpi_or_torchrun_variables(void **state)
+{
+    env_source_t srcs[] = {SRC_SLURM, SRC_OMPI, SRC_TORCHRUN};
+    size_t i;
+    for (i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++) {
+        int st[3];
+        assert_int_equal(rdt_spawn_local(3, body_env_source, &srcs[i], SPAWN_TIMEOUT_S, st), 0);
+    }
+}
+
+/* A communicator created through a host framework's allgather (here: the world communicator's
+ * own allgather plays the framework). */
+static int oob_allgather(const void *send, void *recv, size_t bytes, void *ctx)
+{
+    return rdt_allgather(ctx, send, recv, bytes, RDT_UINT8) == RDT_SUCCESS ? 0 : -1;
+}
+
+static int body_oob(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *world = create_or_die(), *comm = NULL;
+    rdt_status_t st = rdt_comm_create_oob(rank, nranks, oob_allgather, world, &comm);
+    int bad = 0, coll;
+
+    if (st != RDT_SUCCESS) {
+        fprintf(stderr, "rank %d: create_oob: %s\n", rank, rdt_comm_last_error(NULL));
+        return 1;
+    }
+    for (coll = 0; coll < C_COUNT; coll++) {
+        tcase_t c;
+        memset(&c, 0, sizeof(c));
+        c.coll = coll;
+        c.t = RDT_FLOAT64;
+        c.op = RDT_MAX;
+        c.count = 3001;
+        c.root = nranks - 1;
+        c.seed = 20 + coll;
+        bad |= run_case(comm, &c);
+    }
+    rdt_comm_destroy(comm);
+    rdt_comm_destroy(world);
+    return bad;
+}
+
+static void test_a_communicator_from_an_out_of_band_allgather_works(void **state)
+{
+    run_job(3, NULL, body_oob);
+}
+
+/* Results are bit-identical on every rank and from call to call, for inputs whose sums round
+ * (random floats), at sizes that select different algorithms. */
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t i;
+    for (i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static int body_determinism(int rank, int nranks, void *arg)
+{
+    static const size_t sizes[] = {3, 1000, 300007};
+    rdt_comm_t *comm = create_or_die();
+    uint64_t rng = 77 + (uint64_t)rank, hashes[16];
+    size_t si, i;
+    int bad = 0, rep, q;
+
+    for (si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+        size_t n = sizes[si];
+        float *in = malloc(n * 4), *out = malloc(n * 4);
+        uint64_t first = 0;
+        for (i = 0; i < n; i++)
+            in[i] = (float)((double)(rdt_test_rand(&rng) % 2000001) / 999.0 - 1000.0);
+        for (rep = 0; rep < 3; rep++) {
+            uint64_t h;
+            if (rdt_allreduce(comm, in, out, n, RDT_FLOAT32, RDT_SUM) != RDT_SUCCESS)
+                return 1;
+            h = hash_bytes(out, n * 4);
+            if (rep == 0)
+                first = h;
+            else if (h != first) {
+                fprintf(stderr, "rank %d: %zu floats: call %d differs from call 0\n", rank, n,
+                        rep);
+                bad = 1;
+            }
+            if (rdt_allgather(comm, &h, hashes, 1, RDT_UINT64) != RDT_SUCCESS)
+                return 1;
+            for (q = 0; q < nranks; q++) {
+                if (hashes[q] != h) {
+                    fprintf(stderr, "rank %d: %zu floats: rank %d got other bits\n", rank, n, q);
+                    bad = 1;
+                }
+            }
+        }
+        free(in);
+        free(out);
+    }
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_results_are_bit_identical_on_every_rank_and_every_call(void **state)
+{
+    run_job(3, NULL, body_determinism);
+    run_job(4, NULL, body_determinism);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Bad input                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
@@ -964,6 +1126,9 @@ int main(void)
         cmocka_unit_test(test_many_nonblocking_operations_on_two_communicators_are_exact),
         cmocka_unit_test(test_split_communicators_work_beside_their_parent),
         cmocka_unit_test(test_send_and_recv_exchange_large_messages_in_a_ring),
+        cmocka_unit_test(test_ranks_come_from_slurm_open_mpi_or_torchrun_variables),
+        cmocka_unit_test(test_a_communicator_from_an_out_of_band_allgather_works),
+        cmocka_unit_test(test_results_are_bit_identical_on_every_rank_and_every_call),
         cmocka_unit_test(test_abort_from_another_thread_unblocks_a_waiting_collective),
         cmocka_unit_test(test_a_rank_that_never_arrives_times_out_with_a_clear_error),
         cmocka_unit_test(test_bad_arguments_are_refused_and_leave_the_communicator_usable),
