@@ -84,8 +84,11 @@ typedef enum {
 
 /**
  * Reductions. float16 and bfloat16 are reduced in float32 and rounded once per reduction step
- * (round to nearest even). AVG is the sum divided by the number of ranks (integer division,
- * truncating toward zero, for integer types).
+ * (round to nearest even). Integer SUM and PROD wrap around (two's complement). AVG is the SUM
+ * divided by the number of ranks at the end: for floats a division computed in float32 (float64
+ * for float64) and rounded once; for integers C division, truncating toward zero, of the wrapped
+ * sum. MIN and MAX give the same bits whatever the order of the operands: -0 is below +0, and a
+ * NaN operand gives NaN.
  */
 typedef enum { RDT_SUM, RDT_PROD, RDT_MIN, RDT_MAX, RDT_AVG, RDT_OP_COUNT } rdt_op_t;
 
@@ -181,6 +184,7 @@ const char *rdt_comm_last_error(const rdt_comm_t *comm);
 /* Collectives                                                                                  */
 /*                                                                                              */
 /* Each blocking call has a nonblocking twin prefixed `i` that returns a request in *req_p.     */
+/* A count of 0 is valid and completes at once without communicating (except barrier).        */
 /* In place: pass the same pointer as send and receive buffer (allreduce, broadcast, reduce);   */
 /* for allgather the send buffer is this rank's slot of the receive buffer                      */
 /* (recvbuf + rank * count * size), for reduce_scatter the receive buffer is this rank's slot   */
@@ -206,13 +210,16 @@ rdt_status_t rdt_allgather(rdt_comm_t *comm, const void *sendbuf, void *recvbuf,
 rdt_status_t rdt_iallgather(rdt_comm_t *comm, const void *sendbuf, void *recvbuf,
                             size_t sendcount, rdt_dtype_t dtype, rdt_request_t **req_p);
 
-/** recvbuf on every rank receives root's sendbuf (sendbuf is read on root only). */
+/** recvbuf on every rank receives root's sendbuf (read on root only; NULL elsewhere is fine). */
 rdt_status_t rdt_broadcast(rdt_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                            rdt_dtype_t dtype, int root);
 rdt_status_t rdt_ibroadcast(rdt_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                             rdt_dtype_t dtype, int root, rdt_request_t **req_p);
 
-/** root's recvbuf receives the reduction; recvbuf is not used on other ranks (may be NULL). */
+/**
+ * root's recvbuf receives the reduction; recvbuf is not used on other ranks (may be NULL), and on
+ * them neither buffer is written, in place or not.
+ */
 rdt_status_t rdt_reduce(rdt_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
                         rdt_dtype_t dtype, rdt_op_t op, int root);
 rdt_status_t rdt_ireduce(rdt_comm_t *comm, const void *sendbuf, void *recvbuf, size_t count,
@@ -244,7 +251,9 @@ rdt_status_t rdt_irecv(rdt_comm_t *comm, void *buf, size_t count, rdt_dtype_t dt
                        rdt_request_t **req_p);
 
 /* ------------------------------------------------------------------------------------------- */
-/* Requests. Operations on one communicator complete in the order they were issued.             */
+/* Requests. Operations on one communicator run in the order they were issued (as on one NCCL  */
+/* stream): a collective starts once everything issued before it has completed; consecutive     */
+/* point-to-point operations run together, so an isend/irecv exchange cannot deadlock itself.   */
 /* ------------------------------------------------------------------------------------------- */
 
 /**
