@@ -759,7 +759,7 @@ rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
             return comm->failed;
         now = rdt_now();
         if (now < poll_until) {
-            sched_yield();
+            sched_yield(); /* let another process have the core if it wants it */
             continue;
         }
         left = comm->head && comm->head->started ? comm->head->deadline - now : 0.1;
