@@ -12,7 +12,7 @@
 #   --netdev IFACE    host mode only: put rxe0 on IFACE instead of a new dummy netdev
 #                     (IFACE is neither changed nor removed; it needs an IPv4 address).
 #   --vm, --host      force a mode (default: host when the running kernel can load rdma_rxe,
-#                     else the VM; RDT_SOFTROCE_MODE=host|vm does the same)
+#                     else the VM)
 #
 # Host mode (a kernel with rdma_rxe, as root): creates a dummy netdev with the documentation
 # address 192.0.2.1/24, `rdma link add rxe0 type rxe netdev <dummy>`, runs COMMAND, and
@@ -36,10 +36,14 @@
 # Everything made here (netdev, rxe link, temp dir, initramfs, qemu) is removed on exit,
 # Ctrl-C included.
 #
-# Knobs (environment): RDT_VM_TIMEOUT (1800 s, whole VM run), RDT_VM_MEM (2048 MiB),
-# RDT_VM_SMP (2), RDT_VM_ACCEL (tcg; kvm hangs at boot on these machines), RDT_VM_KERNEL
-# (a vmlinuz; default the newest /boot/vmlinuz-* whose modules include rdma_rxe),
-# RDT_VM_VERBOSE (0). Missing packages are installed with tools/install-deps.sh (RDT_SOFTROCE=1).
+# Knobs (environment), VM mode:
+#   RDT_VM_TIMEOUT  1800 (s, the whole VM run; then qemu is killed and the exit status is 124)
+#   RDT_VM_MEM      2048 (MiB)          RDT_VM_SMP      2 (vCPUs)
+#   RDT_VM_ACCEL    tcg (kvm hangs at boot on these machines; kvm elsewhere is much faster)
+#   RDT_VM_CPU      qemu64 under tcg, host under kvm
+#   RDT_VM_KERNEL   a vmlinuz (default: the newest /boot/vmlinuz-* whose modules have rdma_rxe)
+#   RDT_VM_VERBOSE  1: stream the guest's console to stderr and print the VM's run time
+# Missing packages are installed with tools/install-deps.sh (RDT_SOFTROCE=1).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,7 +62,7 @@ usage() {
 }
 
 MTU=1024
-MODE=${RDT_SOFTROCE_MODE:-auto}
+MODE=auto
 NETDEV=
 RW_DIRS=()
 RO_DIRS=()
@@ -91,7 +95,6 @@ while (($#)); do
     esac
 done
 (($#)) || usage
-[[ $MODE == auto || $MODE == host || $MODE == vm ]] || die "RDT_SOFTROCE_MODE must be host or vm"
 
 # 4200 leaves room for the RoCE v2 headers (IP, UDP, BTH, ICRC) around a 4096-byte payload;
 # rxe takes the largest IB MTU that fits the netdev's MTU (1500 -> 1024).
@@ -128,18 +131,17 @@ run_host() {
     fi
     [[ ! -e /sys/class/infiniband/$IBDEV ]] || die "$IBDEV already exists; remove it first (rdma link delete $IBDEV)"
 
-    local loaded=() m dummy made_dummy=0 made_link=0
-    for m in crc32_generic dummy rdma_rxe ib_uverbs rdma_ucm; do
-        [[ -d /sys/module/$m ]] && continue
-        if modprobe -q "$m" 2>/dev/null; then loaded+=("$m"); fi
-    done
+    # globals, for the EXIT trap
+    LOADED=() DUMMY='' MADE_DUMMY=0 MADE_LINK=0
+    local m
     # shellcheck disable=SC2317  # reached through the trap
     cleanup_host() {
         local i
-        ((made_link)) && rdma link delete "$IBDEV" 2>/dev/null
-        ((made_dummy)) && ip link delete "$dummy" 2>/dev/null
-        for ((i = ${#loaded[@]} - 1; i >= 0; i--)); do
-            modprobe -r -q "${loaded[i]}" 2>/dev/null || true
+        set +e
+        ((MADE_LINK)) && rdma link delete "$IBDEV" 2>/dev/null
+        ((MADE_DUMMY)) && ip link delete "$DUMMY" 2>/dev/null
+        for ((i = ${#LOADED[@]} - 1; i >= 0; i--)); do
+            modprobe -r -q "${LOADED[i]}" 2>/dev/null || true
         done
         return 0
     }
@@ -147,26 +149,35 @@ run_host() {
     trap 'exit 130' INT
     trap 'exit 143' TERM HUP
 
+    for m in crc32_generic dummy rdma_rxe ib_uverbs rdma_ucm; do
+        [[ -d /sys/module/$m ]] && continue
+        local args=()
+        [[ $m == dummy ]] && args=(numdummies=0) # no stray dummy0
+        if modprobe -q "$m" "${args[@]}" 2>/dev/null; then
+            LOADED+=("$m")
+        fi
+    done
+
     if [[ -n $NETDEV ]]; then
-        dummy=$NETDEV
-        ip -4 addr show dev "$dummy" | grep -q inet || die "$dummy has no IPv4 address"
-        ADDR=$(ip -4 -o addr show dev "$dummy" | awk '{sub("/.*", "", $4); print $4; exit}')
+        DUMMY=$NETDEV
+        ip -4 addr show dev "$DUMMY" | grep -q inet || die "$DUMMY has no IPv4 address"
+        ADDR=$(ip -4 -o addr show dev "$DUMMY" | awk '{sub("/.*", "", $4); print $4; exit}')
     else
-        dummy=rdtsr$$
-        dummy=${dummy:0:15}
-        ip link add "$dummy" type dummy || die "cannot create a dummy netdev"
-        made_dummy=1
-        ip link set "$dummy" mtu "$NETMTU"
-        ip addr add "$ADDR/$PREFIX" dev "$dummy"
-        ip link set "$dummy" up
+        DUMMY=rdtsr$$
+        DUMMY=${DUMMY:0:15}
+        ip link add "$DUMMY" type dummy || die "cannot create a dummy netdev"
+        MADE_DUMMY=1
+        ip link set "$DUMMY" mtu "$NETMTU" || die "cannot set $DUMMY's MTU to $NETMTU"
+        ip addr add "$ADDR/$PREFIX" dev "$DUMMY" || die "cannot add $ADDR/$PREFIX to $DUMMY"
+        ip link set "$DUMMY" up || die "cannot bring $DUMMY up"
     fi
-    rdma link add "$IBDEV" type rxe netdev "$dummy" || die "rdma link add $IBDEV failed"
-    made_link=1
+    rdma link add "$IBDEV" type rxe netdev "$DUMMY" || die "rdma link add $IBDEV failed"
+    MADE_LINK=1
     wait_rxe_ready /sys || die "$IBDEV port 1 did not become ACTIVE with an IPv4 GID"
     ulimit -l unlimited 2>/dev/null || echo "$PROG: warning: cannot raise ulimit -l" >&2
 
     local rc=0
-    RDT_SOFTROCE_IBDEV=$IBDEV RDT_SOFTROCE_NETDEV=$dummy RDT_SOFTROCE_ADDR=$ADDR \
+    RDT_SOFTROCE_IBDEV=$IBDEV RDT_SOFTROCE_NETDEV=$DUMMY RDT_SOFTROCE_ADDR=$ADDR \
         RDT_SOFTROCE_MODE=host "$@" || rc=$?
     exit "$rc"
 }
@@ -261,6 +272,7 @@ fail() {
     poweroff -f
     sleep 10
 }
+echo "rdt-vm: modules:" $(cat /mod/boot.list /mod/rdma.list)
 for m in $(cat /mod/boot.list); do insmod "/mod/$m.ko" || fail "insmod $m"; done
 NEW=/newroot
 O9P="trans=virtio,version=9p2000.L,msize=262144"
@@ -275,9 +287,18 @@ for p in /sys/class/virtio-ports/*; do
 done
 [ -n "$OUT" ] && [ "$ERR" != /dev/console ] || fail "virtio-serial ports not found"
 mount -t 9p -o "$O9P,ro,cache=loose" hostroot $NEW || fail "mount of the host's root"
-for m in $(cat /mod/rdma.list); do insmod "/mod/$m.ko" || fail "insmod $m"; done
+for m in $(cat /mod/rdma.list); do
+    arg=
+    [ "$m" = dummy ] && arg=numdummies=0
+    insmod "/mod/$m.ko" $arg || fail "insmod $m"
+done
 mount -t devtmpfs dev $NEW/dev
 mkdir -p $NEW/dev/pts $NEW/dev/shm
+# what udev would add: bash's process substitution needs /dev/fd
+ln -sf /proc/self/fd $NEW/dev/fd
+ln -sf /proc/self/fd/0 $NEW/dev/stdin
+ln -sf /proc/self/fd/1 $NEW/dev/stdout
+ln -sf /proc/self/fd/2 $NEW/dev/stderr
 mount -t devpts devpts $NEW/dev/pts
 mount -t tmpfs -o mode=1777 shm $NEW/dev/shm
 mount -t proc proc $NEW/proc
@@ -286,6 +307,11 @@ mount -t tmpfs -o mode=1777 tmp $NEW/tmp
 mount -t tmpfs -o mode=755 run $NEW/run
 mkdir -p $NEW/run/rdt
 mount --bind /state $NEW/run/rdt
+# The RTC gives whole seconds, so the guest starts up to 1 s behind the host and make sees
+# files written through 9p (stamped by the host) in the future: set the clock from a file that
+# the host stamps now.
+rm -f /state/clock && : >/state/clock &&
+    chroot $NEW date -s "@$(chroot $NEW stat -c %.9Y /run/rdt/clock)" >/dev/null
 # extra shares, parents first (the list is sorted); mount points under tmpfs are made here
 while read -r tag mode path; do
     mkdir -p "$NEW$path" 2>/dev/null
@@ -294,6 +320,8 @@ while read -r tag mode path; do
     mount -t 9p -o "$O9P,$mode,cache=$cache" "$tag" "$NEW$path" || fail "mount of $path"
 done </state/shares
 ulimit -l unlimited
+# the host's name, so that the host's /etc/hosts (read-only here) resolves it as it does outside
+hostname "$HOSTNAME"
 chroot $NEW ip link set lo up
 chroot $NEW ip link add rdt0 type dummy || fail "ip link add rdt0 type dummy"
 chroot $NEW ip link set rdt0 mtu "$NETMTU" || fail "mtu $NETMTU"
@@ -344,7 +372,6 @@ run_vm() {
 
     local cwd
     cwd=$(pwd -P)
-    local T
     T=$(mktemp -d "${TMPDIR:-/tmp}/rdt-softroce.XXXXXX")
     # State: qemu's pid (through timeout), the readers of the serial ports, fds 3-5.
     QPID=
@@ -352,6 +379,7 @@ run_vm() {
     # shellcheck disable=SC2317  # reached through the trap
     cleanup_vm() {
         local pid
+        set +e
         if [[ -n $QPID ]] && kill -0 "$QPID" 2>/dev/null; then
             kill -TERM "$QPID" 2>/dev/null
             wait "$QPID" 2>/dev/null
@@ -429,10 +457,11 @@ run_vm() {
         echo "ADDR=$ADDR"
         echo "PREFIX=$PREFIX"
         echo "IBDEV=$IBDEV"
+        echo "HOSTNAME=$(hostname)"
     } >"$T/state/config"
     {
         echo "# written by softroce.sh: the caller's exported environment, folder and command"
-        export -p | grep -v -E '^declare -x (PWD|OLDPWD|SHLVL|TMPDIR|_)(=|$)' || true
+        export -p | grep -v -E '^declare -x (PWD|OLDPWD|SHLVL|TMPDIR|SHELLOPTS|BASHOPTS|_)(=|$)' || true
         printf 'export RDT_SOFTROCE_IBDEV=%q RDT_SOFTROCE_NETDEV=rdt0 RDT_SOFTROCE_ADDR=%q RDT_SOFTROCE_MODE=vm\n' \
             "$IBDEV" "$ADDR"
         echo "ulimit -l unlimited"
@@ -459,13 +488,15 @@ run_vm() {
     fi
     READERS+=($!)
 
-    local accel=${RDT_VM_ACCEL:-tcg}
-    [[ $accel == tcg ]] && accel=tcg,thread=multi
+    # Under TCG the plain qemu64 CPU moves rxe's bytes about twice as fast as -cpu max (whose
+    # wide vector state the guest kernel saves and copies with, all emulated).
+    local accel=${RDT_VM_ACCEL:-tcg} cpu=host
+    [[ $accel == tcg ]] && accel=tcg,thread=multi cpu=qemu64
     local timeout_s=${RDT_VM_TIMEOUT:-1800}
     # shellcheck disable=SC2054  # commas separate qemu's suboptions, not array elements
     local qemu=(
         qemu-system-x86_64 -nodefaults -no-user-config -no-reboot
-        -machine pc -accel "$accel" -cpu max -smp "${RDT_VM_SMP:-2}" -m "${RDT_VM_MEM:-2048}"
+        -machine pc -accel "$accel" -cpu "${RDT_VM_CPU:-$cpu}" -smp "${RDT_VM_SMP:-2}" -m "${RDT_VM_MEM:-2048}"
         -display none -vga none -monitor none -nic none
         -kernel "$kernel" -initrd "$T/initramfs.cpio"
         -append "console=ttyS0 quiet loglevel=4 panic=-1 8250.nr_uarts=1 rdinit=/init"
@@ -502,9 +533,9 @@ run_vm() {
     else
         echo "$PROG: the VM stopped without a result (qemu exit status $qrc)" >&2
     fi
+    echo "--- qemu:" >&2
+    tail -n 20 "$T/qemu.log" >&2
     if [[ ${RDT_VM_VERBOSE:-0} != 1 ]]; then
-        echo "--- qemu:" >&2
-        tail -n 20 "$T/qemu.log" >&2
         echo "--- guest console (last 40 lines):" >&2
         tail -n 40 "$T/console.log" | tr -d '\r' >&2
     fi
