@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +50,25 @@ static void random_token(char *hex, size_t n)
         snprintf(hex + 2 * i, 3, "%02x", b[i]);
 }
 
+/* With no more ranks than cores, pin rank i to the i-th allowed core, as mpirun does for
+ * np <= cores: otherwise two busy ranks may share a core while the other idles. */
+static void bind_to_core(int rank, int nranks)
+{
+    cpu_set_t allowed, one;
+    int cpu, seen = 0;
+
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || nranks > CPU_COUNT(&allowed))
+        return;
+    for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || seen++ != rank)
+            continue;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        sched_setaffinity(0, sizeof(one), &one);
+        return;
+    }
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -79,6 +99,7 @@ int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s
             break;
         }
         if (pid == 0) {
+            bind_to_core(i, nranks);
             snprintf(buf, sizeof(buf), "%d", i);
             setenv("RDT_RANK", buf, 1);
             snprintf(buf, sizeof(buf), "%d", nranks);

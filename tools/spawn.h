@@ -3,7 +3,8 @@
  *
  * This is deliberately small: fork N children, give each the environment a launcher would
  * (RDT_RANK, RDT_SIZE, RDT_ROOT on 127.0.0.1 with a free port, a fresh RDT_TOKEN), run the
- * function, collect exit statuses within a deadline. The real launcher is trainer/'s
+ * function, collect exit statuses within a deadline. With no more ranks than cores, rank i is
+ * pinned to the i-th core, as mpirun binds np <= cores. The real launcher is trainer/'s
  * `rdmatrain -H`.
  */
 #ifndef RDT_SPAWN_H
