@@ -21,3 +21,10 @@ tools/install-deps.sh
 cmake -S . -B "$BUILD" "${ARGS[@]}"
 cmake --build "$BUILD" -j"$(nproc)"
 ctest --test-dir "$BUILD" --output-on-failure --timeout 900
+
+# The hosts-file parser's libFuzzer target (clang), run for a bounded time.
+if [[ "$BUILD" == build ]]; then
+    CC=clang cmake -S . -B build-fuzz -DRDT_FUZZ=ON -DRDT_WERROR=ON >/dev/null
+    cmake --build build-fuzz --target fuzz_hostfile -j"$(nproc)"
+    ctest --test-dir build-fuzz -L fuzz --output-on-failure
+fi

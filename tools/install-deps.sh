@@ -3,7 +3,9 @@
 # uses sudo). Idempotent: installs only what is missing.
 set -euo pipefail
 
-PKGS=(build-essential cmake pkg-config libcmocka-dev)
+PKGS=(build-essential cmake pkg-config libcmocka-dev
+    clang libclang-rt-14-dev # the libFuzzer target of the hosts-file parser
+    openssh-server)          # the launcher test that reaches "remote" ranks through a real sshd
 [[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev)
 # RDT_SOFTROCE=1: what tools/softroce.sh needs (rxe in a VM when the host kernel has no rdma_rxe)
 [[ "${RDT_SOFTROCE:-0}" == 1 ]] && PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static rdma-core

@@ -24,8 +24,8 @@ typedef struct scan {
 
 static int is_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == '_' || c == '@';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_' || c == '@';
 }
 
 static int is_blank(char c)
@@ -39,8 +39,8 @@ static int col_of(const scan_t *s, const char *at)
 }
 
 /* "SOURCE:LINE:COL: " + the formatted message. Always returns -1. */
-static int __attribute__((format(printf, 3, 4))) fail_at(scan_t *s, const char *at,
-                                                        const char *fmt, ...)
+static int __attribute__((format(printf, 3, 4)))
+fail_at(scan_t *s, const char *at, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -127,8 +127,7 @@ static int scan_count(scan_t *s, const char *after, int list, int *out)
         q++;
     }
     /* The number must end at a blank, a comment, or the unit's end: "4x" is not 4. */
-    if (q == s->p || v == 0 ||
-        !(at_unit_end(s, q, list) || is_blank(*q) || *q == '#'))
+    if (q == s->p || v == 0 || !(at_unit_end(s, q, list) || is_blank(*q) || *q == '#'))
         return fail_at(s, s->p, "expected a positive integer after '%s', got %s", after,
                        word_at(s, s->p, list, w, sizeof(w)));
     if (v > RDT_HOST_SLOTS_MAX)
@@ -163,8 +162,9 @@ static int scan_name(scan_t *s, int list, rdt_host_t *h)
     if (q == s->p)
         return fail_at(s, q, "expected a host name, got %s", word_at(s, q, list, w, sizeof(w)));
     if (!(at_unit_end(s, q, list) || is_blank(*q) || (!list && *q == '#') || *q == ':'))
-        return fail_at(s, q, "unexpected %s in host name (letters, digits, '.', '-', '_' and "
-                             "user@ are allowed)",
+        return fail_at(s, q,
+                       "unexpected %s in host name (letters, digits, '.', '-', '_' and "
+                       "user@ are allowed)",
                        char_desc(*q, w, sizeof(w)));
     if (at == s->p || at == q - 1)
         return fail_at(s, at == s->p ? at : at + 1, "expected user@host around '@'");
@@ -301,8 +301,7 @@ static int check_duplicate(scan_t *s, const rdt_hostlist_t *l, const rdt_host_t 
         const rdt_host_t *o = &l->hosts[i];
         if (strcasecmp(host_part(o->name), host_part(h->name)) == 0) {
             return fail_at(s, s->line_start + h->col - 1,
-                           "host '%s' is listed twice (first at %d:%d)", h->name, o->line,
-                           o->col);
+                           "host '%s' is listed twice (first at %d:%d)", h->name, o->line, o->col);
         }
         if (o->local && h->local)
             return fail_at(s, s->line_start + h->col - 1,
@@ -370,8 +369,8 @@ static int parse(scan_t *s, int list, const char *const *self_names, rdt_hostlis
             if (!list) {
                 skip_blanks(s);
                 if (!at_unit_end(s, s->p, 0) && *s->p != '#') {
-                    fail_at(s, s->p, "expected end of line after '%s:%d', got %s", h.name,
-                            h.slots, word_at(s, s->p, 0, w, sizeof(w)));
+                    fail_at(s, s->p, "expected end of line after '%s:%d', got %s", h.name, h.slots,
+                            word_at(s, s->p, 0, w, sizeof(w)));
                     goto err_free;
                 }
             }
@@ -414,11 +413,18 @@ int rdt_hostlist_parse_file(const char *text, size_t len, const char *source,
                             const char *const *self_names, rdt_hostlist_t *list_p, char *err,
                             size_t errlen)
 {
-    scan_t s = {.p = text, .end = text + len, .source = source ? source : "hostfile",
-                .eol = "end of line", .err = err, .errlen = errlen};
+    scan_t s = {.p = text,
+                .end = text + len,
+                .source = source ? source : "hostfile",
+                .eol = "end of line",
+                .err = err,
+                .errlen = errlen};
 
-    if (!text && len)
+    if (!text && len) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: no text", s.source);
         return -1;
+    }
     if (!text)
         s.p = s.end = "";
     return parse(&s, 0, self_names, list_p);
@@ -427,8 +433,8 @@ int rdt_hostlist_parse_file(const char *text, size_t len, const char *source,
 int rdt_hostlist_parse_inline(const char *spec, const char *const *self_names,
                               rdt_hostlist_t *list_p, char *err, size_t errlen)
 {
-    scan_t s = {.p = spec ? spec : "", .source = "-H", .eol = "end of list", .err = err,
-                .errlen = errlen};
+    scan_t s = {
+        .p = spec ? spec : "", .source = "-H", .eol = "end of list", .err = err, .errlen = errlen};
 
     s.end = s.p + strlen(s.p);
     if (s.p == s.end) {

@@ -3,11 +3,11 @@
  * SIGHUP, all blocked so they arrive only there), and the stdout/stderr pipes of every rank.
  * Deadlines (--timeout, the grace period before SIGKILL, the final drain) are poll timeouts.
  *
- *   start ──> RUNNING ──(rank fails | --timeout | signal)──> STOPPING ──(grace | 2nd signal)──> KILLING
- *                 │                                              │                                │
- *                 └──────────── every rank reaped ───────────────┴────────────────────────────────┘
- *                                      │
- *                   sweep adopted orphans, drain pipes, release the watchdog, exit
+ *   RUNNING --(rank fails | --timeout | signal)--> STOPPING --(grace | 2nd signal)--> KILLING
+ *      |                                               |                                 |
+ *      +----------------------- every rank reaped -----+---------------------------------+
+ *                                      |
+ *                  sweep adopted orphans, drain the pipes, release the watchdog, exit
  */
 #include "launch.h"
 
@@ -42,23 +42,32 @@ extern char **environ;
 #define DRAIN_MS   2000  /* after the last rank: how long its pipes may stay open */
 #define ORPHAN_MAX 16    /* rounds of the final orphan sweep */
 
-/* The remote wrapper, run by /bin/sh on the remote host as
+/*
+ * The remote wrapper, run by /bin/sh on the remote host as
  *   sh -c SCRIPT rdmatrain DIR env VAR=VAL... PROGRAM ARGS...
- * Its standard input (ssh's) carries the job token as a first line (so it is not in any command
- * line that `ps` shows), then signal names ("INT", "TERM") to forward to the program. When that
- * input closes (the launcher killed ssh, or died), the program gets SIGTERM, SIGKILL 3 s later. */
+ * Its standard input (ssh's) carries the job token as a first line (so the token is in no
+ * command line that `ps` shows), then names of signals to forward ("INT", "TERM").
+ * The program replaces the shell (exec), so it keeps the pid sshd started, which leads the
+ * session's process group, and its SIGINT is not ignored (as it would be in a background job).
+ * A watcher, forked twice so that it is not the program's child (a `wait` in the program must
+ * not wait for it) but still in its process group, reads the signal names and signals the
+ * group ("KILL" included, which ends the watcher too); when ssh's input closes (the launcher
+ * died, or killed ssh) it sends SIGTERM, and SIGKILL to what is left of the group once the
+ * program has exited or 3 s have passed.
+ */
 static const char remote_script[] =
     "IFS= read -r RDT_TOKEN || exit 126; export RDT_TOKEN; "
-    "cd \"$1\" || exit 126; shift; "
-    "exec 3<&0; "
-    "\"$@\" 0</dev/null 3<&- & p=$!; "
-    "{ while read -r s; do kill -s \"$s\" $p 2>/dev/null; done; "
-    "kill -s TERM $p 2>/dev/null; sleep 3; kill -s KILL $p 2>/dev/null; } 0<&3 >/dev/null 2>&1 & "
-    "w=$!; exec 3<&-; wait $p; s=$?; kill $w 2>/dev/null; exit $s";
+    "cd \"$1\" || exit 126; shift; exec 3<&0; "
+    "k() { kill -s $1 -- -$$ 2>/dev/null || kill -s $1 $$ 2>/dev/null; }; "
+    "( { trap '' TERM HUP; while read -r s; do k \"$s\"; done; "
+    "if kill -0 $$ 2>/dev/null; then k TERM; i=0; while [ $i -lt 30 ] && kill -0 $$ 2>/dev/null; "
+    "do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done; fi; k KILL; } "
+    "0<&3 >/dev/null 2>&1 & ); "
+    "exec \"$@\" 0</dev/null 3<&-";
 
 typedef struct stream {
-    int fd;   /* read end of the pipe, -1 once closed */
-    int out;  /* where its lines go: 1 or 2 */
+    int fd;    /* read end of the pipe, -1 once closed */
+    int out;   /* where its lines go: 1 or 2 */
     char *buf; /* the partial line, LINE_CAP bytes once needed */
     size_t len;
 } stream_t;
@@ -79,7 +88,7 @@ typedef struct job {
     rank_t *ranks;
     int np, alive;
     phase_t phase;
-    int status; /* the launcher's exit status; -1 while nothing went wrong */
+    int status;                /* the launcher's exit status; -1 while nothing went wrong */
     int64_t t_timeout, t_kill; /* absolute ms; 0 = not armed */
     int sfd;
     pid_t self, watchdog;
@@ -168,24 +177,59 @@ static int random_token(char *hex)
     return 0;
 }
 
-/* A port the kernel just gave us; closed again for rank 0 to bind (a tiny race that the
- * bootstrap reports as "cannot listen", never a hang). Loopback unless ranks come from afar. */
-static int free_port(int any)
+/* Bind @p port (0: any) on loopback or every address; return the port bound, or -1. */
+static int probe_port(int any, int port)
 {
     struct sockaddr_in a;
     socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, got = -1;
 
     if (fd < 0)
         return -1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as rank 0 will */
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(any ? INADDR_ANY : INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
     if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
         getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
+        got = ntohs(a.sin_port);
     close(fd);
-    return port;
+    return got;
+}
+
+/*
+ * A free port for the rendezvous, closed again for rank 0 to bind. Taken at random below the
+ * kernel's ephemeral range (ip_local_port_range): a port from bind(0) is ephemeral, so between
+ * our close and rank 0's bind any outgoing connection on the machine could take it (seen with
+ * two test suites at once). Below the range only another listener can, which the bootstrap
+ * reports as "cannot listen". Falls back to bind(0) if that range is tiny.
+ */
+static int free_port(int any)
+{
+    unsigned char rnd[64];
+    int lo = 32768, hi = 60999, i, fd, width;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+
+    if (f) {
+        if (fscanf(f, "%d %d", &lo, &hi) != 2)
+            lo = 32768;
+        fclose(f);
+    }
+    width = lo - 1 - 10000 < 1024 ? lo - 1 - 1024 : 10000; /* [lo - width, lo - 1] */
+    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (width >= 256 && fd >= 0 && read(fd, rnd, sizeof(rnd)) == (ssize_t)sizeof(rnd)) {
+        for (i = 0; i < (int)sizeof(rnd) / 2; i++) {
+            int port = lo - 1 - ((rnd[2 * i] << 8 | rnd[2 * i + 1]) % width);
+            if (probe_port(any, port) == port) {
+                close(fd);
+                return port;
+            }
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return probe_port(any, 0);
 }
 
 static int is_exec_file(const char *path)
@@ -575,8 +619,7 @@ child_exec(job_t *j, int r, int in_fd, int out_fd, int err_fd, char *remote_cmd)
         argv[i++] = (char *)o->hosts->hosts[o->place[r].host].name;
         argv[i++] = remote_cmd;
         execvp(argv[0], argv);
-        dprintf(2, "rdmatrain: cannot run the remote agent '%s': %s\n", argv[0],
-                strerror(errno));
+        dprintf(2, "rdmatrain: cannot run the remote agent '%s': %s\n", argv[0], strerror(errno));
         _exit(127);
     }
     snprintf(num, sizeof(num), "%d", r);
@@ -818,10 +861,10 @@ static void signal_all(job_t *j, int sig)
         rank_t *rk = &j->ranks[r];
         if (!rk->pid)
             continue;
-        if (rk->remote && sig != SIGKILL) {
+        if (rk->remote && rk->ctl_fd >= 0) {
             const char *abbrev = sigabbrev_np(sig);
             int n = snprintf(name, sizeof(name), "%s\n", abbrev ? abbrev : "TERM");
-            if (rk->ctl_fd >= 0 && write(rk->ctl_fd, name, (size_t)n) < 0) {
+            if (write(rk->ctl_fd, name, (size_t)n) < 0) {
                 /* ssh is gone; its exit will be reaped */
             }
         } else {
@@ -837,11 +880,40 @@ static void stop_all(job_t *j, int sig)
     signal_all(j, sig);
 }
 
+/*
+ * SIGKILL now for local ranks. A remote rank gets "KILL" through its ssh, whose input is then
+ * closed: the remote side kills the program's group and the session ends. Only if ssh has not
+ * exited a grace period later is it killed here (a dead network), leaving the remote wrapper to
+ * clean up when it notices.
+ */
 static void kill_all(job_t *j)
 {
+    int r, remote = 0;
+
+    if (j->phase == KILLING)
+        return; /* already sent */
     j->phase = KILLING;
     j->t_kill = 0;
     signal_all(j, SIGKILL);
+    for (r = 0; r < j->np; r++) {
+        if (j->ranks[r].pid && j->ranks[r].remote && j->ranks[r].ctl_fd >= 0) {
+            close_fd(&j->ranks[r].ctl_fd);
+            remote = 1;
+        }
+    }
+    if (remote)
+        j->t_kill = now_ms() + (int64_t)(j->opt->grace_s * 1000);
+}
+
+/* The remote agents that outlived kill_all()'s grace period. */
+static void kill_agents(job_t *j)
+{
+    int r;
+
+    j->t_kill = 0;
+    for (r = 0; r < j->np; r++)
+        if (j->ranks[r].pid && j->ranks[r].remote)
+            kill(-j->ranks[r].pid, SIGKILL);
 }
 
 static void rank_exited(job_t *j, int r, int st)
@@ -856,10 +928,10 @@ static void rank_exited(job_t *j, int r, int st)
     if (WIFEXITED(st)) {
         code = WEXITSTATUS(st);
         snprintf(what, sizeof(what), "exited with status %d%s", code,
-                 j->ranks[r].remote && code == 255 ? " (the remote agent failed to reach the "
-                                                     "host, or the program exited 255)"
-                 : j->ranks[r].remote && code > 128 ? " (128 + the signal that killed it there)"
-                                                    : "");
+                 j->ranks[r].remote && code == 255 ? " (the remote agent could not reach the "
+                                                     "host, or the program was killed by a signal "
+                                                     "or exited 255)"
+                                                   : "");
     } else {
         code = 128 + WTERMSIG(st);
         snprintf(what, sizeof(what), "was killed by signal %d (%s)", WTERMSIG(st),
@@ -980,6 +1052,13 @@ static void on_deadlines(job_t *j)
         j->status = RDT_LAUNCH_EXIT_TIMEOUT;
         stop_all(j, SIGTERM);
     }
+    if (j->phase == KILLING && j->t_kill && t >= j->t_kill) {
+        if (j->alive > 0)
+            say("the remote agent of %d rank%s did not exit after SIGKILL was sent through it; "
+                "killing the agent",
+                j->alive, j->alive == 1 ? "" : "s");
+        kill_agents(j);
+    }
     if (j->phase == STOPPING && j->t_kill && t >= j->t_kill) {
         if (j->alive > 0) {
             name_alive(j, who, sizeof(who));
@@ -1000,7 +1079,7 @@ static int poll_timeout(const job_t *j, int64_t drain_until)
 
     if (j->phase == RUNNING && j->t_timeout)
         next = j->t_timeout;
-    if (j->phase == STOPPING && j->t_kill && j->t_kill < next)
+    if (j->phase != RUNNING && j->t_kill && j->t_kill < next)
         next = j->t_kill;
     if (drain_until && drain_until < next)
         next = drain_until;
@@ -1014,23 +1093,25 @@ static void run_loop(job_t *j)
     struct pollfd *pfd = calloc((size_t)j->np * 2 + 1, sizeof(*pfd));
     stream_t **owner = calloc((size_t)j->np * 2 + 1, sizeof(*owner));
     rank_t **owner_rank = calloc((size_t)j->np * 2 + 1, sizeof(*owner_rank));
+    struct pollfd only_signals, *set;
     int64_t drain_until = 0;
-    int swept = 0;
+    int swept = 0, r, have_mem = pfd && owner && owner_rank;
 
-    if (!pfd || !owner || !owner_rank) {
-        say("out of memory");
+    if (!have_mem) { /* without memory to poll the pipes, end the job: it cannot be watched */
+        say("out of memory for %d ranks; killing them", j->np);
         kill_all(j);
     }
+    set = have_mem ? pfd : &only_signals;
     for (;;) {
-        int n = 0, i, r, open_streams = 0;
+        int n = 0, i, open_streams = 0;
 
         if (j->alive == 0 && !swept) {
             sweep_orphans(j);
             swept = 1;
             drain_until = now_ms() + DRAIN_MS;
         }
-        if (pfd) {
-            pfd[n++] = (struct pollfd){.fd = j->sfd, .events = POLLIN};
+        set[n++] = (struct pollfd){.fd = j->sfd, .events = POLLIN};
+        if (have_mem) {
             for (r = 0; r < j->np; r++) {
                 stream_t *ss[2] = {&j->ranks[r].so, &j->ranks[r].se};
                 for (i = 0; i < 2; i++) {
@@ -1038,31 +1119,30 @@ static void run_loop(job_t *j)
                         continue;
                     owner[n] = ss[i];
                     owner_rank[n] = &j->ranks[r];
-                    pfd[n++] = (struct pollfd){.fd = ss[i]->fd, .events = POLLIN};
+                    set[n++] = (struct pollfd){.fd = ss[i]->fd, .events = POLLIN};
                     open_streams++;
                 }
             }
         }
         if (j->alive == 0 && (open_streams == 0 || now_ms() >= drain_until))
             break;
-        if (poll(pfd ? pfd : &(struct pollfd){.fd = j->sfd, .events = POLLIN}, pfd ? n : 1,
-                 poll_timeout(j, drain_until)) < 0 &&
-            errno != EINTR) {
-            say("poll: %s", strerror(errno));
+        if (poll(set, (nfds_t)n, poll_timeout(j, drain_until)) < 0 && errno != EINTR) {
+            if (j->phase != KILLING)
+                say("poll: %s; killing the ranks", strerror(errno));
             kill_all(j);
+            reap(j); /* the signal descriptor is not watched: look for exits here */
+            usleep(10000);
         }
-        if (pfd && (pfd[0].revents & POLLIN)) {
+        if (set[0].revents & POLLIN) {
             struct signalfd_siginfo si[8];
             ssize_t got = read(j->sfd, si, sizeof(si));
             for (i = 0; got > 0 && i < got / (ssize_t)sizeof(si[0]); i++)
                 if (si[i].ssi_signo != SIGCHLD)
                     on_signal(j, (int)si[i].ssi_signo);
             reap(j); /* SIGCHLD, or coalesced with another signal */
-        } else if (!pfd) {
-            reap(j);
         }
-        for (i = 1; pfd && i < n; i++)
-            if (pfd[i].revents && owner[i]->fd >= 0)
+        for (i = 1; i < n; i++)
+            if (set[i].revents && owner[i]->fd >= 0)
                 stream_read(j, owner_rank[i], owner[i]);
         on_deadlines(j);
     }
@@ -1114,9 +1194,9 @@ int rdt_launch_run(const rdt_launch_t *o)
     }
     for (r = 0; r < o->np; r++) {
         rank_t *rk = &j.ranks[r];
-        int n = multi_host ? snprintf(rk->prefix, sizeof(rk->prefix), "[%s:%d] ",
-                                      host_label(&j, r), r)
-                           : snprintf(rk->prefix, sizeof(rk->prefix), "[%d] ", r);
+        int n = multi_host
+                    ? snprintf(rk->prefix, sizeof(rk->prefix), "[%s:%d] ", host_label(&j, r), r)
+                    : snprintf(rk->prefix, sizeof(rk->prefix), "[%d] ", r);
         rk->prefix_len = (size_t)n < sizeof(rk->prefix) ? (size_t)n : sizeof(rk->prefix) - 1;
     }
 

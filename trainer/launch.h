@@ -8,18 +8,24 @@
  * rank gets RDT_RANK, RDT_SIZE, RDT_LOCAL_RANK, RDT_ROOT (the first host, a port chosen here)
  * and RDT_TOKEN (fresh, random), the environment of rdt_comm_create_from_env().
  *
- * What is guaranteed (README "Starting ranks" says the same):
+ * What is guaranteed (to be said the same way in the README):
  * - SIGINT, SIGTERM, SIGHUP to the launcher: forwarded to every rank (local: its process group;
- *   remote: the program's process), SIGKILL 3 s later for what is left; a second signal kills
- *   at once. The launcher exits 128 + the signal number.
+ *   remote: the program's process group, through the wrapper), SIGKILL 3 s later for what is
+ *   left; a second signal kills at once. The launcher exits 128 + the signal number.
  * - A rank that exits non-zero or is killed: the others get SIGTERM, then SIGKILL after 3 s; the
- *   launcher names the rank, its host and the status, and exits with that status (128 + signal).
+ *   launcher names the rank, its host and the status, and exits with that status (128 + signal;
+ *   a remote rank killed by a signal shows as ssh's 255).
  * - --timeout: the same, exit status 124.
- * - When a local rank's leader exits, what is left of its process group is killed, and processes
- *   that left it (daemons) are swept at the end: the launcher is their subreaper.
+ * - When a rank's process exits, what is left of its process group is killed (on remote hosts
+ *   too, by the wrapper), and local processes that left it (daemons) are swept at the end: the
+ *   launcher is their subreaper.
+ * - SIGKILL to remote ranks goes through ssh; an ssh that has not exited 3 s later is killed,
+ *   and the remote wrapper then stops the program when it sees its input close.
  * - If the launcher itself is killed by SIGKILL: local ranks die with it (PR_SET_PDEATHSIG), and
- *   a watchdog process kills their process groups (and so each ssh, whose remote wrapper then
- *   stops the program within 3 s).
+ *   a watchdog process kills their process groups and every ssh; remote wrappers then send
+ *   SIGTERM, and SIGKILL once the program exited or after 3 s.
+ * Not covered: processes that leave their group on a remote host, or locally once the launcher
+ * was SIGKILLed (setsid daemons); stdin is not forwarded (ranks read /dev/null).
  */
 #ifndef RDT_LAUNCH_H
 #define RDT_LAUNCH_H

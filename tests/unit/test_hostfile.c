@@ -115,8 +115,7 @@ static void test_inline_lists(void **state)
     expect_host(&l, 1, "h2", 3, 0, 1, 6);
     rdt_hostlist_fini(&l);
 
-    assert_int_equal(rdt_hostlist_parse_inline("h1,h2,localhost:4", self, &l, err, sizeof(err)),
-                     0);
+    assert_int_equal(rdt_hostlist_parse_inline("h1,h2,localhost:4", self, &l, err, sizeof(err)), 0);
     assert_int_equal(l.nhosts, 3);
     expect_host(&l, 0, "h1", 1, 0, 1, 1);
     expect_host(&l, 1, "h2", 1, 0, 1, 4);
@@ -221,9 +220,8 @@ static void test_nul_bytes_are_errors_not_terminators(void **state)
     rdt_hostlist_t l;
     char err[256];
 
-    assert_int_equal(rdt_hostlist_parse_file(text, sizeof(text) - 1, "f", NULL, &l, err,
-                                             sizeof(err)),
-                     -1);
+    assert_int_equal(
+        rdt_hostlist_parse_file(text, sizeof(text) - 1, "f", NULL, &l, err, sizeof(err)), -1);
     assert_string_equal(err, "f:2:2: unexpected byte 0x00 in host name (letters, digits, '.', "
                              "'-', '_' and user@ are allowed)");
 }
