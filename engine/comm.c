@@ -275,6 +275,39 @@ typedef struct blob {
     char host[RDT_HOST_MAX];
 } blob_t;
 
+/* Open the transport RDT_TRANSPORT names. auto is tcp for now: the verbs transport moves
+ * messages correctly on SoftRoCE but has not yet run the collective suite, so it is chosen only
+ * when asked for. */
+static rdt_status_t transport_open(const rdt_config_t *cfg, const rdt_transport_params_t *tpp,
+                                   rdt_transport_t **tp_p)
+{
+    rdt_status_t st;
+
+    if (strcmp(cfg->transport, "verbs") == 0) {
+#ifdef RDT_HAVE_VERBS
+        st = rdt_verbs_ops.open(tpp, tp_p);
+        if (st != RDT_SUCCESS)
+            rdt_set_thread_error("RDT_TRANSPORT=verbs: no usable RDMA port on rank %d (%s): no "
+                                 "device with an active port, or memory could not be pinned "
+                                 "(raise ulimit -l)", tpp->rank, rdt_status_str(st));
+        else
+            rdt_info("comm", "transport verbs (RDT_TRANSPORT=verbs)");
+        return st;
+#else
+        rdt_set_thread_error("RDT_TRANSPORT=verbs: this build has no verbs transport "
+                             "(libibverbs-dev was missing when it was built)");
+        return RDT_ERR_CONFIG;
+#endif
+    }
+    st = rdt_tcp_ops.open(tpp, tp_p);
+    if (st != RDT_SUCCESS)
+        rdt_set_thread_error("cannot open the tcp transport on %s: %s", tpp->bind_ip,
+                             rdt_status_str(st));
+    else
+        rdt_info("comm", "transport tcp on %s (RDT_TRANSPORT=%s)", tpp->bind_ip, cfg->transport);
+    return st;
+}
+
 /* Open the transport, exchange addresses, hand them over. */
 static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void *ctx)
 {
@@ -294,12 +327,9 @@ static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void 
     tpp.connect_timeout_ms = (int)(comm->cfg.connect_timeout_s * 1000);
     tpp.sockbuf = comm->cfg.sockbuf;
     tpp.host = comm->host;
-    st = rdt_tcp_ops.open(&tpp, &comm->tp);
-    if (st != RDT_SUCCESS) {
-        rdt_set_thread_error("cannot open the tcp transport on %s: %s", comm->bind_ip,
-                             rdt_status_str(st));
+    st = transport_open(&comm->cfg, &tpp, &comm->tp);
+    if (st != RDT_SUCCESS)
         return st;
-    }
     memset(&mine, 0, sizeof(mine));
     st = comm->tp->ops->addr_get(comm->tp, mine.addr, &alen);
     if (st != RDT_SUCCESS)
@@ -742,7 +772,7 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
     tpp.connect_timeout_ms = (int)(comm->cfg.connect_timeout_s * 1000);
     tpp.sockbuf = comm->cfg.sockbuf;
     tpp.host = nc->host;
-    st = rdt_tcp_ops.open(&tpp, &nc->tp);
+    st = transport_open(&comm->cfg, &tpp, &nc->tp);
     if (st == RDT_SUCCESS)
         st = nc->tp->ops->addr_get(nc->tp, mine.addr, &alen);
     if (st != RDT_SUCCESS) {

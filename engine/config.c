@@ -48,7 +48,9 @@ static const knob_t knobs[] = {
      "TCP SO_SNDBUF/SO_RCVBUF in bytes; 0 keeps the kernel's autotuning"},
     {"RDT_IFNAME", "", K_STR, S(ifname),
      "network interface for data connections; empty = the one that reaches the root"},
-    {"RDT_TRANSPORT", "auto", K_STR, S(transport), "transport: auto or tcp"},
+    {"RDT_TRANSPORT", "auto", K_STR, S(transport),
+     "transport: tcp, verbs (RDMA; first device with an active port), or auto = tcp until the "
+     "verbs transport has passed the collective suite (see docs/ARCHITECTURE.md)"},
     {"RDT_HOSTNAME", "", K_STR, S(hostname), "host identity of this rank; empty = gethostname()"},
     {"RDT_ALPHA", "10e-6", K_DOUBLE, F(alpha), 0,
      "cost model: seconds of latency per message, for algorithm selection"},
@@ -199,9 +201,9 @@ rdt_status_t rdt_config_load(rdt_config_t *cfg, char *err, size_t errlen)
         if (st != RDT_SUCCESS)
             return st;
     }
-    if (strcmp(cfg->transport, "auto") && strcmp(cfg->transport, "tcp")) {
-        snprintf(err, errlen,
-                 "RDT_TRANSPORT='%s' is not available in this build (auto or tcp)",
+    if (strcmp(cfg->transport, "auto") && strcmp(cfg->transport, "tcp") &&
+        strcmp(cfg->transport, "verbs")) {
+        snprintf(err, errlen, "RDT_TRANSPORT='%s' is not a transport (auto, tcp or verbs)",
                  cfg->transport);
         return RDT_ERR_CONFIG;
     }

@@ -4,6 +4,7 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libcmocka-dev
+    libibverbs-dev           # the verbs transport (built when found; its tests skip without a device)
     clang libclang-rt-14-dev # the libFuzzer target of the hosts-file parser
     openssh-server)          # the launcher test that reaches "remote" ranks through a real sshd
 [[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev)

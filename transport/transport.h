@@ -105,5 +105,6 @@ struct rdt_transport {
 };
 
 extern const rdt_transport_ops_t rdt_tcp_ops;
+extern const rdt_transport_ops_t rdt_verbs_ops; /* built only when libibverbs is found */
 
 #endif /* RDT_TRANSPORT_H */
