@@ -275,28 +275,36 @@ typedef struct blob {
     char host[RDT_HOST_MAX];
 } blob_t;
 
-/* Open the transport RDT_TRANSPORT names. auto is tcp for now: the verbs transport moves
- * messages correctly on SoftRoCE but has not yet run the collective suite, so it is chosen only
- * when asked for. */
+/* Open the transport RDT_TRANSPORT names: verbs, tcp, or auto = verbs when this build has it
+ * and a device with an active port can be opened, else tcp, saying why at info level. */
 static rdt_status_t transport_open(const rdt_config_t *cfg, const rdt_transport_params_t *tpp,
                                    rdt_transport_t **tp_p)
 {
+    int want_verbs = strcmp(cfg->transport, "verbs") == 0;
     rdt_status_t st;
 
-    if (strcmp(cfg->transport, "verbs") == 0) {
+    if (want_verbs || strcmp(cfg->transport, "auto") == 0) {
 #ifdef RDT_HAVE_VERBS
         st = rdt_verbs_ops.open(tpp, tp_p);
-        if (st != RDT_SUCCESS)
+        if (st == RDT_SUCCESS) {
+            rdt_info("comm", "transport verbs (RDT_TRANSPORT=%s)", cfg->transport);
+            return st;
+        }
+        if (want_verbs) {
             rdt_set_thread_error("RDT_TRANSPORT=verbs: no usable RDMA port on rank %d (%s): no "
                                  "device with an active port, or memory could not be pinned "
-                                 "(raise ulimit -l)", tpp->rank, rdt_status_str(st));
-        else
-            rdt_info("comm", "transport verbs (RDT_TRANSPORT=verbs)");
-        return st;
+                                 "(raise ulimit -l); RDT_LOG=info shows the details",
+                                 tpp->rank, rdt_status_str(st));
+            return st;
+        }
+        rdt_info("comm", "no usable RDMA device (%s): using tcp", rdt_status_str(st));
 #else
-        rdt_set_thread_error("RDT_TRANSPORT=verbs: this build has no verbs transport "
-                             "(libibverbs-dev was missing when it was built)");
-        return RDT_ERR_CONFIG;
+        if (want_verbs) {
+            rdt_set_thread_error("RDT_TRANSPORT=verbs: this build has no verbs transport "
+                                 "(libibverbs-dev was missing when it was built)");
+            return RDT_ERR_CONFIG;
+        }
+        rdt_info("comm", "this build has no verbs transport: using tcp");
 #endif
     }
     st = rdt_tcp_ops.open(tpp, tp_p);
@@ -564,9 +572,9 @@ rdt_status_t rdt_comm_create_from_env(rdt_comm_t **comm_p)
         snprintf(comm->bind_ip, sizeof(comm->bind_ip), "127.0.0.1");
     if (st != RDT_SUCCESS)
         goto err_destroy;
-    rdt_info("comm", "rank %d of %d (from %s), rendezvous %s:%d, tcp transport on %s%s%s", rank,
+    rdt_info("comm", "rank %d of %d (from %s), rendezvous %s:%d, listening on %s (%s%s)", rank,
              size, source, root_host, root_port, comm->bind_ip,
-             cfg.ifname[0] ? " (RDT_IFNAME=" : " (the address that reaches the rendezvous",
+             cfg.ifname[0] ? "RDT_IFNAME=" : "the address that reaches the rendezvous",
              cfg.ifname[0] ? cfg.ifname : "");
 
     memset(&bs, 0, sizeof(bs));

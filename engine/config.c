@@ -49,8 +49,8 @@ static const knob_t knobs[] = {
     {"RDT_IFNAME", "", K_STR, S(ifname),
      "network interface for data connections; empty = the one that reaches the root"},
     {"RDT_TRANSPORT", "auto", K_STR, S(transport),
-     "transport: tcp, verbs (RDMA; first device with an active port), or auto = tcp until the "
-     "verbs transport has passed the collective suite (see docs/ARCHITECTURE.md)"},
+     "transport: tcp, verbs (RDMA: the first device with an active port), or auto = verbs "
+     "when a device can be opened, else tcp"},
     {"RDT_HOSTNAME", "", K_STR, S(hostname), "host identity of this rank; empty = gethostname()"},
     {"RDT_ALPHA", "10e-6", K_DOUBLE, F(alpha), 0,
      "cost model: seconds of latency per message, for algorithm selection"},
