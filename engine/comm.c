@@ -11,7 +11,6 @@
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,23 +249,6 @@ static rdt_status_t route_address(const char *host, int port, int listen_here, c
     return RDT_SUCCESS;
 }
 
-/* RDT_POLL_US=auto: poll before sleeping only if this host has a core for each of its ranks;
- * spinning ranks that share a core delay the very peer they wait for. */
-static void comm_choose_polling(rdt_comm_t *comm)
-{
-    cpu_set_t set;
-    int i, local = 0, cores;
-
-    if (comm->cfg.poll_us >= 0)
-        return;
-    for (i = 0; i < comm->nranks; i++)
-        local += strcmp(comm->hosts + (size_t)i * RDT_HOST_MAX, comm->host) == 0;
-    cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
-    comm->cfg.poll_us = local <= cores ? 200 : 0;
-    rdt_debug("comm", "%d ranks on this host, %d cores: poll %g us before sleeping", local, cores,
-              comm->cfg.poll_us);
-}
-
 /* Exchange callback: every rank's blob of @p bytes into @p table, in rank order. */
 typedef rdt_status_t (*exchange_fn_t)(void *ctx, const void *blob, size_t bytes, void *table);
 
@@ -358,7 +340,6 @@ static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void 
         memcpy(comm->hosts + (size_t)i * RDT_HOST_MAX, table[i].host, RDT_HOST_MAX);
     }
     st = comm->tp->ops->addrs_set(comm->tp, addrs, comm->hosts);
-    comm_choose_polling(comm);
 out:
     free(table);
     free(addrs);

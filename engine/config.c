@@ -40,10 +40,9 @@ static const knob_t knobs[] = {
     {"RDT_CHUNK", "0", K_SIZE, F(chunk), 0,
      "bytes per pipelined slice (suffix k, m, g); 0 = chosen per call by the cost model"},
     {"RDT_SLICES", "3", K_INT, F(slices), 0, "slices of one collective in flight at once (1-16)"},
-    {"RDT_POLL_US", "auto", K_DOUBLE, F(poll_us), 0,
-     "microseconds a waiting call polls for completions before it sleeps in the kernel; "
-     "auto = 200 unless this host has more ranks than cores (then 0, as Open MPI's "
-     "yield-when-idle)"},
+    {"RDT_POLL_US", "200", K_DOUBLE, F(poll_us), 0,
+     "microseconds a waiting call polls for completions (yielding the core between polls) "
+     "before it sleeps in the kernel; 0 sleeps at once"},
     {"RDT_SOCKBUF", "0", K_SIZE, F(sockbuf), 0,
      "TCP SO_SNDBUF/SO_RCVBUF in bytes; 0 keeps the kernel's autotuning"},
     {"RDT_IFNAME", "", K_STR, S(ifname),
@@ -152,10 +151,6 @@ static rdt_status_t apply(const knob_t *k, const char *val, rdt_config_t *cfg, c
         *(double *)field = d;
         return RDT_SUCCESS;
     case K_DOUBLE:
-        if (strcmp(val, "auto") == 0) {
-            *(double *)field = -1.0; /* decided later, see the knob's help */
-            return RDT_SUCCESS;
-        }
         if (parse_double(val, &d) || d < 0) {
             snprintf(err, errlen, "%s='%s' is not a non-negative number", k->name, val);
             return RDT_ERR_CONFIG;

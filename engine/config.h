@@ -22,7 +22,7 @@ typedef struct rdt_config {
     char algo[256];            /* RDT_ALGO */
     size_t chunk;              /* RDT_CHUNK, bytes of one pipelined slice, 0 = chosen per call */
     int slices;                /* RDT_SLICES, slices in flight per collective */
-    double poll_us;            /* RDT_POLL_US, -1 = auto */
+    double poll_us;            /* RDT_POLL_US */
     size_t sockbuf;            /* RDT_SOCKBUF */
     char ifname[64];           /* RDT_IFNAME */
     char transport[16];        /* RDT_TRANSPORT */
