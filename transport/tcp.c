@@ -28,6 +28,7 @@
  * from another thread only takes it with trylock, so it never blocks (see tcp_abort()).
  */
 #include "transport.h"
+#include "wire.h"
 
 #include "log.h"
 
@@ -160,45 +161,6 @@ static uint64_t tcp_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void tcp_put_u32(unsigned char *b, uint32_t v)
-{
-    int i;
-    for (i = 0; i < 4; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void tcp_put_u64(unsigned char *b, uint64_t v)
-{
-    int i;
-    for (i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t tcp_get_u32(const unsigned char *b)
-{
-    uint32_t v = 0;
-    int i;
-    for (i = 3; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
-}
-
-static uint64_t tcp_get_u64(const unsigned char *b)
-{
-    uint64_t v = 0;
-    int i;
-    for (i = 7; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
-}
-
-static uint32_t tcp_hdr_check(uint64_t tag, uint64_t len)
-{
-    uint64_t h = (tag * 0x9e3779b97f4a7c15ULL) ^ (len * 0xc2b2ae3d27d4eb4fULL) ^ TCP_MSG_MAGIC;
-    h ^= h >> 29;
-    return (uint32_t)(h ^ (h >> 32));
-}
-
 static const char *tcp_strerror(int err, char *buf, size_t len)
 {
     return strerror_r(err, buf, len); /* GNU variant: returns the string */
@@ -236,19 +198,6 @@ static void tcp_close_fd(rdt_tcp_t *tp, int fd)
         return;
     epoll_ctl(tp->epfd, EPOLL_CTL_DEL, fd, NULL);
     close(fd);
-}
-
-static void tcp_sockaddr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t n)
-{
-    char host[72], serv[8]; /* numeric: an IPv6 address with scope, a port */
-
-    if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-        snprintf(buf, n, "(unknown address)");
-    else if (sa->sa_family == AF_INET6)
-        snprintf(buf, n, "[%s]:%s", host, serv);
-    else
-        snprintf(buf, n, "%s:%s", host, serv);
 }
 
 static const char *tcp_host(const tcp_peer_t *p)
@@ -570,10 +519,11 @@ static ssize_t tcp_rx_read(rdt_tcp_t *tp, tcp_peer_t *p, struct iovec *iov, int 
 static int tcp_rx_header(rdt_tcp_t *tp, tcp_peer_t *p)
 {
     const unsigned char *b = p->rbuf + p->rpos;
-    uint32_t magic = tcp_get_u32(b), check = tcp_get_u32(b + 4);
-    uint64_t tag = tcp_get_u64(b + 8), len = tcp_get_u64(b + 16);
+    uint32_t magic = rdt_wire_get_u32(b), check = rdt_wire_get_u32(b + 4);
+    uint64_t tag = rdt_wire_get_u64(b + 8), len = rdt_wire_get_u64(b + 16);
 
-    if (magic != TCP_MSG_MAGIC || check != tcp_hdr_check(tag, len)) {
+    if (magic != TCP_MSG_MAGIC ||
+        check != rdt_wire_hdr_check(tag, len, TCP_MSG_MAGIC)) {
         tcp_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
                       "rank %d (host %s) sent a corrupt message header (magic 0x%08" PRIx32
                       "), the stream from it is out of sync",
@@ -727,12 +677,12 @@ static void tcp_connected(rdt_tcp_t *tp, tcp_peer_t *p)
 {
     unsigned char *h = p->hs_out;
 
-    tcp_put_u32(h, TCP_HS_MAGIC);
-    tcp_put_u32(h + 4, TCP_HS_VERSION);
+    rdt_wire_put_u32(h, TCP_HS_MAGIC);
+    rdt_wire_put_u32(h + 4, TCP_HS_VERSION);
     memcpy(h + 8, tp->token, RDT_TOKEN_LEN);
-    tcp_put_u64(h + 24, tp->comm_id);
-    tcp_put_u32(h + 32, (uint32_t)tp->rank);
-    tcp_put_u32(h + 36, (uint32_t)tp->nranks);
+    rdt_wire_put_u64(h + 24, tp->comm_id);
+    rdt_wire_put_u32(h + 32, (uint32_t)tp->rank);
+    rdt_wire_put_u32(h + 36, (uint32_t)tp->nranks);
     if (tcp_peer_up(tp, p) == 0) {
         p->hs_out_done = 0; /* goes out first, with the first messages */
         rdt_debug("tcp", "connected to rank %d (host %s) at %s", p->rank, tcp_host(p),
@@ -865,7 +815,7 @@ static void tcp_accept(rdt_tcp_t *tp)
             tp->listen_resume_at = tcp_now_ms() + TCP_ACCEPT_PAUSE_MS;
             return;
         }
-        tcp_sockaddr_str((struct sockaddr *)&sa, salen, from, sizeof(from));
+        rdt_wire_sockaddr_str((struct sockaddr *)&sa, salen, from, sizeof(from));
         for (i = 0; i < TCP_MAX_PENDING && !s; i++)
             if (tp->pending[i].fd < 0)
                 s = &tp->pending[i];
@@ -892,22 +842,13 @@ static void tcp_accept(rdt_tcp_t *tp)
     }
 }
 
-static int tcp_token_equal(const unsigned char *a, const unsigned char *b)
-{
-    volatile unsigned char diff = 0;
-    size_t i;
-    for (i = 0; i < RDT_TOKEN_LEN; i++)
-        diff |= a[i] ^ b[i];
-    return diff == 0;
-}
-
 /* Check a complete handshake; on failure write the reason to @p why and return -1. */
 static int tcp_hs_check(rdt_tcp_t *tp, const unsigned char *h, uint32_t *rank_p, char *why,
                         size_t n)
 {
-    uint32_t magic = tcp_get_u32(h), version = tcp_get_u32(h + 4);
-    uint64_t comm_id = tcp_get_u64(h + 24);
-    uint32_t rank = tcp_get_u32(h + 32), nranks = tcp_get_u32(h + 36);
+    uint32_t magic = rdt_wire_get_u32(h), version = rdt_wire_get_u32(h + 4);
+    uint64_t comm_id = rdt_wire_get_u64(h + 24);
+    uint32_t rank = rdt_wire_get_u32(h + 32), nranks = rdt_wire_get_u32(h + 36);
     tcp_peer_t *p;
 
     if (magic != TCP_HS_MAGIC) {
@@ -919,7 +860,7 @@ static int tcp_hs_check(rdt_tcp_t *tp, const unsigned char *h, uint32_t *rank_p,
                  TCP_HS_VERSION);
         return -1;
     }
-    if (!tcp_token_equal(h + 8, tp->token)) {
+    if (!rdt_wire_token_equal(h + 8, tp->token)) {
         snprintf(why, n, "wrong job token");
         return -1;
     }
@@ -1275,10 +1216,11 @@ static rdt_status_t tcp_isend(rdt_transport_t *t, rdt_xfer_t *x)
     if (st != RDT_SUCCESS)
         goto out;
     p = &tp->peers[x->peer];
-    tcp_put_u32(x->hdr, TCP_MSG_MAGIC);
-    tcp_put_u32(x->hdr + 4, tcp_hdr_check(x->tag, (uint64_t)x->len));
-    tcp_put_u64(x->hdr + 8, x->tag);
-    tcp_put_u64(x->hdr + 16, (uint64_t)x->len);
+    rdt_wire_put_u32(x->hdr, TCP_MSG_MAGIC);
+    rdt_wire_put_u32(x->hdr + 4,
+                     rdt_wire_hdr_check(x->tag, (uint64_t)x->len, TCP_MSG_MAGIC));
+    rdt_wire_put_u64(x->hdr + 8, x->tag);
+    rdt_wire_put_u64(x->hdr + 16, (uint64_t)x->len);
     x->hdr_done = 0;
     x->done = 0;
     x->next = NULL;
@@ -1324,59 +1266,7 @@ out:
 /* Open, addresses, abort, close                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
-/*
- * Packed address, at most 24 of the RDT_ADDR_MAX bytes:
- *   [0] family (4 or 6)  [1] 0  [2..3] port, big-endian  [4..] IPv4 (4) or IPv6 (16) address,
- *   IPv6 only: [20..23] scope id, big-endian.
- */
-static size_t tcp_addr_pack(const struct sockaddr *sa, unsigned char *a)
-{
-    memset(a, 0, RDT_ADDR_MAX);
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        a[0] = 4;
-        memcpy(a + 2, &in->sin_port, 2);
-        memcpy(a + 4, &in->sin_addr, 4);
-        return 8;
-    }
-    {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        uint32_t scope = in6->sin6_scope_id;
-        a[0] = 6;
-        memcpy(a + 2, &in6->sin6_port, 2);
-        memcpy(a + 4, &in6->sin6_addr, 16);
-        a[20] = (unsigned char)(scope >> 24);
-        a[21] = (unsigned char)(scope >> 16);
-        a[22] = (unsigned char)(scope >> 8);
-        a[23] = (unsigned char)scope;
-        return 24;
-    }
-}
-
-static int tcp_addr_unpack(const unsigned char *a, struct sockaddr_storage *ss, socklen_t *len_p)
-{
-    memset(ss, 0, sizeof(*ss));
-    if (a[0] == 4) {
-        struct sockaddr_in *in = (struct sockaddr_in *)ss;
-        in->sin_family = AF_INET;
-        memcpy(&in->sin_port, a + 2, 2);
-        memcpy(&in->sin_addr, a + 4, 4);
-        *len_p = sizeof(*in);
-        return in->sin_port ? 0 : -1;
-    }
-    if (a[0] == 6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-        in6->sin6_family = AF_INET6;
-        memcpy(&in6->sin6_port, a + 2, 2);
-        memcpy(&in6->sin6_addr, a + 4, 16);
-        in6->sin6_scope_id = ((uint32_t)a[20] << 24) | ((uint32_t)a[21] << 16) |
-                             ((uint32_t)a[22] << 8) | a[23];
-        *len_p = sizeof(*in6);
-        return in6->sin6_port ? 0 : -1;
-    }
-    return -1;
-}
-
+/* This rank's address is the listening socket's, packed by rdt_wire_sockaddr_pack (wire.h). */
 /* The listening socket: the given numeric address only (never the wildcard), a kernel port. */
 static rdt_status_t tcp_listen(rdt_tcp_t *tp, const char *ip)
 {
@@ -1417,8 +1307,8 @@ static rdt_status_t tcp_listen(rdt_tcp_t *tp, const char *ip)
         rdt_warn("tcp", "epoll_ctl for the listening socket failed: %m");
         goto err_close;
     }
-    tp->addr_len = tcp_addr_pack((struct sockaddr *)&ss, tp->addr);
-    tcp_sockaddr_str((struct sockaddr *)&ss, len, tp->addr_str, sizeof(tp->addr_str));
+    tp->addr_len = rdt_wire_sockaddr_pack((struct sockaddr *)&ss, tp->addr);
+    rdt_wire_sockaddr_str((struct sockaddr *)&ss, len, tp->addr_str, sizeof(tp->addr_str));
     freeaddrinfo(ai);
     return RDT_SUCCESS;
 
@@ -1552,14 +1442,15 @@ static rdt_status_t tcp_addrs_set(rdt_transport_t *t, const void *addrs, const c
         }
         if (i == tp->rank)
             continue;
-        if (tcp_addr_unpack(a, &p->sa, &p->salen) != 0) {
+        if (rdt_wire_sockaddr_unpack(a, &p->sa, &p->salen) != 0) {
             p->salen = 0;
             tcp_set_error(tp, "the tcp address of rank %d (host %s) is malformed (family byte "
                           "%u)", i, tcp_host(p), a[0]);
             st = RDT_ERR_INVALID_ARG;
             break;
         }
-        tcp_sockaddr_str((struct sockaddr *)&p->sa, p->salen, p->addr_str, sizeof(p->addr_str));
+        rdt_wire_sockaddr_str((struct sockaddr *)&p->sa, p->salen, p->addr_str,
+                              sizeof(p->addr_str));
     }
     tcp_leave(tp);
     return st;

@@ -40,6 +40,7 @@
  * thread only uses trylock and otherwise leaves the work to the driver.
  */
 #include "transport.h"
+#include "wire.h"
 
 #include "log.h"
 
@@ -218,46 +219,6 @@ static uint64_t verbs_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static void verbs_put_u32(unsigned char *b, uint32_t v)
-{
-    int i;
-    for (i = 0; i < 4; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void verbs_put_u64(unsigned char *b, uint64_t v)
-{
-    int i;
-    for (i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t verbs_get_u32(const unsigned char *b)
-{
-    uint32_t v = 0;
-    int i;
-    for (i = 3; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
-}
-
-static uint64_t verbs_get_u64(const unsigned char *b)
-{
-    uint64_t v = 0;
-    int i;
-    for (i = 7; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
-}
-
-/* The same hash tcp.c puts in its headers. */
-static uint32_t verbs_hdr_check(uint64_t tag, uint64_t len)
-{
-    uint64_t h = (tag * 0x9e3779b97f4a7c15ULL) ^ (len * 0xc2b2ae3d27d4eb4fULL) ^ VERBS_MSG_MAGIC;
-    h ^= h >> 29;
-    return (uint32_t)(h ^ (h >> 32));
-}
-
 static void verbs_set_error(rdt_verbs_t *tp, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void verbs_set_error(rdt_verbs_t *tp, const char *fmt, ...)
@@ -293,19 +254,6 @@ static void verbs_close_fd(rdt_verbs_t *tp, int fd)
         return;
     epoll_ctl(tp->epfd, EPOLL_CTL_DEL, fd, NULL);
     close(fd);
-}
-
-static void verbs_sockaddr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t n)
-{
-    char host[72], serv[8];
-
-    if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-        snprintf(buf, n, "(unknown address)");
-    else if (sa->sa_family == AF_INET6)
-        snprintf(buf, n, "[%s]:%s", host, serv);
-    else
-        snprintf(buf, n, "%s:%s", host, serv);
 }
 
 static const char *verbs_host(const verbs_peer_t *p)
@@ -630,37 +578,28 @@ static int verbs_peer_resources(rdt_verbs_t *tp, verbs_peer_t *p)
 static void verbs_hs_fill(rdt_verbs_t *tp, verbs_peer_t *p, unsigned char *h)
 {
     memset(h, 0, VERBS_HS_LEN);
-    verbs_put_u32(h, VERBS_HS_MAGIC);
-    verbs_put_u32(h + 4, VERBS_HS_VERSION);
+    rdt_wire_put_u32(h, VERBS_HS_MAGIC);
+    rdt_wire_put_u32(h + 4, VERBS_HS_VERSION);
     memcpy(h + 8, tp->token, RDT_TOKEN_LEN);
-    verbs_put_u64(h + 24, tp->comm_id);
-    verbs_put_u32(h + 32, (uint32_t)tp->rank);
-    verbs_put_u32(h + 36, (uint32_t)tp->nranks);
-    verbs_put_u32(h + 40, p->qp->qp_num);
-    verbs_put_u32(h + 44, p->psn);
+    rdt_wire_put_u64(h + 24, tp->comm_id);
+    rdt_wire_put_u32(h + 32, (uint32_t)tp->rank);
+    rdt_wire_put_u32(h + 36, (uint32_t)tp->nranks);
+    rdt_wire_put_u32(h + 40, p->qp->qp_num);
+    rdt_wire_put_u32(h + 44, p->psn);
     h[48] = (unsigned char)tp->lid;
     h[49] = (unsigned char)(tp->lid >> 8);
     h[50] = (unsigned char)tp->mtu;
-    verbs_put_u32(h + 52, VERBS_SLOT);
+    rdt_wire_put_u32(h + 52, VERBS_SLOT);
     memcpy(h + 56, tp->gid.raw, 16);
-    verbs_put_u64(h + 72, (uint64_t)(uintptr_t)p->ring);
-    verbs_put_u32(h + 80, p->ring_mr->rkey);
-}
-
-static int verbs_token_equal(const unsigned char *a, const unsigned char *b)
-{
-    volatile unsigned char diff = 0;
-    size_t i;
-    for (i = 0; i < RDT_TOKEN_LEN; i++)
-        diff |= a[i] ^ b[i];
-    return diff == 0;
+    rdt_wire_put_u64(h + 72, (uint64_t)(uintptr_t)p->ring);
+    rdt_wire_put_u32(h + 80, p->ring_mr->rkey);
 }
 
 /* Check the fixed part of a handshake record; on failure the reason goes to @p why. */
 static int verbs_hs_check(rdt_verbs_t *tp, const unsigned char *h, char *why, size_t n)
 {
-    uint32_t magic = verbs_get_u32(h), version = verbs_get_u32(h + 4);
-    uint64_t comm_id = verbs_get_u64(h + 24);
+    uint32_t magic = rdt_wire_get_u32(h), version = rdt_wire_get_u32(h + 4);
+    uint64_t comm_id = rdt_wire_get_u64(h + 24);
 
     if (magic != VERBS_HS_MAGIC) {
         snprintf(why, n, "not an rdmatrain verbs handshake (magic 0x%08" PRIx32 ")", magic);
@@ -671,16 +610,16 @@ static int verbs_hs_check(rdt_verbs_t *tp, const unsigned char *h, char *why, si
                  VERBS_HS_VERSION);
         return -1;
     }
-    if (!verbs_token_equal(h + 8, tp->token)) {
+    if (!rdt_wire_token_equal(h + 8, tp->token)) {
         snprintf(why, n, "wrong job token");
         return -1;
     }
-    if (comm_id != tp->comm_id || verbs_get_u32(h + 36) != (uint32_t)tp->nranks) {
+    if (comm_id != tp->comm_id || rdt_wire_get_u32(h + 36) != (uint32_t)tp->nranks) {
         snprintf(why, n, "another communicator (0x%" PRIx64 ")", comm_id);
         return -1;
     }
-    if (verbs_get_u32(h + 52) != VERBS_SLOT) {
-        snprintf(why, n, "slot size %" PRIu32 ", this rank uses %d", verbs_get_u32(h + 52),
+    if (rdt_wire_get_u32(h + 52) != VERBS_SLOT) {
+        snprintf(why, n, "slot size %" PRIu32 ", this rank uses %d", rdt_wire_get_u32(h + 52),
                  VERBS_SLOT);
         return -1;
     }
@@ -693,13 +632,13 @@ static int verbs_qp_connect(rdt_verbs_t *tp, verbs_peer_t *p, const unsigned cha
     struct ibv_qp_attr attr;
     enum ibv_mtu rmtu = (enum ibv_mtu)h[50];
 
-    p->raddr = verbs_get_u64(h + 72);
-    p->rkey = verbs_get_u32(h + 80);
+    p->raddr = rdt_wire_get_u64(h + 72);
+    p->rkey = rdt_wire_get_u32(h + 80);
     memset(&attr, 0, sizeof(attr));
     attr.qp_state = IBV_QPS_RTR;
     attr.path_mtu = rmtu < tp->mtu ? rmtu : tp->mtu;
-    attr.dest_qp_num = verbs_get_u32(h + 40);
-    attr.rq_psn = verbs_get_u32(h + 44);
+    attr.dest_qp_num = rdt_wire_get_u32(h + 40);
+    attr.rq_psn = rdt_wire_get_u32(h + 44);
     attr.max_dest_rd_atomic = 1;
     attr.min_rnr_timer = VERBS_QP_MIN_RNR_TIMER;
     attr.ah_attr.port_num = tp->port;
@@ -850,9 +789,10 @@ static void verbs_rx(rdt_verbs_t *tp, verbs_peer_t *p)
         if (!x)
             break; /* backpressure: the slot waits, its credit is not returned */
         if (!p->have_hdr) {
-            uint32_t magic = verbs_get_u32(s), check = verbs_get_u32(s + 4);
-            uint64_t tag = verbs_get_u64(s + 8), len = verbs_get_u64(s + 16);
-            if (magic != VERBS_MSG_MAGIC || check != verbs_hdr_check(tag, len)) {
+            uint32_t magic = rdt_wire_get_u32(s), check = rdt_wire_get_u32(s + 4);
+            uint64_t tag = rdt_wire_get_u64(s + 8), len = rdt_wire_get_u64(s + 16);
+            if (magic != VERBS_MSG_MAGIC ||
+                check != rdt_wire_hdr_check(tag, len, VERBS_MSG_MAGIC)) {
                 verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
                                 "rank %d (host %s) wrote a corrupt message header (magic 0x%08"
                                 PRIx32 ") on qp 0x%x", p->rank, verbs_host(p), magic,
@@ -1093,7 +1033,7 @@ static void verbs_connector_event(rdt_verbs_t *tp, verbs_peer_t *p)
         return;
     why[0] = 0;
     if (verbs_hs_check(tp, p->hs, why, sizeof(why)) != 0 ||
-        verbs_get_u32(p->hs + 32) != (uint32_t)p->rank) {
+        rdt_wire_get_u32(p->hs + 32) != (uint32_t)p->rank) {
         verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
                         "rank %d (host %s) at %s answered with a bad handshake: %s", p->rank,
                         verbs_host(p), p->addr_str, why[0] ? why : "wrong rank");
@@ -1153,7 +1093,7 @@ static void verbs_accept(rdt_verbs_t *tp)
         s->fd = fd;
         s->done = 0;
         s->deadline = verbs_now_ms() + VERBS_HS_TIMEOUT_MS;
-        verbs_sockaddr_str((struct sockaddr *)&sa, salen, s->from, sizeof(s->from));
+        rdt_wire_sockaddr_str((struct sockaddr *)&sa, salen, s->from, sizeof(s->from));
         tp->npending++;
     }
 }
@@ -1180,7 +1120,7 @@ static void verbs_pending_event(rdt_verbs_t *tp, verbs_pending_t *s)
     if (s->done < VERBS_HS_LEN)
         return;
     why[0] = 0;
-    rank = verbs_get_u32(s->buf + 32);
+    rank = rdt_wire_get_u32(s->buf + 32);
     if (verbs_hs_check(tp, s->buf, why, sizeof(why)) == 0) {
         if (rank >= (uint32_t)tp->rank)
             snprintf(why, sizeof(why), "claims rank %" PRIu32 ", but only ranks below %d "
@@ -1570,10 +1510,11 @@ static rdt_status_t verbs_isend(rdt_transport_t *t, rdt_xfer_t *x)
     st = verbs_peer_kick(tp, p);
     if (st != RDT_SUCCESS)
         goto out;
-    verbs_put_u32(x->hdr, VERBS_MSG_MAGIC);
-    verbs_put_u32(x->hdr + 4, verbs_hdr_check(x->tag, (uint64_t)x->len));
-    verbs_put_u64(x->hdr + 8, x->tag);
-    verbs_put_u64(x->hdr + 16, (uint64_t)x->len);
+    rdt_wire_put_u32(x->hdr, VERBS_MSG_MAGIC);
+    rdt_wire_put_u32(x->hdr + 4,
+                     rdt_wire_hdr_check(x->tag, (uint64_t)x->len, VERBS_MSG_MAGIC));
+    rdt_wire_put_u64(x->hdr + 8, x->tag);
+    rdt_wire_put_u64(x->hdr + 16, (uint64_t)x->len);
     x->hdr_done = 0;
     x->done = 0;
     x->next = NULL;
@@ -1626,54 +1567,13 @@ out:
  */
 static size_t verbs_addr_pack(rdt_verbs_t *tp, const struct sockaddr *sa, unsigned char *a)
 {
-    memset(a, 0, RDT_ADDR_MAX);
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        a[0] = 4;
-        memcpy(a + 2, &in->sin_port, 2);
-        memcpy(a + 4, &in->sin_addr, 4);
-    } else {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        uint32_t scope = in6->sin6_scope_id;
-        a[0] = 6;
-        memcpy(a + 2, &in6->sin6_port, 2);
-        memcpy(a + 4, &in6->sin6_addr, 16);
-        a[20] = (unsigned char)(scope >> 24);
-        a[21] = (unsigned char)(scope >> 16);
-        a[22] = (unsigned char)(scope >> 8);
-        a[23] = (unsigned char)scope;
-    }
+    rdt_wire_sockaddr_pack(sa, a); /* bytes 0..23: the side channel */
     memcpy(a + 24, tp->gid.raw, 16);
     a[40] = (unsigned char)tp->lid;
     a[41] = (unsigned char)(tp->lid >> 8);
     a[42] = (unsigned char)tp->gid_index;
     a[43] = tp->port;
     return 48;
-}
-
-static int verbs_addr_unpack(const unsigned char *a, struct sockaddr_storage *ss,
-                             socklen_t *len_p)
-{
-    memset(ss, 0, sizeof(*ss));
-    if (a[0] == 4) {
-        struct sockaddr_in *in = (struct sockaddr_in *)ss;
-        in->sin_family = AF_INET;
-        memcpy(&in->sin_port, a + 2, 2);
-        memcpy(&in->sin_addr, a + 4, 4);
-        *len_p = sizeof(*in);
-        return in->sin_port ? 0 : -1;
-    }
-    if (a[0] == 6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-        in6->sin6_family = AF_INET6;
-        memcpy(&in6->sin6_port, a + 2, 2);
-        memcpy(&in6->sin6_addr, a + 4, 16);
-        in6->sin6_scope_id = ((uint32_t)a[20] << 24) | ((uint32_t)a[21] << 16) |
-                             ((uint32_t)a[22] << 8) | a[23];
-        *len_p = sizeof(*in6);
-        return in6->sin6_port ? 0 : -1;
-    }
-    return -1;
 }
 
 static rdt_status_t verbs_listen(rdt_verbs_t *tp, const char *ip)
@@ -1712,7 +1612,7 @@ static rdt_status_t verbs_listen(rdt_verbs_t *tp, const char *ip)
         goto err_close;
     }
     tp->addr_len = verbs_addr_pack(tp, (struct sockaddr *)&ss, tp->addr);
-    verbs_sockaddr_str((struct sockaddr *)&ss, len, tp->addr_str, sizeof(tp->addr_str));
+    rdt_wire_sockaddr_str((struct sockaddr *)&ss, len, tp->addr_str, sizeof(tp->addr_str));
     freeaddrinfo(ai);
     return RDT_SUCCESS;
 
@@ -1876,14 +1776,14 @@ static rdt_status_t verbs_addrs_set(rdt_transport_t *t, const void *addrs, const
         }
         if (i == tp->rank)
             continue;
-        if (verbs_addr_unpack(a, &p->sa, &p->salen) != 0) {
+        if (rdt_wire_sockaddr_unpack(a, &p->sa, &p->salen) != 0) {
             p->salen = 0;
             verbs_set_error(tp, "the verbs address of rank %d (host %s) is malformed (family "
                             "byte %u)", i, verbs_host(p), a[0]);
             st = RDT_ERR_INVALID_ARG;
             break;
         }
-        verbs_sockaddr_str((struct sockaddr *)&p->sa, p->salen, p->addr_str,
+        rdt_wire_sockaddr_str((struct sockaddr *)&p->sa, p->salen, p->addr_str,
                            sizeof(p->addr_str));
     }
     verbs_leave(tp);
