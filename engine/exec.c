@@ -288,7 +288,6 @@ static unsigned char *buf_addr(const rdt_request_t *req, const rdt_slot_t *sl, i
 {
     size_t es = rdt_dtype_size(req->dtype);
     size_t base = sl->slice * req->slice_len + start; /* element inside the unit */
-    const rdt_comm_t *comm = req->comm;
 
     switch (b) {
     case RDT_BUF_INPUT:
@@ -300,7 +299,6 @@ static unsigned char *buf_addr(const rdt_request_t *req, const rdt_slot_t *sl, i
             return (unsigned char *)req->recvbuf + base * es; /* only unit `rank` exists */
         return (unsigned char *)req->recvbuf + ((size_t)u * req->count + base) * es;
     default:
-        (void)comm;
         return sl->temp + ((size_t)u * req->slice_len + start) * es;
     }
 }

@@ -30,27 +30,6 @@ static const int rank_counts[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,  1
 /* Helpers                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-static void sim_expect_ok(rdt_coll_t coll, rdt_algo_t algo, int p, int root, size_t count,
-                          size_t slice, rdt_dtype_t dtype, rdt_op_t op, int in_place)
-{
-    rdt_sim_params_t prm = {.coll = coll,
-                            .algo = algo,
-                            .nranks = p,
-                            .root = root,
-                            .count = count,
-                            .slice = slice,
-                            .dtype = dtype,
-                            .op = op,
-                            .in_place = in_place};
-    rdt_sim_result_t res;
-
-    if (rdt_sim_run(&prm, &res) != RDT_SUCCESS)
-        fail_msg("%s %s on %d ranks (root %d, count %zu, slice %zu, %s, %s, %s): %s",
-                 rdt_algo_name(algo), rdt_coll_name(coll), p, root, count, slice,
-                 rdt_dtype_name(dtype), rdt_op_name(op), in_place ? "in place" : "out of place",
-                 res.error);
-}
-
 /*
  * The matrix for one (collective, algorithm): every rank count, in place and out of place;
  * counts 0, 1, fewer than the ranks, odd, and large-ish (smaller ones for the p-unit
@@ -90,14 +69,14 @@ static void run_matrix(rdt_coll_t coll, rdt_algo_t algo)
                         reduces ? (rdt_op_t)((rot / RDT_DTYPE_COUNT) % RDT_OP_COUNT) : RDT_SUM;
                     root = rooted ? (int)(rot % (unsigned)p) : 0;
                     rot++;
-                    sim_expect_ok(coll, algo, p, root, n, slices[si], dt, op, ip);
+                    rdt_test_sim_expect_ok(coll, algo, p, root, n, slices[si], dt, op, ip);
                 }
             }
         }
         /* every root on small rank counts */
         for (root = 0; rooted && p <= 9 && root < p; root++)
             for (ip = 0; ip < 2; ip++)
-                sim_expect_ok(coll, algo, p, root, 13, 4, RDT_INT32, RDT_SUM, ip);
+                rdt_test_sim_expect_ok(coll, algo, p, root, 13, 4, RDT_INT32, RDT_SUM, ip);
     }
 }
 
@@ -503,7 +482,7 @@ static void test_every_algorithm_is_correct_on_1000_ranks(void **state)
             if (!rdt_sched_supported((rdt_coll_t)c, (rdt_algo_t)a))
                 continue;
             for (ip = 0; ip < 2; ip++)
-                sim_expect_ok(c, a, 1000, 617, count, slice, ip ? RDT_FLOAT32 : RDT_INT64,
+                rdt_test_sim_expect_ok(c, a, 1000, 617, count, slice, ip ? RDT_FLOAT32 : RDT_INT64,
                               ip ? RDT_SUM : RDT_MAX, ip);
         }
     }
@@ -526,7 +505,7 @@ static void test_every_dtype_and_op_is_exact_for_every_reducing_algorithm(void *
                 for (dt = 0; dt < RDT_DTYPE_COUNT; dt++)
                     for (op = 0; op < RDT_OP_COUNT; op++)
                         for (ip = 0; ip < 2; ip++)
-                            sim_expect_ok(c, a, ps[pi], ps[pi] - 1, 37, 10, dt, op, ip);
+                            rdt_test_sim_expect_ok(c, a, ps[pi], ps[pi] - 1, 37, 10, dt, op, ip);
         }
     }
 }
@@ -542,7 +521,7 @@ static void test_data_movers_are_exact_for_every_dtype(void **state)
         for (a = 0; a < RDT_ALGO_COUNT; a++)
             for (dt = 0; dt < RDT_DTYPE_COUNT && rdt_sched_supported(colls[ci], a); dt++)
                 for (ip = 0; ip < 2; ip++)
-                    sim_expect_ok(colls[ci], a, 6, 2, 21, 5, dt, RDT_SUM, ip);
+                    rdt_test_sim_expect_ok(colls[ci], a, 6, 2, 21, 5, dt, RDT_SUM, ip);
 }
 
 static void test_large_sums_on_many_ranks_stay_exact_in_narrow_floats(void **state)
@@ -554,9 +533,9 @@ static void test_large_sums_on_many_ranks_stay_exact_in_narrow_floats(void **sta
     for (a = 0; a < RDT_ALGO_COUNT; a++) {
         if (!rdt_sched_supported(RDT_COLL_ALLREDUCE, a))
             continue;
-        sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_BFLOAT16, RDT_SUM, 1);
-        sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_FLOAT16, RDT_AVG, 0);
-        sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_FLOAT16, RDT_PROD, 0);
+        rdt_test_sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_BFLOAT16, RDT_SUM, 1);
+        rdt_test_sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_FLOAT16, RDT_AVG, 0);
+        rdt_test_sim_expect_ok(RDT_COLL_ALLREDUCE, a, 300, 0, 40, 0, RDT_FLOAT16, RDT_PROD, 0);
     }
 }
 

@@ -15,40 +15,23 @@
 #include <stdio.h>
 
 #include "sched.h"
+#include "testutil.h"
 
 static const rdt_cost_params_t test_cost = {5e-6, 2.5e-10, 1e-10};
-
-static void sim_expect_ok(rdt_coll_t coll, rdt_algo_t algo, int p, int root, size_t count,
-                          size_t slice, rdt_dtype_t dtype, rdt_op_t op, int in_place)
-{
-    rdt_sim_params_t prm = {.coll = coll,
-                            .algo = algo,
-                            .nranks = p,
-                            .root = root,
-                            .count = count,
-                            .slice = slice,
-                            .dtype = dtype,
-                            .op = op,
-                            .in_place = in_place};
-    rdt_sim_result_t res;
-
-    if (rdt_sim_run(&prm, &res) != RDT_SUCCESS)
-        fail_msg("%s %s on %d ranks (root %d, count %zu, slice %zu, %s, %s, %s): %s",
-                 rdt_algo_name(algo), rdt_coll_name(coll), p, root, count, slice,
-                 rdt_dtype_name(dtype), rdt_op_name(op), in_place ? "in place" : "out of place",
-                 res.error);
-}
 
 static void test_power_of_two_1024_ranks_is_correct_for_the_halving_algorithms(void **state)
 {
     (void)state;
-    sim_expect_ok(RDT_COLL_ALLREDUCE, RDT_ALGO_RABENSEIFNER, 1024, 0, 3000, 0, RDT_FLOAT64, RDT_AVG,
-                  1);
-    sim_expect_ok(RDT_COLL_ALLREDUCE, RDT_ALGO_RECDBL, 1024, 0, 50, 0, RDT_BFLOAT16, RDT_SUM, 1);
-    sim_expect_ok(RDT_COLL_REDUCE_SCATTER, RDT_ALGO_RABENSEIFNER, 1024, 0, 1, 0, RDT_INT32, RDT_SUM,
-                  1);
-    sim_expect_ok(RDT_COLL_ALLGATHER, RDT_ALGO_RECDBL, 1024, 0, 1, 0, RDT_UINT8, RDT_SUM, 0);
-    sim_expect_ok(RDT_COLL_ALLTOALL, RDT_ALGO_PAIRWISE, 1024, 0, 1, 0, RDT_INT32, RDT_SUM, 1);
+    rdt_test_sim_expect_ok(RDT_COLL_ALLREDUCE, RDT_ALGO_RABENSEIFNER, 1024, 0, 3000, 0, RDT_FLOAT64,
+                           RDT_AVG, 1);
+    rdt_test_sim_expect_ok(RDT_COLL_ALLREDUCE, RDT_ALGO_RECDBL, 1024, 0, 50, 0, RDT_BFLOAT16,
+                           RDT_SUM, 1);
+    rdt_test_sim_expect_ok(RDT_COLL_REDUCE_SCATTER, RDT_ALGO_RABENSEIFNER, 1024, 0, 1, 0, RDT_INT32,
+                           RDT_SUM, 1);
+    rdt_test_sim_expect_ok(RDT_COLL_ALLGATHER, RDT_ALGO_RECDBL, 1024, 0, 1, 0, RDT_UINT8, RDT_SUM,
+                           0);
+    rdt_test_sim_expect_ok(RDT_COLL_ALLTOALL, RDT_ALGO_PAIRWISE, 1024, 0, 1, 0, RDT_INT32, RDT_SUM,
+                           1);
 }
 
 /* Pricing at 4,096 ranks: every algorithm, a latency-bound and a bandwidth-bound size. The
