@@ -147,7 +147,7 @@ void rdt_comm_destroy(rdt_comm_t *comm)
     }
     rdt_exec_plans_free(comm);
     rdt_exec_slots_free(comm);
-    free(comm->scratch);
+    rdt_comm_scratch_set(comm, NULL, 0);
     free(comm->hosts);
     free(comm->send_seq);
     free(comm->recv_seq);
@@ -257,29 +257,44 @@ typedef struct blob {
     char host[RDT_HOST_MAX];
 } blob_t;
 
-/* Open the transport RDT_TRANSPORT names: verbs, tcp, or auto = verbs when this build has it
- * and a device with an active port can be opened, else tcp, saying why at info level. */
-static rdt_status_t transport_open(const rdt_config_t *cfg, const rdt_transport_params_t *tpp,
-                                   rdt_transport_t **tp_p)
+/* Open @p c's transport as RDT_TRANSPORT says: verbs, tcp, or auto = verbs when this build has
+ * it and a port can be opened, else tcp, saying why at info level. */
+static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
 {
     int want_verbs = strcmp(cfg->transport, "verbs") == 0;
+    rdt_transport_params_t tpp;
+    char why[RDT_ERRMSG_LEN] = "";
     rdt_status_t st;
 
+    memset(&tpp, 0, sizeof(tpp));
+    tpp.rank = c->rank;
+    tpp.nranks = c->nranks;
+    tpp.comm_id = c->id;
+    memcpy(tpp.token, c->token, RDT_TOKEN_LEN);
+    tpp.bind_ip = c->bind_ip;
+    tpp.connect_timeout_ms = (int)(cfg->connect_timeout_s * 1000);
+    tpp.sockbuf = cfg->sockbuf;
+    tpp.host = c->host;
+    tpp.ib_dev = cfg->ib_dev;
+    tpp.ib_gid_fixed = cfg->ib_gid_index >= 0;
+    tpp.ib_gid_index = cfg->ib_gid_index;
+    tpp.rndv_threshold = cfg->ib_rndv;
+    tpp.reg_cache = cfg->ib_reg_cache;
+    tpp.open_error = why;
+    tpp.open_error_len = sizeof(why);
     if (want_verbs || strcmp(cfg->transport, "auto") == 0) {
 #ifdef RDT_HAVE_VERBS
-        st = rdt_verbs_ops.open(tpp, tp_p);
+        st = rdt_verbs_ops.open(&tpp, &c->tp);
         if (st == RDT_SUCCESS) {
             rdt_info("comm", "transport verbs (RDT_TRANSPORT=%s)", cfg->transport);
             return st;
         }
         if (want_verbs) {
-            rdt_set_thread_error("RDT_TRANSPORT=verbs: no usable RDMA port on rank %d (%s): no "
-                                 "device with an active port, or memory could not be pinned "
-                                 "(raise ulimit -l); RDT_LOG=info shows the details",
-                                 tpp->rank, rdt_status_str(st));
+            rdt_set_thread_error("RDT_TRANSPORT=verbs on rank %d (host %s): %s", c->rank, c->host,
+                                 why[0] ? why : rdt_status_str(st));
             return st;
         }
-        rdt_info("comm", "no usable RDMA device (%s): using tcp", rdt_status_str(st));
+        rdt_info("comm", "verbs not usable (%s): using tcp", why[0] ? why : rdt_status_str(st));
 #else
         if (want_verbs) {
             rdt_set_thread_error("RDT_TRANSPORT=verbs: this build has no verbs transport "
@@ -289,35 +304,25 @@ static rdt_status_t transport_open(const rdt_config_t *cfg, const rdt_transport_
         rdt_info("comm", "this build has no verbs transport: using tcp");
 #endif
     }
-    st = rdt_tcp_ops.open(tpp, tp_p);
+    st = rdt_tcp_ops.open(&tpp, &c->tp);
     if (st != RDT_SUCCESS)
-        rdt_set_thread_error("cannot open the tcp transport on %s: %s", tpp->bind_ip,
+        rdt_set_thread_error("cannot open the tcp transport on %s: %s", tpp.bind_ip,
                              rdt_status_str(st));
     else
-        rdt_info("comm", "transport tcp on %s (RDT_TRANSPORT=%s)", tpp->bind_ip, cfg->transport);
+        rdt_info("comm", "transport tcp on %s (RDT_TRANSPORT=%s)", tpp.bind_ip, cfg->transport);
     return st;
 }
 
 /* Open the transport, exchange addresses, hand them over. */
 static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void *ctx)
 {
-    rdt_transport_params_t tpp;
     blob_t mine, *table = NULL;
     unsigned char *addrs = NULL;
     size_t alen = RDT_ADDR_MAX;
     rdt_status_t st;
     int i;
 
-    memset(&tpp, 0, sizeof(tpp));
-    tpp.rank = comm->rank;
-    tpp.nranks = comm->nranks;
-    tpp.comm_id = comm->id;
-    memcpy(tpp.token, comm->token, RDT_TOKEN_LEN);
-    tpp.bind_ip = comm->bind_ip;
-    tpp.connect_timeout_ms = (int)(comm->cfg.connect_timeout_s * 1000);
-    tpp.sockbuf = comm->cfg.sockbuf;
-    tpp.host = comm->host;
-    st = transport_open(&comm->cfg, &tpp, &comm->tp);
+    st = transport_open(comm, &comm->cfg);
     if (st != RDT_SUCCESS)
         return st;
     memset(&mine, 0, sizeof(mine));
@@ -683,7 +688,6 @@ static int split_cmp(const void *a, const void *b)
 
 rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **newcomm_p)
 {
-    rdt_transport_params_t tpp;
     split_entry_t mine, *all = NULL, *members;
     rdt_comm_t *nc = NULL;
     unsigned char *addrs = NULL;
@@ -711,7 +715,6 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
     mine.color = color;
     mine.key = key;
     mine.rank = comm->rank;
-    memset(&tpp, 0, sizeof(tpp));
     all = calloc((size_t)comm->nranks, sizeof(*all));
     if (!all) {
         st = rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "split: out of memory");
@@ -753,15 +756,7 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
     snprintf(nc->bind_ip, sizeof(nc->bind_ip), "%s", comm->bind_ip);
     snprintf(nc->host, sizeof(nc->host), "%s", comm->host);
     nc->id = id;
-    tpp.rank = me;
-    tpp.nranks = n;
-    tpp.comm_id = id;
-    memcpy(tpp.token, nc->token, RDT_TOKEN_LEN);
-    tpp.bind_ip = nc->bind_ip;
-    tpp.connect_timeout_ms = (int)(comm->cfg.connect_timeout_s * 1000);
-    tpp.sockbuf = comm->cfg.sockbuf;
-    tpp.host = nc->host;
-    st = transport_open(&comm->cfg, &tpp, &nc->tp);
+    st = transport_open(nc, &comm->cfg);
     if (st == RDT_SUCCESS)
         st = nc->tp->ops->addr_get(nc->tp, mine.addr, &alen);
     if (st != RDT_SUCCESS) {
@@ -808,4 +803,77 @@ err:
     free(addrs);
     rdt_comm_destroy(nc);
     return st;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Memory registration                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+struct rdt_mem {
+    void (*deregister)(void *handle); /* NULL: nothing was pinned (tcp) */
+    void *handle;
+};
+
+rdt_status_t rdt_mem_register(rdt_comm_t *comm, void *buf, size_t bytes, rdt_mem_t **handle_p)
+{
+    rdt_mem_t *m;
+    rdt_status_t st;
+
+    if (!comm || !handle_p)
+        return RDT_ERR_INVALID_ARG;
+    *handle_p = NULL;
+    if (!buf || !bytes)
+        return rdt_comm_set_error(comm, RDT_ERR_INVALID_ARG,
+                                  "rdt_mem_register on rank %d: %s", comm->rank,
+                                  !buf ? "buffer is NULL" : "0 bytes");
+    if (!comm->tp)
+        return rdt_comm_set_error(comm, RDT_ERR_INVALID_ARG,
+                                  "rdt_mem_register on rank %d: the communicator has no "
+                                  "transport", comm->rank);
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "rdt_mem_register: out of memory");
+    if (comm->tp->ops->mem_register) {
+        st = comm->tp->ops->mem_register(comm->tp, buf, bytes, &m->handle);
+        if (st != RDT_SUCCESS) {
+            free(m);
+            return rdt_comm_set_error(comm, st, "rdt_mem_register of %zu bytes on rank %d: %s",
+                                      bytes, comm->rank, comm->tp->error);
+        }
+        m->deregister = comm->tp->ops->mem_deregister;
+    }
+    *handle_p = m;
+    return RDT_SUCCESS;
+}
+
+rdt_status_t rdt_mem_deregister(rdt_comm_t *comm, rdt_mem_t *handle)
+{
+    if (!handle)
+        return comm ? rdt_comm_set_error(comm, RDT_ERR_INVALID_ARG,
+                                         "rdt_mem_deregister on rank %d: handle is NULL",
+                                         comm->rank)
+                    : RDT_ERR_INVALID_ARG;
+    if (handle->deregister)
+        handle->deregister(handle->handle);
+    free(handle);
+    return RDT_SUCCESS;
+}
+
+/* The executor's scratch: registered for zero-copy when the transport pins memory (failure
+ * only costs the copy path). NULL frees it. */
+void rdt_comm_scratch_set(rdt_comm_t *comm, unsigned char *mem, size_t bytes)
+{
+    if (comm->scratch_reg)
+        comm->scratch_dereg(comm->scratch_reg); /* the device's, valid after the transport */
+    comm->scratch_reg = NULL;
+    free(comm->scratch);
+    comm->scratch = mem;
+    comm->scratch_bytes = bytes;
+    if (mem && bytes && comm->tp && comm->tp->ops->mem_register &&
+        comm->tp->ops->mem_register(comm->tp, mem, bytes, &comm->scratch_reg) != RDT_SUCCESS) {
+        rdt_debug("comm", "rank %d: scratch not registered: %s", comm->rank, comm->tp->error);
+        comm->scratch_reg = NULL;
+    }
+    if (comm->scratch_reg)
+        comm->scratch_dereg = comm->tp->ops->mem_deregister;
 }

@@ -101,11 +101,17 @@ struct rdt_comm {
     rdt_slot_t *slots;        /* nslots entries, shared by the collectives (one runs at a time) */
     unsigned char *scratch;   /* persistent, pre-faulted; nslots * slot_bytes */
     size_t scratch_bytes;
+    void *scratch_reg;        /* its registration with the transport (NULL: none) */
+    void (*scratch_dereg)(void *scratch_reg);
     /* selection: algorithm forced per collective by RDT_ALGO (-1: none) */
     int forced[RDT_COLL_COUNT];
     /* selection: which (collective, log2 size) choices were already logged */
     uint64_t logged[RDT_COLL_COUNT];
 };
+
+/* Replace the executor's scratch by @p mem (@p bytes; NULL frees it), keeping its registration
+ * with the transport in step. */
+void rdt_comm_scratch_set(rdt_comm_t *comm, unsigned char *mem, size_t bytes);
 
 /* Record an error sentence on the communicator (printf-style) and return @p st. */
 rdt_status_t rdt_comm_set_error(rdt_comm_t *comm, rdt_status_t st, const char *fmt, ...)

@@ -12,7 +12,8 @@
 
 #include "log.h"
 
-typedef enum { K_LOG, K_STR, K_SECONDS, K_SIZE, K_INT, K_DOUBLE, K_RAW } knob_kind_t;
+/* K_INT: an integer from 1 to 16; K_BOOL: 0 or 1; K_INDEX: "auto" (-1) or 0 to 65535. */
+typedef enum { K_LOG, K_STR, K_SECONDS, K_SIZE, K_INT, K_BOOL, K_INDEX, K_DOUBLE, K_RAW } knob_kind_t;
 
 typedef struct knob {
     const char *name;
@@ -50,6 +51,19 @@ static const knob_t knobs[] = {
     {"RDT_TRANSPORT", "auto", K_STR, S(transport),
      "transport: tcp, verbs (RDMA: the first device with an active port), or auto = verbs "
      "when a device can be opened, else tcp"},
+    {"RDT_IB_DEV", "", K_STR, S(ib_dev),
+     "RDMA device and port for verbs, name[:port] (e.g. mlx5_0:1, rxe0); empty = the first "
+     "device with an active port"},
+    {"RDT_IB_GID_INDEX", "auto", K_INDEX, F(ib_gid_index), 0,
+     "GID table index for RoCE; auto = a RoCE v2 GID that is not link-local, IPv4 preferred"},
+    {"RDT_IB_RNDV", "64k", K_SIZE, F(ib_rndv), 0,
+     "verbs: messages of this many bytes or more are written straight into the receiver's "
+     "buffer (zero-copy rendezvous); smaller ones are copied through registered slots; "
+     "0 = always copy"},
+    {"RDT_IB_REG_CACHE", "0", K_BOOL, F(ib_reg_cache), 0,
+     "verbs: 1 keeps buffers registered after a zero-copy transfer for the next one (faster, "
+     "but only safe if the program never frees such a buffer while the communicator lives; "
+     "rdt_mem_register is the safe way to keep a buffer registered)"},
     {"RDT_HOSTNAME", "", K_STR, S(hostname), "host identity of this rank; empty = gethostname()"},
     {"RDT_ALPHA", "10e-6", K_DOUBLE, F(alpha), 0,
      "cost model: seconds of latency per message, for algorithm selection"},
@@ -165,12 +179,21 @@ static rdt_status_t apply(const knob_t *k, const char *val, rdt_config_t *cfg, c
         *(size_t *)field = z;
         return RDT_SUCCESS;
     case K_INT:
-        if (parse_double(val, &d) || d != (int)d || d < 1 || d > 16) {
-            snprintf(err, errlen, "%s='%s' is not an integer from 1 to 16", k->name, val);
+    case K_BOOL:
+    case K_INDEX: {
+        int lo = k->kind == K_INT, hi = k->kind == K_INT ? 16 : k->kind == K_BOOL ? 1 : 65535;
+        if (k->kind == K_INDEX && strcasecmp(val, "auto") == 0) {
+            *(int *)field = -1;
+            return RDT_SUCCESS;
+        }
+        if (parse_double(val, &d) || d != (int)d || d < lo || d > hi) {
+            snprintf(err, errlen, "%s='%s' is not %san integer from %d to %d", k->name, val,
+                     k->kind == K_INDEX ? "'auto' or " : "", lo, hi);
             return RDT_ERR_CONFIG;
         }
         *(int *)field = (int)d;
         return RDT_SUCCESS;
+    }
     case K_RAW:
         *(const char **)field = val;
         return RDT_SUCCESS;

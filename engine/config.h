@@ -26,6 +26,10 @@ typedef struct rdt_config {
     size_t sockbuf;            /* RDT_SOCKBUF */
     char ifname[64];           /* RDT_IFNAME */
     char transport[16];        /* RDT_TRANSPORT */
+    char ib_dev[64];           /* RDT_IB_DEV */
+    int ib_gid_index;          /* RDT_IB_GID_INDEX, -1 = auto */
+    size_t ib_rndv;            /* RDT_IB_RNDV */
+    int ib_reg_cache;          /* RDT_IB_REG_CACHE */
     char hostname[64];         /* RDT_HOSTNAME */
     double alpha, beta, gamma; /* RDT_ALPHA, RDT_BETA, RDT_GAMMA */
     /* how the job told us who we are (raw strings, NULL when unset) */

@@ -262,9 +262,7 @@ static rdt_status_t slots_prepare(rdt_comm_t *comm, rdt_request_t *req)
                                       "%s: cannot allocate %zu bytes of scratch on rank %d",
                                       rdt_coll_name(req->coll), need, comm->rank);
         memset(m, 0, need); /* pre-fault now, not on the data path */
-        free(comm->scratch);
-        comm->scratch = m;
-        comm->scratch_bytes = need;
+        rdt_comm_scratch_set(comm, m, need);
     }
     for (i = 0; i < comm->nslots; i++) {
         rdt_slot_t *sl = &comm->slots[i];

@@ -181,6 +181,30 @@ int rdt_comm_size(const rdt_comm_t *comm);
 const char *rdt_comm_last_error(const rdt_comm_t *comm);
 
 /* ------------------------------------------------------------------------------------------- */
+/* Memory registration                                                                          */
+/* ------------------------------------------------------------------------------------------- */
+
+typedef struct rdt_mem rdt_mem_t;
+
+/**
+ * Register [buf, buf + bytes) with the network device @p comm uses, so that collectives and
+ * point-to-point calls on it move data straight from and into that memory (RDMA zero-copy)
+ * without registering it on every call: the way a framework pins its gradient buckets once.
+ * Optional: unregistered buffers work too (see RDT_IB_RNDV, RDT_IB_REG_CACHE). On TCP it only
+ * records the range. The registration belongs to the process and the device: it serves every
+ * communicator on that device and may outlive @p comm. The memory must stay allocated until
+ * rdt_mem_deregister. Pinned memory counts against RLIMIT_MEMLOCK; beyond it the call fails
+ * with RDT_ERR_SYSTEM and rdt_comm_last_error() says to raise `ulimit -l`.
+ */
+rdt_status_t rdt_mem_register(rdt_comm_t *comm, void *buf, size_t bytes, rdt_mem_t **handle_p);
+
+/**
+ * Release a registration (transfers using it finish first; the memory may be freed when this
+ * returns). @p comm may be any communicator, or NULL; a NULL @p handle is RDT_ERR_INVALID_ARG.
+ */
+rdt_status_t rdt_mem_deregister(rdt_comm_t *comm, rdt_mem_t *handle);
+
+/* ------------------------------------------------------------------------------------------- */
 /* Collectives                                                                                  */
 /*                                                                                              */
 /* Each blocking call has a nonblocking twin prefixed `i` that returns a request in *req_p.     */

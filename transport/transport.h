@@ -54,6 +54,7 @@ struct rdt_xfer {
     rdt_xfer_t *next;
     uint32_t hdr_done;
     unsigned char hdr[24];
+    void *tpriv;
 };
 
 typedef struct rdt_transport_params {
@@ -65,6 +66,15 @@ typedef struct rdt_transport_params {
     int connect_timeout_ms;                /* give up connecting to a peer after this */
     size_t sockbuf;                        /* SO_SNDBUF/SO_RCVBUF, 0 = kernel autotuning */
     const char *host;                      /* this rank's host name, for messages */
+    /* verbs only */
+    const char *ib_dev;                    /* "name[:port]"; NULL or "" = first active port */
+    int ib_gid_fixed;                      /* 0: GID chosen automatically; 1: ib_gid_index */
+    int ib_gid_index;                      /* GID table index when ib_gid_fixed */
+    size_t rndv_threshold;                 /* messages this long or longer go zero-copy; 0 = never */
+    int reg_cache;                         /* keep implicit registrations after use */
+    /* out: why open() failed, one sentence (may be NULL) */
+    char *open_error;
+    size_t open_error_len;
 } rdt_transport_params_t;
 
 typedef struct rdt_transport_ops {
@@ -96,6 +106,12 @@ typedef struct rdt_transport_ops {
     void (*abort)(rdt_transport_t *tp);
     /* Thread safe: makes a progress() that is waiting return soon. */
     void (*wakeup)(rdt_transport_t *tp);
+    /* Optional (NULL when the transport has nothing to pin). Make [buf, buf + len) usable for
+     * zero-copy transfers until mem_deregister(*handle_p); any thread. The registration belongs
+     * to the device, not to this transport: it outlives close() and serves every communicator
+     * of the process on that device. Errors leave one sentence in tp->error. */
+    rdt_status_t (*mem_register)(rdt_transport_t *tp, void *buf, size_t len, void **handle_p);
+    void (*mem_deregister)(void *handle);
 } rdt_transport_ops_t;
 
 /* Every transport's object starts with this. */

@@ -1,6 +1,7 @@
 /*
- * verbs.c - the RDMA verbs transport: one RC queue pair per peer, eager messages written into
- * pre-registered receive slots, connected lazily through a small TCP side channel.
+ * verbs.c - the RDMA verbs transport: one RC queue pair per peer, small messages copied through
+ * pre-registered slots, large ones written zero-copy into the receiver's buffer (rendezvous),
+ * connected lazily through a small TCP side channel.
  *
  * Connection: each rank listens on params->bind_ip (the side channel). On the first isend/irecv
  * naming a peer the lower rank of the pair creates its QP (INIT), connects and sends a handshake
@@ -18,23 +19,46 @@
  *     56          72        80     84    88
  *     | gid (16)  | raddr  | rkey | pad  |
  *
- * Data path (eager only for now): each direction of a pair has a ring of VERBS_NSLOTS slots of
- * VERBS_SLOT bytes, registered at the receiver. A message goes out as fragments: the first one
- * is a 24-byte header (magic, check, tag, length, as in tcp.c) plus payload, the others are payload
- * only, each copied into a registered staging slot and RDMA-WRITTEN WITH IMMEDIATE into the next
- * remote slot; the immediate carries the slot index. Every slot written uses one credit; the
- * receiver copies a slot out into the matched receive and gives the credit back, piggybacked on
- * its next data write the other way (immediate bits 8 and up), or, once half the ring is owed and
- * no data went back, with a zero-length write whose immediate has VERBS_IMM_CREDIT set:
+ * Data path, eager (messages shorter than the rendezvous threshold, RDT_IB_RNDV): each
+ * direction of a pair has a ring of VERBS_NSLOTS slots of VERBS_SLOT bytes, registered at the
+ * receiver. A message goes out as fragments: the first one is a 24-byte header (magic, check,
+ * tag, length, as in tcp.c) plus payload, the others are payload only, each copied into a
+ * registered staging slot and RDMA-WRITTEN WITH IMMEDIATE into the next remote slot; the
+ * immediate carries the slot index. Every slot written uses one credit; the receiver copies a slot
+ * out into the matched receive and gives the credit back, piggybacked on its next data write the
+ * other way (immediate bits 8 and up), or, once half the ring is owed and no data went back, with
+ * a zero-length write whose immediate has VERBS_IMM_CREDIT set:
  *
  *     sender                                receiver ring (VERBS_NSLOTS)
  *     tx_seq --write+imm(slot)-->           [ filled ... | free ... ]
  *            <--write+imm(CREDIT|n)--        rx_head: next slot to copy out
  *
- * Each QP has 2 * VERBS_NSLOTS receive WRs posted (at most NSLOTS data writes and NSLOTS credit
- * writes can be outstanding), so a receiver is never "not ready". Completions come from one CQ,
- * polled with ibv_poll_cq; a waiting progress() sleeps in epoll on the completion channel, the
- * side-channel sockets and a wakeup eventfd.
+ * Data path, rendezvous (zero-copy, messages of RDT_IB_RNDV bytes or more whose send buffer can
+ * be registered): the sender writes only the header, with the RTS magic, into the ring. When the
+ * receiver matches it with a receive (in ring order, like any message), it registers the receive
+ * buffer (registration cache, below) and writes a CTS record (address, rkey, sequence number)
+ * into the sender's CTS inbox, the page after the sender's ring, with VERBS_IMM_CTS. The sender
+ * then RDMA-writes the data from its own registered buffer straight into the receive buffer, the
+ * last piece WITH IMMEDIATE VERBS_IMM_FIN; RC ordering puts the data in place before the FIN
+ * completes there. No copy on either side; one extra half round trip (RTS then CTS).
+ *
+ *     sender                                receiver
+ *     --write+imm(slot): RTS(tag,len)-->    matched: register recv buffer
+ *     <--write+imm(CTS|i): addr,rkey--      (inbox record i)
+ *     --write ... write+imm(FIN)-->         receive complete
+ *     send complete on the last write's completion
+ *
+ * Flow control: at most VERBS_RNDV_MAX rendezvous sends per direction are between RTS and their
+ * last completion, so CTS records and FINs never outnumber the receives posted for them: each
+ * QP keeps VERBS_RECV_WRS receives posted (NSLOTS data writes and NSLOTS credit writes at most can
+ * be outstanding, plus RNDV_MAX CTS and RNDV_MAX FIN), so a receiver is never "not ready".
+ * Completions come from one CQ, polled with ibv_poll_cq; a waiting progress() sleeps in epoll on
+ * the completion channel, the side-channel sockets and a wakeup eventfd.
+ *
+ * Device and memory: the port (RDT_IB_DEV, or the first active one), its GID (RDT_IB_GID_INDEX,
+ * or a RoCE v2 GID that is not link-local) and one protection domain are shared by every
+ * transport of the process (verbs_dev_t), with a registration cache keyed by page range, so a
+ * buffer registered once (rdt_mem_register, the engine's scratch) serves every communicator.
  *
  * Threads: as in tcp.c, the driving thread holds tp->lock inside every call; abort() from another
  * thread only uses trylock and otherwise leaves the work to the driver.
@@ -65,21 +89,38 @@
 #include <unistd.h>
 
 #define VERBS_MSG_MAGIC 0x31544452u /* "RDT1", the header tcp.c uses too */
+#define VERBS_RTS_MAGIC 0x52544452u /* "RDTR": a rendezvous request, header only */
 #define VERBS_HDR_LEN 24
 #define VERBS_HS_MAGIC 0x56544452u  /* "RDTV" */
-#define VERBS_HS_VERSION 1u
+#define VERBS_HS_VERSION 2u
 #define VERBS_HS_LEN 88
 #define VERBS_NSLOTS 16
 #define VERBS_SLOT (64 * 1024)
 #define VERBS_RING_BYTES ((size_t)VERBS_NSLOTS * VERBS_SLOT)
+/* After the ring (receiver) and the staging slots (sender), one page of control records: the
+ * CTS inbox / outbox, VERBS_RNDV_MAX records of VERBS_CTS_LEN bytes. */
+#define VERBS_CTRL_BYTES 4096
+#define VERBS_BUF_BYTES (VERBS_RING_BYTES + VERBS_CTRL_BYTES)
+#define VERBS_RNDV_MAX 8    /* rendezvous sends in flight per peer and direction */
+#define VERBS_RNDV_WR_MAX 8 /* RDMA writes of rendezvous data posted per peer */
+#define VERBS_RNDV_PIECE (1u << 30)
+#define VERBS_CTS_LEN 16
 /* Immediate data: a data write carries its slot in the low byte and credits returned for the
  * other direction (piggybacked) above it; a credit-only write has VERBS_IMM_CREDIT set and the
- * count in the low 16 bits. */
+ * count in the low 16 bits; a CTS has VERBS_IMM_CTS and its record index; the last write of
+ * rendezvous data has VERBS_IMM_FIN. */
 #define VERBS_IMM_CREDIT 0x80000000u
+#define VERBS_IMM_CTS 0x40000000u
+#define VERBS_IMM_FIN 0x20000000u
 #define VERBS_IMM_SLOT_MASK 0xffu
 #define VERBS_IMM_CREDIT_SHIFT 8
 #define VERBS_IMM_CREDIT_MAX 0xffffu
 #define VERBS_CREDIT_BATCH (VERBS_NSLOTS / 2)
+/* Work requests per QP, each bounded by the protocol (see "Flow control" above): receives for
+ * data and credit writes (NSLOTS each) and for CTS and FIN (RNDV_MAX each); sends of data,
+ * credits, CTS and rendezvous writes. */
+#define VERBS_RECV_WRS (2 * VERBS_NSLOTS + 2 * VERBS_RNDV_MAX)
+#define VERBS_SEND_WRS (2 * VERBS_NSLOTS + VERBS_RNDV_MAX + VERBS_RNDV_WR_MAX)
 #define VERBS_EVENTS 64
 #define VERBS_MAX_PENDING 64
 #define VERBS_HS_TIMEOUT_MS 5000
@@ -104,7 +145,7 @@
 /* epoll data: kind in the top byte, generation and index below (as tcp.c). */
 enum { VERBS_EV_LISTEN = 1, VERBS_EV_WAKE, VERBS_EV_CQ, VERBS_EV_PEER, VERBS_EV_PENDING };
 /* wr_id: kind in the top byte, peer rank in the middle, sequence number or slot below. */
-enum { VERBS_WR_DATA = 1, VERBS_WR_CREDIT, VERBS_WR_RECV };
+enum { VERBS_WR_DATA = 1, VERBS_WR_CREDIT, VERBS_WR_RECV, VERBS_WR_CTS, VERBS_WR_RNDV };
 
 typedef enum {
     PEER_IDLE,
@@ -114,6 +155,54 @@ typedef enum {
     PEER_UP,
     PEER_FAILED
 } verbs_peer_state_t;
+
+/* The queues of transfers a peer holds, each FIFO. A send is in SEND until its last fragment
+ * (eager) or its RTS (rendezvous) is posted; eager sends then wait in WAIT for the completion of
+ * their last fragment, rendezvous ones in RTS for the receiver's CTS, in RPOST while their RDMA
+ * writes are being posted, in RWIP until the last write completes. A receive is in RECV until
+ * matched; eager ones complete when their last fragment is copied out, rendezvous ones wait in
+ * RRECV for the sender's FIN. */
+enum { Q_SEND, Q_WAIT, Q_RTS, Q_RPOST, Q_RWIP, Q_RECV, Q_RRECV, Q_COUNT };
+
+typedef struct verbs_q {
+    rdt_xfer_t *head, *tail;
+} verbs_q_t;
+
+/* A memory registration: a page range of one device's protection domain (see the cache). */
+typedef struct verbs_mr {
+    struct verbs_dev *dev;
+    uintptr_t start, end; /* page-aligned */
+    struct ibv_mr *mr;
+    int users;            /* transfers using it now */
+    int pinned;           /* rdt_mem_register'd or engine scratch: kept until deregistered */
+    int doomed;           /* deregistered while in use: destroyed by its last user */
+    uint64_t last_use;    /* LRU stamp */
+    struct verbs_mr *next;
+} verbs_mr_t;
+
+/* An opened port, shared by every transport of the process that asks for the same device, port
+ * and GID: one protection domain, so one registration serves every communicator. */
+typedef struct verbs_dev {
+    char spec[64];  /* RDT_IB_DEV as asked ("" = first active port) */
+    int gid_asked;  /* RDT_IB_GID_INDEX as asked (-1 = automatic) */
+    int refs;       /* transports and registrations using it */
+    struct ibv_context *ctx;
+    struct ibv_pd *pd;
+    uint8_t port;
+    int gid_index;
+    union ibv_gid gid;
+    uint16_t lid;
+    enum ibv_mtu mtu;
+    int is_eth;
+    uint32_t max_msg; /* largest single RDMA write the port takes */
+    /* registration cache, under lock */
+    pthread_mutex_t lock;
+    verbs_mr_t *mrs;
+    size_t cached;   /* bytes of unpinned registrations kept for reuse */
+    uint64_t clock;
+    int reg_cache;   /* keep unpinned registrations after use (RDT_IB_REG_CACHE) */
+    struct verbs_dev *next;
+} verbs_dev_t;
 
 typedef struct verbs_peer {
     int rank;
@@ -129,25 +218,27 @@ typedef struct verbs_peer {
     int last_errno;
     /* verbs resources, created with the connection */
     struct ibv_qp *qp;
-    unsigned char *ring, *stage; /* receive ring (remote writes), send staging */
+    unsigned char *ring, *stage; /* receive ring + CTS inbox (remote writes), send staging */
     struct ibv_mr *ring_mr, *stage_mr;
     uint32_t psn;
     uint64_t raddr;
     uint32_t rkey;
+    verbs_q_t q[Q_COUNT];
     /* send side */
-    rdt_xfer_t *sq_head, *sq_tail;     /* waiting for credits / being fragmented */
-    rdt_xfer_t *wait_head, *wait_tail; /* fully posted, waiting for the last completion */
-    uint32_t tx_seq;                   /* next fragment number (slot = tx_seq % NSLOTS) */
+    uint32_t tx_seq;      /* next fragment number (slot = tx_seq % NSLOTS) */
     int credits;
     unsigned char stage_busy[VERBS_NSLOTS];
-    int credit_inflight; /* credit writes not completed yet */
+    int credit_inflight;  /* credit writes not completed yet */
+    int rndv_out;         /* rendezvous sends between RTS and their last completion */
+    int rndv_wr;          /* rendezvous RDMA writes posted, not completed */
+    uint32_t cts_in;      /* CTS records received */
     /* receive side */
-    rdt_xfer_t *rq_head, *rq_tail;
-    uint32_t rx_head; /* next slot to copy out */
-    int filled;       /* slots written by the peer, not copied out yet */
-    int owed;         /* slots freed, credits not returned yet */
-    int have_hdr;     /* the message at rx_head has been matched with rq_head */
-    int eof;          /* the side channel closed: fail once the ring is drained */
+    uint32_t rx_head;     /* next slot to copy out */
+    int filled;           /* slots written by the peer, not copied out yet */
+    int owed;             /* slots freed, credits not returned yet */
+    int have_hdr;         /* the message at rx_head has been matched with the RECV head */
+    uint32_t cts_out;     /* CTS records sent */
+    int eof;              /* the side channel closed: fail once the ring is drained */
     rdt_status_t fail_status;
     char fail_msg[384];
 } verbs_peer_t;
@@ -167,19 +258,12 @@ typedef struct rdt_verbs {
     uint64_t comm_id;
     unsigned char token[RDT_TOKEN_LEN];
     int connect_timeout_ms;
+    size_t rndv_threshold;
     /* device */
-    struct ibv_context *ctx;
-    struct ibv_pd *pd;
+    verbs_dev_t *dev;
     struct ibv_comp_channel *chan;
     struct ibv_cq *cq;
     int cq_armed;
-    uint8_t port;
-    int gid_index;
-    union ibv_gid gid;
-    uint16_t lid;
-    enum ibv_mtu mtu;
-    int is_eth;
-    size_t locked; /* bytes registered */
     /* side channel and events */
     int epfd, evfd, lfd;
     unsigned char addr[RDT_ADDR_MAX];
@@ -191,6 +275,7 @@ typedef struct rdt_verbs {
     uint32_t pending_gen;
     verbs_peer_t *peers;
     uint64_t ncompleted;
+    int rndv_warned;
     /* threads (see tcp.c) */
     pthread_mutex_t lock;
     uintptr_t driver;
@@ -282,15 +367,68 @@ static void verbs_peer_state(rdt_verbs_t *tp, verbs_peer_t *p, verbs_peer_state_
 /* Failing peers                                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
+static void verbs_q_push(verbs_q_t *q, rdt_xfer_t *x)
+{
+    x->next = NULL;
+    if (q->tail)
+        q->tail->next = x;
+    else
+        q->head = x;
+    q->tail = x;
+}
+
+static rdt_xfer_t *verbs_q_pop(verbs_q_t *q)
+{
+    rdt_xfer_t *x = q->head;
+    if (x) {
+        q->head = x->next;
+        if (!q->head)
+            q->tail = NULL;
+        x->next = NULL;
+    }
+    return x;
+}
+
+static int verbs_has_sends(const verbs_peer_t *p)
+{
+    return p->q[Q_SEND].head || p->q[Q_WAIT].head || p->q[Q_RTS].head || p->q[Q_RPOST].head ||
+           p->q[Q_RWIP].head;
+}
+
+static void verbs_mr_put(verbs_mr_t *m);
+
+/* The end of a transfer: its registration is released, then its callback runs. */
+static void verbs_xfer_done(rdt_verbs_t *tp, rdt_xfer_t *x, rdt_status_t st)
+{
+    if (x->tpriv) {
+        verbs_mr_put((verbs_mr_t *)x->tpriv);
+        x->tpriv = NULL;
+    }
+    tp->ncompleted++;
+    x->cb(x, st);
+}
+
 static void verbs_complete_list(rdt_verbs_t *tp, rdt_xfer_t *x, rdt_status_t st)
 {
     while (x) {
         rdt_xfer_t *next = x->next;
         x->next = NULL;
-        tp->ncompleted++;
-        x->cb(x, st);
+        verbs_xfer_done(tp, x, st);
         x = next;
     }
+}
+
+/* Empty every queue of @p p, completing receives first, with @p st. */
+static void verbs_complete_all(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st)
+{
+    static const int order[Q_COUNT] = {Q_RECV, Q_RRECV, Q_WAIT, Q_RWIP, Q_RPOST, Q_RTS, Q_SEND};
+    verbs_q_t q[Q_COUNT];
+    int i;
+
+    memcpy(q, p->q, sizeof(q));
+    memset(p->q, 0, sizeof(p->q));
+    for (i = 0; i < Q_COUNT; i++)
+        verbs_complete_list(tp, q[order[i]].head, st);
 }
 
 /* Stop a peer's traffic: close the side channel and move the QP to ERR (flushing its WRs, whose
@@ -314,7 +452,6 @@ static void verbs_peer_fail(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st, r
 static void verbs_peer_fail(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st, rdt_xfer_t *first,
                             rdt_status_t first_st, const char *fmt, ...)
 {
-    rdt_xfer_t *sq, *wq, *rq;
     va_list ap;
     int busy;
 
@@ -323,7 +460,7 @@ static void verbs_peer_fail(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st, r
     va_start(ap, fmt);
     vsnprintf(p->fail_msg, sizeof(p->fail_msg), fmt, ap);
     va_end(ap);
-    busy = first || p->sq_head || p->wait_head || p->rq_head || p->filled;
+    busy = first || verbs_has_sends(p) || p->q[Q_RECV].head || p->q[Q_RRECV].head || p->filled;
     verbs_peer_shut(tp, p);
     verbs_peer_state(tp, p, PEER_FAILED);
     p->fail_status = st;
@@ -333,17 +470,11 @@ static void verbs_peer_fail(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st, r
     } else {
         rdt_debug("verbs", "%s", p->fail_msg);
     }
-    sq = p->sq_head;
-    wq = p->wait_head;
-    rq = p->rq_head;
-    p->sq_head = p->sq_tail = p->wait_head = p->wait_tail = p->rq_head = p->rq_tail = NULL;
     if (first) {
         first->next = NULL;
-        verbs_complete_list(tp, first, first_st);
+        verbs_xfer_done(tp, first, first_st);
     }
-    verbs_complete_list(tp, rq, st);
-    verbs_complete_list(tp, wq, st);
-    verbs_complete_list(tp, sq, st);
+    verbs_complete_all(tp, p, st);
 }
 
 static void verbs_peer_lost(rdt_verbs_t *tp, verbs_peer_t *p, int err)
@@ -370,17 +501,18 @@ static int verbs_gid_is_v4mapped(const union ibv_gid *g)
     return memcmp(g->raw, pfx, sizeof(pfx)) == 0;
 }
 
-/* RoCE: a RoCE v2 GID that is not link-local, IPv4-mapped preferred. InfiniBand: GID 0. */
-static int verbs_pick_gid(rdt_verbs_t *tp, int gid_tbl_len, int nports)
+/* RoCE: a RoCE v2 GID that is not link-local, IPv4-mapped preferred. InfiniBand: GID 0.
+ * Queried with ibv_query_gid_table (ibv_query_gid_ex on kernels without it), never sysfs. */
+static int verbs_pick_gid(verbs_dev_t *d, int gid_tbl_len, int nports)
 {
     struct ibv_gid_entry *ents;
     ssize_t n, i;
     int best = -1, best_score = -1;
 
-    if (!tp->is_eth) {
-        tp->gid_index = 0;
-        if (ibv_query_gid(tp->ctx, tp->port, 0, &tp->gid) != 0)
-            memset(&tp->gid, 0, sizeof(tp->gid));
+    if (!d->is_eth) {
+        d->gid_index = 0;
+        if (ibv_query_gid(d->ctx, d->port, 0, &d->gid) != 0)
+            memset(&d->gid, 0, sizeof(d->gid));
         return 0;
     }
     if (gid_tbl_len < 1)
@@ -389,18 +521,18 @@ static int verbs_pick_gid(rdt_verbs_t *tp, int gid_tbl_len, int nports)
     ents = calloc((size_t)gid_tbl_len * nports, sizeof(*ents));
     if (!ents)
         return -1;
-    n = ibv_query_gid_table(tp->ctx, ents, (size_t)gid_tbl_len * nports, 0);
+    n = ibv_query_gid_table(d->ctx, ents, (size_t)gid_tbl_len * nports, 0);
     if (n < 0) {
         /* older kernels: one entry at a time, for this port only */
         for (i = n = 0; i < gid_tbl_len; i++)
-            if (ibv_query_gid_ex(tp->ctx, tp->port, (uint32_t)i, &ents[n], 0) == 0)
+            if (ibv_query_gid_ex(d->ctx, d->port, (uint32_t)i, &ents[n], 0) == 0)
                 n++;
     }
     for (i = 0; i < n; i++) {
         const struct ibv_gid_entry *e = &ents[i];
         union ibv_gid g;
         int score;
-        if (e->port_num != tp->port || e->gid_type != IBV_GID_TYPE_ROCE_V2)
+        if (e->port_num != d->port || e->gid_type != IBV_GID_TYPE_ROCE_V2)
             continue;
         memcpy(g.raw, e->gid.raw, sizeof(g.raw));
         if (verbs_gid_is_link_local(&g))
@@ -409,97 +541,399 @@ static int verbs_pick_gid(rdt_verbs_t *tp, int gid_tbl_len, int nports)
         if (score > best_score) {
             best_score = score;
             best = (int)e->gid_index;
-            tp->gid = g;
+            d->gid = g;
         }
     }
     free(ents);
     if (best < 0)
         return -1;
-    tp->gid_index = best;
+    d->gid_index = best;
     return 0;
 }
 
-/* The first device with an active port. Writes the reason for failing into tp->error. */
-static rdt_status_t verbs_device_open(rdt_verbs_t *tp)
+/* RDT_IB_GID_INDEX: the entry must exist on the port and be filled in. */
+static int verbs_use_gid(verbs_dev_t *d, int index, int gid_tbl_len, char *err, size_t errlen)
+{
+    struct ibv_gid_entry e;
+    static const unsigned char zero[16];
+
+    if (index >= gid_tbl_len ||
+        ibv_query_gid_ex(d->ctx, d->port, (uint32_t)index, &e, 0) != 0 ||
+        memcmp(e.gid.raw, zero, sizeof(zero)) == 0) {
+        snprintf(err, errlen, "RDT_IB_GID_INDEX=%d: %s port %u has no GID at that index (its "
+                 "table has %d entries; `ibv_devinfo -v` lists them)", index,
+                 ibv_get_device_name(d->ctx->device), d->port, gid_tbl_len);
+        return -1;
+    }
+    memcpy(d->gid.raw, e.gid.raw, sizeof(d->gid.raw));
+    d->gid_index = index;
+    if (d->is_eth && e.gid_type != IBV_GID_TYPE_ROCE_V2)
+        rdt_warn("verbs", "RDT_IB_GID_INDEX=%d on %s port %u is not a RoCE v2 GID", index,
+                 ibv_get_device_name(d->ctx->device), d->port);
+    return 0;
+}
+
+/* Open the port @p spec ("name[:port]", "" = the first device with an active port) names. */
+static int verbs_port_open(verbs_dev_t *d, const char *spec, int *gid_tbl_len, int *nports,
+                           char *err, size_t errlen)
 {
     struct ibv_device **list;
-    int ndev = 0, i, found = 0, gid_tbl_len = 0, nports = 1;
+    char name[64] = "", names[256] = "";
+    int ndev = 0, i, want_port = 0, found = 0, named = 0;
+    const char *colon = strchr(spec, ':');
 
+    if (colon) {
+        char *end;
+        long v = strtol(colon + 1, &end, 10);
+        if (end == colon + 1 || *end || v < 1 || v > 255) {
+            snprintf(err, errlen, "RDT_IB_DEV=%s: expected name[:port] with a port from 1 to 255",
+                     spec);
+            return -1;
+        }
+        want_port = (int)v;
+    }
+    snprintf(name, sizeof(name), "%.*s", colon ? (int)(colon - spec) : (int)strlen(spec), spec);
     list = ibv_get_device_list(&ndev);
     if (!list || ndev == 0) {
-        verbs_set_error(tp, "rank %d: no RDMA device found (is rdma_rxe or a NIC driver loaded?)",
-                        tp->rank);
+        snprintf(err, errlen, "no RDMA device found (is rdma_rxe or a NIC driver loaded?)");
         if (list)
             ibv_free_device_list(list);
-        return RDT_ERR_UNSUPPORTED;
+        return -1;
     }
     for (i = 0; i < ndev && !found; i++) {
+        const char *dn = ibv_get_device_name(list[i]);
         struct ibv_device_attr da;
-        struct ibv_context *ctx = ibv_open_device(list[i]);
+        struct ibv_context *ctx;
         uint8_t port;
+
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", i ? ", " : "", dn);
+        if (name[0] && strcmp(name, dn) != 0)
+            continue;
+        named = 1;
+        ctx = ibv_open_device(list[i]);
         if (!ctx)
             continue;
         if (ibv_query_device(ctx, &da) != 0) {
             ibv_close_device(ctx);
             continue;
         }
+        if (want_port > da.phys_port_cnt) {
+            snprintf(err, errlen, "RDT_IB_DEV=%s: %s has %u port(s)", spec, dn, da.phys_port_cnt);
+            ibv_close_device(ctx);
+            ibv_free_device_list(list);
+            return -1;
+        }
         for (port = 1; port <= da.phys_port_cnt && !found; port++) {
             struct ibv_port_attr pa;
+            if (want_port && port != want_port)
+                continue;
             if (ibv_query_port(ctx, port, &pa) != 0 || pa.state != IBV_PORT_ACTIVE)
                 continue;
-            tp->ctx = ctx;
-            tp->port = port;
-            tp->lid = pa.lid;
-            tp->mtu = pa.active_mtu;
-            tp->is_eth = pa.link_layer == IBV_LINK_LAYER_ETHERNET;
-            gid_tbl_len = pa.gid_tbl_len;
-            nports = da.phys_port_cnt;
+            d->ctx = ctx;
+            d->port = port;
+            d->lid = pa.lid;
+            d->mtu = pa.active_mtu;
+            d->is_eth = pa.link_layer == IBV_LINK_LAYER_ETHERNET;
+            d->max_msg = pa.max_msg_sz && pa.max_msg_sz < VERBS_RNDV_PIECE ? pa.max_msg_sz
+                                                                           : VERBS_RNDV_PIECE;
+            *gid_tbl_len = pa.gid_tbl_len;
+            *nports = da.phys_port_cnt;
             found = 1;
         }
         if (!found)
             ibv_close_device(ctx);
     }
     ibv_free_device_list(list);
-    if (!found) {
-        verbs_set_error(tp, "rank %d: no RDMA device has an active port", tp->rank);
-        return RDT_ERR_UNSUPPORTED;
-    }
-    if (verbs_pick_gid(tp, gid_tbl_len, nports) != 0) {
-        verbs_set_error(tp, "rank %d: %s port %u has no usable RoCE v2 GID (not link-local)",
-                        tp->rank, ibv_get_device_name(tp->ctx->device), tp->port);
-        ibv_close_device(tp->ctx);
-        tp->ctx = NULL;
-        return RDT_ERR_UNSUPPORTED;
-    }
-    return RDT_SUCCESS;
+    if (found)
+        return 0;
+    if (name[0] && !named)
+        snprintf(err, errlen, "RDT_IB_DEV=%s: no such RDMA device (this host has: %s)", spec,
+                 names);
+    else if (name[0])
+        snprintf(err, errlen, "RDT_IB_DEV=%s: %s %s", spec,
+                 want_port ? "that port is not active on" : "no active port on", name);
+    else
+        snprintf(err, errlen, "no RDMA device has an active port (devices: %s)", names);
+    return -1;
 }
 
-/* Register @p len bytes after checking RLIMIT_MEMLOCK; NULL with tp->error set on failure. */
-static struct ibv_mr *verbs_reg(rdt_verbs_t *tp, verbs_peer_t *p, void *buf, size_t len,
-                                int access)
+static pthread_mutex_t verbs_devs_lock = PTHREAD_MUTEX_INITIALIZER;
+static verbs_dev_t *verbs_devs;
+static size_t verbs_locked; /* bytes this process has registered, under verbs_devs_lock */
+
+static void verbs_dev_free(verbs_dev_t *d)
+{
+    if (d->pd)
+        ibv_dealloc_pd(d->pd);
+    if (d->ctx)
+        ibv_close_device(d->ctx);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+/* The shared port for (@p spec, @p gid), opened on first use. NULL with @p err filled. */
+static verbs_dev_t *verbs_dev_get(const char *spec, int gid, int reg_cache, char *err,
+                                  size_t errlen)
+{
+    verbs_dev_t *d;
+    int gid_tbl_len = 0, nports = 1;
+
+    if (!spec)
+        spec = "";
+    if (gid < 0)
+        gid = -1;
+    pthread_mutex_lock(&verbs_devs_lock);
+    for (d = verbs_devs; d; d = d->next)
+        if (strcmp(d->spec, spec) == 0 && d->gid_asked == gid) {
+            d->refs++;
+            pthread_mutex_unlock(&verbs_devs_lock);
+            return d;
+        }
+    d = calloc(1, sizeof(*d));
+    if (!d) {
+        pthread_mutex_unlock(&verbs_devs_lock);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&d->lock, NULL);
+    snprintf(d->spec, sizeof(d->spec), "%s", spec);
+    d->gid_asked = gid;
+    d->reg_cache = reg_cache;
+    if (verbs_port_open(d, spec, &gid_tbl_len, &nports, err, errlen) != 0)
+        goto fail;
+    if (gid >= 0) {
+        if (verbs_use_gid(d, gid, gid_tbl_len, err, errlen) != 0)
+            goto fail;
+    } else if (verbs_pick_gid(d, gid_tbl_len, nports) != 0) {
+        snprintf(err, errlen, "%s port %u has no usable RoCE v2 GID (not link-local); give one "
+                 "with RDT_IB_GID_INDEX", ibv_get_device_name(d->ctx->device), d->port);
+        goto fail;
+    }
+    d->pd = ibv_alloc_pd(d->ctx);
+    if (!d->pd) {
+        snprintf(err, errlen, "ibv_alloc_pd on %s failed: %s", ibv_get_device_name(d->ctx->device),
+                 strerror(errno));
+        goto fail;
+    }
+    d->refs = 1;
+    d->next = verbs_devs;
+    verbs_devs = d;
+    pthread_mutex_unlock(&verbs_devs_lock);
+    return d;
+
+fail:
+    pthread_mutex_unlock(&verbs_devs_lock);
+    verbs_dev_free(d);
+    return NULL;
+}
+
+static void verbs_dev_put(verbs_dev_t *d)
+{
+    verbs_dev_t **pp;
+    verbs_mr_t *m;
+
+    if (!d)
+        return;
+    pthread_mutex_lock(&verbs_devs_lock);
+    if (--d->refs > 0) {
+        pthread_mutex_unlock(&verbs_devs_lock);
+        return;
+    }
+    for (pp = &verbs_devs; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    /* nothing uses the device: what is left in the cache is unpinned and unused */
+    while ((m = d->mrs) != NULL) {
+        d->mrs = m->next;
+        verbs_locked -= m->end - m->start;
+        ibv_dereg_mr(m->mr);
+        free(m);
+    }
+    pthread_mutex_unlock(&verbs_devs_lock);
+    verbs_dev_free(d);
+}
+
+/* Room for @p len more locked bytes under RLIMIT_MEMLOCK? Otherwise a sentence in @p err. */
+static int verbs_memlock_ok(size_t len, const char *what, char *err, size_t errlen)
 {
     struct rlimit rl;
-    struct ibv_mr *mr;
-    char eb[128];
+    size_t locked;
 
-    if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        tp->locked + len > rl.rlim_cur) {
-        verbs_set_error(tp, "cannot register %zu KiB for rank %d (host %s): the locked-memory "
-                        "limit is %llu KiB and %zu KiB are registered already (raise ulimit -l)",
-                        len >> 10, p->rank, verbs_host(p), (unsigned long long)(rl.rlim_cur >> 10),
-                        tp->locked >> 10);
+    pthread_mutex_lock(&verbs_devs_lock);
+    locked = verbs_locked;
+    pthread_mutex_unlock(&verbs_devs_lock);
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        locked + len <= rl.rlim_cur)
+        return 1;
+    snprintf(err, errlen, "cannot pin %zu KiB for %s: the locked-memory limit is %llu KiB and "
+             "%zu KiB are pinned already (raise ulimit -l, e.g. to unlimited)", len >> 10, what,
+             (unsigned long long)(rl.rlim_cur >> 10), locked >> 10);
+    return 0;
+}
+
+/* ibv_reg_mr after the memlock check; NULL with @p err filled. */
+static struct ibv_mr *verbs_reg_raw(verbs_dev_t *d, void *buf, size_t len, int access,
+                                    const char *what, char *err, size_t errlen)
+{
+    struct ibv_mr *mr;
+
+    if (!verbs_memlock_ok(len, what, err, errlen))
         return NULL;
-    }
-    mr = ibv_reg_mr(tp->pd, buf, len, access);
+    mr = ibv_reg_mr(d->pd, buf, len, access);
     if (!mr) {
-        int err = errno;
-        verbs_set_error(tp, "ibv_reg_mr of %zu KiB for rank %d (host %s) failed: %s%s",
-                        len >> 10, p->rank, verbs_host(p), strerror_r(err, eb, sizeof(eb)),
-                        err == ENOMEM || err == EPERM ? " (raise ulimit -l)" : "");
+        int e = errno;
+        snprintf(err, errlen, "ibv_reg_mr of %zu KiB for %s failed: %s%s", len >> 10, what,
+                 strerror(e), e == ENOMEM || e == EPERM ? " (raise ulimit -l)" : "");
         return NULL;
     }
-    tp->locked += len;
+    pthread_mutex_lock(&verbs_devs_lock);
+    verbs_locked += len;
+    pthread_mutex_unlock(&verbs_devs_lock);
     return mr;
+}
+
+static void verbs_dereg_raw(struct ibv_mr *mr, size_t len)
+{
+    if (!mr)
+        return;
+    ibv_dereg_mr(mr);
+    pthread_mutex_lock(&verbs_devs_lock);
+    verbs_locked -= len;
+    pthread_mutex_unlock(&verbs_devs_lock);
+}
+
+/*
+ * Registration cache. Entries are page ranges of one protection domain. A transfer takes a
+ * "user" reference on the entry that contains its buffer (registering the buffer's pages if
+ * none does) and drops it when it completes. Pinned entries (rdt_mem_register, the engine's
+ * scratch) stay until deregistered. Unpinned ones are deregistered when their last user is done,
+ * unless RDT_IB_REG_CACHE=1 keeps them for the next call on the same pages: a registration pins
+ * the pages it was made on, so a buffer freed and reallocated at the same address would then be
+ * read and written through its old pages. That is why caching implicit registrations is opt-in
+ * (as Open MPI's mpi_leave_pinned), and why pinning through rdt_mem_register is the fast path.
+ * Kept entries are evicted least recently used beyond VERBS_CACHE_MAX bytes.
+ */
+#define VERBS_CACHE_MAX ((size_t)1 << 30)
+
+static int verbs_page_range(const void *buf, size_t len, uintptr_t *start, uintptr_t *end)
+{
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t b = (uintptr_t)buf;
+    if (len == 0 || b + len < b)
+        return -1;
+    *start = b & ~(pg - 1);
+    *end = (b + len + pg - 1) & ~(pg - 1);
+    return 0;
+}
+
+static void verbs_mr_destroy(verbs_dev_t *d, verbs_mr_t *m)
+{
+    verbs_mr_t **pp;
+    for (pp = &d->mrs; *pp; pp = &(*pp)->next)
+        if (*pp == m) {
+            *pp = m->next;
+            break;
+        }
+    verbs_dereg_raw(m->mr, m->end - m->start);
+    free(m);
+}
+
+/* Under d->lock: drop unused unpinned entries beyond the cache budget, oldest first. */
+static void verbs_cache_trim(verbs_dev_t *d, size_t budget)
+{
+    while (d->cached > budget) {
+        verbs_mr_t *m, *old = NULL;
+        for (m = d->mrs; m; m = m->next)
+            if (!m->pinned && m->users == 0 && (!old || m->last_use < old->last_use))
+                old = m;
+        if (!old)
+            return;
+        d->cached -= old->end - old->start;
+        verbs_mr_destroy(d, old);
+    }
+}
+
+/* A registration covering [buf, buf + len): with @p pin, a new pinned entry for exactly those
+ * pages (rdt_mem_register); otherwise a user reference on any entry that contains them, made if
+ * none does. NULL with @p err filled. */
+static verbs_mr_t *verbs_mr_get(verbs_dev_t *d, void *buf, size_t len, int pin, char *err,
+                                size_t errlen)
+{
+    uintptr_t start, end;
+    verbs_mr_t *m = NULL;
+
+    if (verbs_page_range(buf, len, &start, &end) != 0) {
+        snprintf(err, errlen, "cannot register %zu bytes at %p", len, buf);
+        return NULL;
+    }
+    pthread_mutex_lock(&d->lock);
+    if (!pin)
+        for (m = d->mrs; m; m = m->next)
+            if (m->start <= start && end <= m->end && !m->doomed)
+                break;
+    if (!m) {
+        m = calloc(1, sizeof(*m));
+        if (!m) {
+            pthread_mutex_unlock(&d->lock);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        if (!pin && d->reg_cache)
+            verbs_cache_trim(d, VERBS_CACHE_MAX > end - start ? VERBS_CACHE_MAX - (end - start)
+                                                             : 0);
+        m->mr = verbs_reg_raw(d, (void *)start, end - start,
+                              IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE,
+                              pin ? "rdt_mem_register" : "a zero-copy transfer", err, errlen);
+        if (!m->mr) {
+            pthread_mutex_unlock(&d->lock);
+            free(m);
+            return NULL;
+        }
+        m->dev = d;
+        m->start = start;
+        m->end = end;
+        m->pinned = pin;
+        m->next = d->mrs;
+        d->mrs = m;
+        if (!pin)
+            d->cached += end - start;
+    }
+    if (!pin)
+        m->users++;
+    m->last_use = ++d->clock;
+    pthread_mutex_unlock(&d->lock);
+    return m;
+}
+
+/* Drop a user reference; an unpinned entry nobody uses goes unless the cache keeps it. */
+static void verbs_mr_put(verbs_mr_t *m)
+{
+    verbs_dev_t *d = m->dev;
+
+    pthread_mutex_lock(&d->lock);
+    m->users--;
+    if (m->users == 0 && m->doomed)
+        verbs_mr_destroy(d, m);
+    else if (m->users == 0 && !m->pinned)
+        verbs_cache_trim(d, d->reg_cache ? VERBS_CACHE_MAX : 0);
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* rdt_mem_deregister: the entry goes now, or when the transfers using it complete (the caller
+ * may free the memory after that, so the entry must never serve another transfer). */
+static void verbs_mr_unpin(verbs_mr_t *m)
+{
+    verbs_dev_t *d = m->dev;
+
+    pthread_mutex_lock(&d->lock);
+    m->pinned = 0;
+    m->doomed = 1;
+    if (m->users == 0)
+        verbs_mr_destroy(d, m);
+    pthread_mutex_unlock(&d->lock);
+    verbs_dev_put(d);
 }
 
 static int verbs_post_recv(verbs_peer_t *p, uint32_t i)
@@ -516,32 +950,38 @@ static int verbs_peer_resources(rdt_verbs_t *tp, verbs_peer_t *p)
 {
     struct ibv_qp_init_attr ia;
     struct ibv_qp_attr attr;
+    char what[96], err[sizeof(tp->base.error)];
     uint32_t i;
 
-    if (posix_memalign((void **)&p->ring, 4096, VERBS_RING_BYTES) != 0 ||
-        posix_memalign((void **)&p->stage, 4096, VERBS_RING_BYTES) != 0) {
+    if (posix_memalign((void **)&p->ring, 4096, VERBS_BUF_BYTES) != 0 ||
+        posix_memalign((void **)&p->stage, 4096, VERBS_BUF_BYTES) != 0) {
         verbs_peer_fail(tp, p, RDT_ERR_NO_MEMORY, NULL, RDT_SUCCESS,
                         "no memory for the buffers of the connection to rank %d (host %s)",
                         p->rank, verbs_host(p));
         return -1;
     }
-    p->ring_mr = verbs_reg(tp, p, p->ring, VERBS_RING_BYTES,
-                           IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+    memset(p->ring + VERBS_RING_BYTES, 0, VERBS_CTRL_BYTES);
+    memset(p->stage + VERBS_RING_BYTES, 0, VERBS_CTRL_BYTES);
+    snprintf(what, sizeof(what), "the connection to rank %d (host %s)", p->rank, verbs_host(p));
+    p->ring_mr = verbs_reg_raw(tp->dev, p->ring, VERBS_BUF_BYTES,
+                               IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, what, err,
+                               sizeof(err));
     if (p->ring_mr)
-        p->stage_mr = verbs_reg(tp, p, p->stage, VERBS_RING_BYTES, IBV_ACCESS_LOCAL_WRITE);
+        p->stage_mr = verbs_reg_raw(tp->dev, p->stage, VERBS_BUF_BYTES, IBV_ACCESS_LOCAL_WRITE,
+                                    what, err, sizeof(err));
     if (!p->ring_mr || !p->stage_mr) {
-        verbs_peer_fail(tp, p, RDT_ERR_SYSTEM, NULL, RDT_SUCCESS, "%s", tp->base.error);
+        verbs_peer_fail(tp, p, RDT_ERR_SYSTEM, NULL, RDT_SUCCESS, "rank %d: %s", tp->rank, err);
         return -1;
     }
     memset(&ia, 0, sizeof(ia));
     ia.send_cq = tp->cq;
     ia.recv_cq = tp->cq;
     ia.qp_type = IBV_QPT_RC;
-    ia.cap.max_send_wr = 2 * VERBS_NSLOTS;
-    ia.cap.max_recv_wr = 2 * VERBS_NSLOTS;
+    ia.cap.max_send_wr = VERBS_SEND_WRS;
+    ia.cap.max_recv_wr = VERBS_RECV_WRS;
     ia.cap.max_send_sge = 1;
     ia.cap.max_recv_sge = 1;
-    p->qp = ibv_create_qp(tp->pd, &ia);
+    p->qp = ibv_create_qp(tp->dev->pd, &ia);
     if (!p->qp) {
         char eb[128];
         verbs_peer_fail(tp, p, RDT_ERR_SYSTEM, NULL, RDT_SUCCESS,
@@ -552,7 +992,7 @@ static int verbs_peer_resources(rdt_verbs_t *tp, verbs_peer_t *p)
     memset(&attr, 0, sizeof(attr));
     attr.qp_state = IBV_QPS_INIT;
     attr.pkey_index = 0;
-    attr.port_num = tp->port;
+    attr.port_num = tp->dev->port;
     attr.qp_access_flags = IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_LOCAL_WRITE;
     if (ibv_modify_qp(p->qp, &attr,
                       IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS) != 0) {
@@ -561,7 +1001,7 @@ static int verbs_peer_resources(rdt_verbs_t *tp, verbs_peer_t *p)
                         p->rank, verbs_host(p));
         return -1;
     }
-    for (i = 0; i < 2 * VERBS_NSLOTS; i++)
+    for (i = 0; i < VERBS_RECV_WRS; i++)
         if (verbs_post_recv(p, i) != 0) {
             verbs_peer_fail(tp, p, RDT_ERR_SYSTEM, NULL, RDT_SUCCESS,
                             "ibv_post_recv on qp 0x%x for rank %d (host %s) failed",
@@ -586,11 +1026,11 @@ static void verbs_hs_fill(rdt_verbs_t *tp, verbs_peer_t *p, unsigned char *h)
     rdt_wire_put_u32(h + 36, (uint32_t)tp->nranks);
     rdt_wire_put_u32(h + 40, p->qp->qp_num);
     rdt_wire_put_u32(h + 44, p->psn);
-    h[48] = (unsigned char)tp->lid;
-    h[49] = (unsigned char)(tp->lid >> 8);
-    h[50] = (unsigned char)tp->mtu;
+    h[48] = (unsigned char)tp->dev->lid;
+    h[49] = (unsigned char)(tp->dev->lid >> 8);
+    h[50] = (unsigned char)tp->dev->mtu;
     rdt_wire_put_u32(h + 52, VERBS_SLOT);
-    memcpy(h + 56, tp->gid.raw, 16);
+    memcpy(h + 56, tp->dev->gid.raw, 16);
     rdt_wire_put_u64(h + 72, (uint64_t)(uintptr_t)p->ring);
     rdt_wire_put_u32(h + 80, p->ring_mr->rkey);
 }
@@ -636,16 +1076,16 @@ static int verbs_qp_connect(rdt_verbs_t *tp, verbs_peer_t *p, const unsigned cha
     p->rkey = rdt_wire_get_u32(h + 80);
     memset(&attr, 0, sizeof(attr));
     attr.qp_state = IBV_QPS_RTR;
-    attr.path_mtu = rmtu < tp->mtu ? rmtu : tp->mtu;
+    attr.path_mtu = rmtu < tp->dev->mtu ? rmtu : tp->dev->mtu;
     attr.dest_qp_num = rdt_wire_get_u32(h + 40);
     attr.rq_psn = rdt_wire_get_u32(h + 44);
     attr.max_dest_rd_atomic = 1;
     attr.min_rnr_timer = VERBS_QP_MIN_RNR_TIMER;
-    attr.ah_attr.port_num = tp->port;
-    if (tp->is_eth) {
+    attr.ah_attr.port_num = tp->dev->port;
+    if (tp->dev->is_eth) {
         attr.ah_attr.is_global = 1;
         memcpy(attr.ah_attr.grh.dgid.raw, h + 56, 16);
-        attr.ah_attr.grh.sgid_index = (uint8_t)tp->gid_index;
+        attr.ah_attr.grh.sgid_index = (uint8_t)tp->dev->gid_index;
         attr.ah_attr.grh.hop_limit = 64;
     } else {
         attr.ah_attr.dlid = (uint16_t)(h[48] | (h[49] << 8));
@@ -670,27 +1110,38 @@ static int verbs_qp_connect(rdt_verbs_t *tp, verbs_peer_t *p, const unsigned cha
 /* Data path                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-static int verbs_post_write(verbs_peer_t *p, unsigned kind, uint32_t low, uint32_t slot,
-                            size_t len, uint32_t imm)
+/* One signaled RDMA write (with immediate @p imm unless @p plain) of @p len bytes at local
+ * @p laddr (@p lkey) to the peer's @p raddr (@p rkey). */
+static int verbs_post(verbs_peer_t *p, unsigned kind, uint32_t low, const void *laddr,
+                      uint32_t lkey, size_t len, uint64_t raddr, uint32_t rkey, int plain,
+                      uint32_t imm)
 {
     struct ibv_send_wr wr, *bad;
     struct ibv_sge sge;
 
     memset(&wr, 0, sizeof(wr));
     wr.wr_id = verbs_wr_id(kind, p->rank, low);
-    wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+    wr.opcode = plain ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_WRITE_WITH_IMM;
     wr.send_flags = IBV_SEND_SIGNALED;
     wr.imm_data = htonl(imm);
-    wr.wr.rdma.remote_addr = p->raddr + (uint64_t)slot * VERBS_SLOT;
-    wr.wr.rdma.rkey = p->rkey;
+    wr.wr.rdma.remote_addr = raddr;
+    wr.wr.rdma.rkey = rkey;
     if (len) {
-        sge.addr = (uint64_t)(uintptr_t)(p->stage + (size_t)slot * VERBS_SLOT);
+        sge.addr = (uint64_t)(uintptr_t)laddr;
         sge.length = (uint32_t)len;
-        sge.lkey = p->stage_mr->lkey;
+        sge.lkey = lkey;
         wr.sg_list = &sge;
         wr.num_sge = 1;
     }
     return ibv_post_send(p->qp, &wr, &bad);
+}
+
+/* A staged fragment (or a zero-length write) into the peer's ring slot @p slot. */
+static int verbs_post_write(verbs_peer_t *p, unsigned kind, uint32_t low, uint32_t slot,
+                            size_t len, uint32_t imm)
+{
+    return verbs_post(p, kind, low, p->stage + (size_t)slot * VERBS_SLOT, p->stage_mr->lkey, len,
+                      p->raddr + (uint64_t)slot * VERBS_SLOT, p->rkey, 0, imm);
 }
 
 /* Return freed slots that no data write took back (piggybacked) once VERBS_CREDIT_BATCH have
@@ -714,26 +1165,56 @@ static void verbs_credits_return(rdt_verbs_t *tp, verbs_peer_t *p)
     p->credit_inflight++;
 }
 
+/* Zero-copy for @p x? Long enough, a rendezvous slot free, and its pages registered (a send
+ * whose buffer cannot be registered, read-only memory for one, goes eager instead). */
+static int verbs_rndv_send_ok(rdt_verbs_t *tp, verbs_peer_t *p, rdt_xfer_t *x)
+{
+    char err[256];
+
+    if (!tp->rndv_threshold || x->len < tp->rndv_threshold)
+        return 0;
+    if (!x->tpriv) {
+        x->tpriv = verbs_mr_get(tp->dev, x->buf, x->len, 0, err, sizeof(err));
+        if (!x->tpriv) {
+            if (!tp->rndv_warned++)
+                rdt_warn("verbs", "rank %d: sending %zu bytes to rank %d with a copy: %s",
+                         tp->rank, x->len, p->rank, err);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Fragment queued sends into free slots while credits last. The header rides in front of the
- * first fragment (x->hdr[0], the low byte of the magic, is cleared once it is); x->done counts payload
- * bytes posted, x->hdr_done the number of the last fragment posted. */
+ * first fragment (x->hdr[0], the low byte of the magic, is cleared once it is); x->done counts
+ * payload bytes posted, x->hdr_done the number of the last fragment posted. A rendezvous send
+ * posts only its header, with the RTS magic, and moves on to Q_RTS. */
 static void verbs_tx(rdt_verbs_t *tp, verbs_peer_t *p)
 {
-    while (p->state == PEER_UP && p->sq_head && p->credits > 0) {
-        rdt_xfer_t *x = p->sq_head;
+    while (p->state == PEER_UP && p->q[Q_SEND].head && p->credits > 0) {
+        rdt_xfer_t *x = p->q[Q_SEND].head;
         uint32_t slot = p->tx_seq % VERBS_NSLOTS;
         unsigned char *s = p->stage + (size_t)slot * VERBS_SLOT;
         size_t off = 0, c;
         uint32_t piggy;
+        int rndv = 0;
 
         if (p->stage_busy[slot])
             return;
         if (x->hdr[0]) { /* header not sent yet: it leads the first fragment */
+            rndv = verbs_rndv_send_ok(tp, p, x);
+            if (rndv && p->rndv_out >= VERBS_RNDV_MAX)
+                return;
             memcpy(s, x->hdr, VERBS_HDR_LEN);
+            if (rndv) {
+                rdt_wire_put_u32(s, VERBS_RTS_MAGIC);
+                rdt_wire_put_u32(s + 4, rdt_wire_hdr_check(x->tag, (uint64_t)x->len,
+                                                           VERBS_RTS_MAGIC));
+            }
             off = VERBS_HDR_LEN;
             x->hdr[0] = 0;
         }
-        c = x->len - x->done;
+        c = rndv ? 0 : x->len - x->done;
         if (c > VERBS_SLOT - off)
             c = VERBS_SLOT - off;
         if (c)
@@ -752,16 +1233,45 @@ static void verbs_tx(rdt_verbs_t *tp, verbs_peer_t *p)
         x->done += c;
         x->hdr_done = p->tx_seq;
         p->tx_seq++;
-        if (x->done == x->len) {
-            p->sq_head = x->next;
-            if (!p->sq_head)
-                p->sq_tail = NULL;
-            x->next = NULL;
-            if (p->wait_tail)
-                p->wait_tail->next = x;
-            else
-                p->wait_head = x;
-            p->wait_tail = x;
+        if (rndv) {
+            verbs_q_pop(&p->q[Q_SEND]);
+            x->done = 0;
+            p->rndv_out++;
+            verbs_q_push(&p->q[Q_RTS], x);
+        } else if (x->done == x->len) {
+            verbs_q_pop(&p->q[Q_SEND]);
+            verbs_q_push(&p->q[Q_WAIT], x);
+        }
+    }
+}
+
+/* Rendezvous data: RDMA writes from the sender's registered buffer straight into the receiver's,
+ * in pieces the port takes; the last one carries VERBS_IMM_FIN. The CTS put the receiver's
+ * address and rkey into x->hdr (bytes 0-7 and 8-11). */
+static void verbs_rndv_tx(rdt_verbs_t *tp, verbs_peer_t *p)
+{
+    while (p->state == PEER_UP && p->q[Q_RPOST].head && p->rndv_wr < VERBS_RNDV_WR_MAX) {
+        rdt_xfer_t *x = p->q[Q_RPOST].head;
+        verbs_mr_t *m = (verbs_mr_t *)x->tpriv;
+        size_t c = x->len - x->done;
+        int last;
+
+        if (c > tp->dev->max_msg)
+            c = tp->dev->max_msg;
+        last = x->done + c == x->len;
+        if (verbs_post(p, VERBS_WR_RNDV, (uint32_t)last, (const char *)x->buf + x->done,
+                       m->mr->lkey, c, rdt_wire_get_u64(x->hdr) + x->done,
+                       rdt_wire_get_u32(x->hdr + 8), !last, VERBS_IMM_FIN) != 0) {
+            verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
+                            "posting an rdma write of %zu bytes to rank %d (host %s) on qp 0x%x "
+                            "failed", c, p->rank, verbs_host(p), verbs_qpn(p));
+            return;
+        }
+        p->rndv_wr++;
+        x->done += c;
+        if (last) {
+            verbs_q_pop(&p->q[Q_RPOST]);
+            verbs_q_push(&p->q[Q_RWIP], x);
         }
     }
 }
@@ -769,13 +1279,53 @@ static void verbs_tx(rdt_verbs_t *tp, verbs_peer_t *p)
 static void verbs_rx_mismatch(rdt_verbs_t *tp, verbs_peer_t *p, rdt_xfer_t *x, uint64_t tag,
                               uint64_t len)
 {
-    p->rq_head = x->next;
-    if (!p->rq_head)
-        p->rq_tail = NULL;
+    verbs_q_pop(&p->q[Q_RECV]);
     verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, x, RDT_ERR_MISMATCH,
                     "rank %d (host %s) sent %" PRIu64 " bytes with tag 0x%" PRIx64
                     ", rank %d expected %zu bytes with tag 0x%" PRIx64,
                     p->rank, verbs_host(p), len, tag, tp->rank, x->len, x->tag);
+}
+
+/* The receive @p x matched an RTS: register its buffer and tell the sender where to write. */
+static int verbs_rx_rts(rdt_verbs_t *tp, verbs_peer_t *p, rdt_xfer_t *x)
+{
+    char err[256];
+    uint32_t idx = p->cts_out % VERBS_RNDV_MAX;
+    unsigned char *rec = p->stage + VERBS_RING_BYTES + (size_t)idx * VERBS_CTS_LEN;
+    verbs_mr_t *m = verbs_mr_get(tp->dev, x->buf, x->len, 0, err, sizeof(err));
+
+    if (!m) {
+        verbs_q_pop(&p->q[Q_RECV]);
+        verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, x, RDT_ERR_SYSTEM,
+                        "rank %d cannot receive %zu bytes from rank %d (host %s) in place: %s "
+                        "(or set RDT_IB_RNDV=0 to copy through bounce buffers)", tp->rank,
+                        x->len, p->rank, verbs_host(p), err);
+        return -1;
+    }
+    x->tpriv = m;
+    rdt_wire_put_u64(rec, (uint64_t)(uintptr_t)x->buf);
+    rdt_wire_put_u32(rec + 8, m->mr->rkey);
+    rdt_wire_put_u32(rec + 12, p->cts_out);
+    if (verbs_post(p, VERBS_WR_CTS, idx, rec, p->stage_mr->lkey, VERBS_CTS_LEN,
+                   p->raddr + VERBS_RING_BYTES + (uint64_t)idx * VERBS_CTS_LEN, p->rkey, 0,
+                   VERBS_IMM_CTS | idx) != 0) {
+        verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
+                        "posting a CTS to rank %d (host %s) on qp 0x%x failed", p->rank,
+                        verbs_host(p), verbs_qpn(p));
+        return -1;
+    }
+    p->cts_out++;
+    verbs_q_pop(&p->q[Q_RECV]);
+    verbs_q_push(&p->q[Q_RRECV], x);
+    return 0;
+}
+
+/* The slot at rx_head is read: its credit is owed to the sender. */
+static void verbs_slot_consumed(verbs_peer_t *p)
+{
+    p->rx_head++;
+    p->filled--;
+    p->owed++;
 }
 
 /* Copy filled slots out into the matched receives, in order. */
@@ -783,7 +1333,7 @@ static void verbs_rx(rdt_verbs_t *tp, verbs_peer_t *p)
 {
     while (p->state == PEER_UP && p->filled > 0) {
         const unsigned char *s = p->ring + (size_t)(p->rx_head % VERBS_NSLOTS) * VERBS_SLOT;
-        rdt_xfer_t *x = p->rq_head;
+        rdt_xfer_t *x = p->q[Q_RECV].head;
         size_t off = 0, c;
 
         if (!x)
@@ -791,8 +1341,9 @@ static void verbs_rx(rdt_verbs_t *tp, verbs_peer_t *p)
         if (!p->have_hdr) {
             uint32_t magic = rdt_wire_get_u32(s), check = rdt_wire_get_u32(s + 4);
             uint64_t tag = rdt_wire_get_u64(s + 8), len = rdt_wire_get_u64(s + 16);
-            if (magic != VERBS_MSG_MAGIC ||
-                check != rdt_wire_hdr_check(tag, len, VERBS_MSG_MAGIC)) {
+            if ((magic != VERBS_MSG_MAGIC && magic != VERBS_RTS_MAGIC) ||
+                check != rdt_wire_hdr_check(tag, len, magic) ||
+                (magic == VERBS_RTS_MAGIC && len == 0)) {
                 verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
                                 "rank %d (host %s) wrote a corrupt message header (magic 0x%08"
                                 PRIx32 ") on qp 0x%x", p->rank, verbs_host(p), magic,
@@ -803,6 +1354,12 @@ static void verbs_rx(rdt_verbs_t *tp, verbs_peer_t *p)
                 verbs_rx_mismatch(tp, p, x, tag, len);
                 return;
             }
+            if (magic == VERBS_RTS_MAGIC) {
+                verbs_slot_consumed(p);
+                if (verbs_rx_rts(tp, p, x) != 0)
+                    return;
+                continue;
+            }
             p->have_hdr = 1;
             off = VERBS_HDR_LEN;
         }
@@ -812,17 +1369,11 @@ static void verbs_rx(rdt_verbs_t *tp, verbs_peer_t *p)
         if (c)
             memcpy((char *)x->buf + x->done, s + off, c);
         x->done += c;
-        p->rx_head++;
-        p->filled--;
-        p->owed++;
+        verbs_slot_consumed(p);
         if (x->done == x->len) {
-            p->rq_head = x->next;
-            if (!p->rq_head)
-                p->rq_tail = NULL;
+            verbs_q_pop(&p->q[Q_RECV]);
             p->have_hdr = 0;
-            x->next = NULL;
-            tp->ncompleted++;
-            x->cb(x, RDT_SUCCESS);
+            verbs_xfer_done(tp, x, RDT_SUCCESS);
         }
     }
     verbs_credits_return(tp, p);
@@ -834,7 +1385,7 @@ static void verbs_peer_service(rdt_verbs_t *tp, verbs_peer_t *p)
 {
     if (p->state != PEER_UP)
         return;
-    if (p->eof && (p->sq_head || p->wait_head)) {
+    if (p->eof && verbs_has_sends(p)) {
         /* the peer closed: what it wrote before may still be copied out, but nothing we send
          * can arrive any more */
         verbs_peer_lost(tp, p, 0);
@@ -842,7 +1393,26 @@ static void verbs_peer_service(rdt_verbs_t *tp, verbs_peer_t *p)
     }
     verbs_rx(tp, p);
     verbs_tx(tp, p);
+    verbs_rndv_tx(tp, p);
     verbs_credits_return(tp, p);
+}
+
+/* A CTS arrived in inbox record @p idx: the oldest send waiting in Q_RTS may now be written. */
+static void verbs_rx_cts(rdt_verbs_t *tp, verbs_peer_t *p, uint32_t idx)
+{
+    const unsigned char *rec = p->ring + VERBS_RING_BYTES + (size_t)idx * VERBS_CTS_LEN;
+    rdt_xfer_t *x = p->q[Q_RTS].head;
+
+    if (!x || idx != p->cts_in % VERBS_RNDV_MAX || rdt_wire_get_u32(rec + 12) != p->cts_in) {
+        verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
+                        "rank %d (host %s) sent an unexpected CTS (record %" PRIu32 ") on qp 0x%x",
+                        p->rank, verbs_host(p), idx, verbs_qpn(p));
+        return;
+    }
+    p->cts_in++;
+    memcpy(x->hdr, rec, 12); /* address and rkey of the receive buffer */
+    verbs_q_pop(&p->q[Q_RTS]);
+    verbs_q_push(&p->q[Q_RPOST], x);
 }
 
 static void verbs_wc(rdt_verbs_t *tp, const struct ibv_wc *wc)
@@ -875,6 +1445,18 @@ static void verbs_wc(rdt_verbs_t *tp, const struct ibv_wc *wc)
         }
         if (imm & VERBS_IMM_CREDIT) {
             p->credits += (int)(imm & 0xffff);
+        } else if (imm & VERBS_IMM_CTS) {
+            verbs_rx_cts(tp, p, imm & VERBS_IMM_SLOT_MASK);
+        } else if (imm & VERBS_IMM_FIN) {
+            rdt_xfer_t *x = verbs_q_pop(&p->q[Q_RRECV]);
+            if (!x) {
+                verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
+                                "rank %d (host %s) finished a rendezvous nobody waited for on "
+                                "qp 0x%x", p->rank, verbs_host(p), verbs_qpn(p));
+                return;
+            }
+            x->done = x->len;
+            verbs_xfer_done(tp, x, RDT_SUCCESS);
         } else if ((imm & VERBS_IMM_SLOT_MASK) !=
                        (p->rx_head + (uint32_t)p->filled) % VERBS_NSLOTS ||
                    p->filled >= VERBS_NSLOTS) {
@@ -885,18 +1467,23 @@ static void verbs_wc(rdt_verbs_t *tp, const struct ibv_wc *wc)
             p->filled++;
             p->credits += (int)(imm >> VERBS_IMM_CREDIT_SHIFT);
         }
-    } else if (kind == VERBS_WR_CREDIT) {
-        p->credit_inflight--;
+    } else if (kind == VERBS_WR_CREDIT || kind == VERBS_WR_CTS) {
+        if (kind == VERBS_WR_CREDIT)
+            p->credit_inflight--;
+    } else if (kind == VERBS_WR_RNDV) {
+        p->rndv_wr--;
+        if (low) { /* the last write of the oldest rendezvous send */
+            rdt_xfer_t *x = verbs_q_pop(&p->q[Q_RWIP]);
+            if (x) {
+                p->rndv_out--;
+                verbs_xfer_done(tp, x, RDT_SUCCESS);
+            }
+        }
     } else if (kind == VERBS_WR_DATA) {
         p->stage_busy[low % VERBS_NSLOTS] = 0;
-        while (p->wait_head && (int32_t)(low - p->wait_head->hdr_done) >= 0) {
-            rdt_xfer_t *x = p->wait_head;
-            p->wait_head = x->next;
-            if (!p->wait_head)
-                p->wait_tail = NULL;
-            x->next = NULL;
-            tp->ncompleted++;
-            x->cb(x, RDT_SUCCESS);
+        while (p->q[Q_WAIT].head && (int32_t)(low - p->q[Q_WAIT].head->hdr_done) >= 0) {
+            rdt_xfer_t *x = verbs_q_pop(&p->q[Q_WAIT]);
+            verbs_xfer_done(tp, x, RDT_SUCCESS);
             if (p->state != PEER_UP)
                 return;
         }
@@ -1187,7 +1774,7 @@ static void verbs_side_event(rdt_verbs_t *tp, verbs_peer_t *p)
     p->fd = -1;
     p->eof = 1;
     verbs_cq_drain(tp);
-    if (p->state == PEER_UP && (p->filled == 0 || p->sq_head || p->wait_head))
+    if (p->state == PEER_UP && (p->filled == 0 || verbs_has_sends(p)))
         verbs_peer_lost(tp, p, n < 0 ? errno : 0);
 }
 
@@ -1268,7 +1855,7 @@ static int verbs_busy(const rdt_verbs_t *tp)
     int i;
     for (i = 0; i < tp->nranks; i++) {
         const verbs_peer_t *p = &tp->peers[i];
-        if (p->state == PEER_UP && (p->sq_head || p->wait_head || p->rq_head))
+        if (p->state == PEER_UP && (verbs_has_sends(p) || p->q[Q_RECV].head || p->q[Q_RRECV].head))
             return 1;
     }
     return 0;
@@ -1320,14 +1907,8 @@ static void verbs_abort_deliver(rdt_verbs_t *tp)
     if (tp->abort_delivered)
         return;
     tp->abort_delivered = 1;
-    for (i = 0; i < tp->nranks; i++) {
-        verbs_peer_t *p = &tp->peers[i];
-        rdt_xfer_t *sq = p->sq_head, *wq = p->wait_head, *rq = p->rq_head;
-        p->sq_head = p->sq_tail = p->wait_head = p->wait_tail = p->rq_head = p->rq_tail = NULL;
-        verbs_complete_list(tp, rq, RDT_ERR_ABORTED);
-        verbs_complete_list(tp, wq, RDT_ERR_ABORTED);
-        verbs_complete_list(tp, sq, RDT_ERR_ABORTED);
-    }
+    for (i = 0; i < tp->nranks; i++)
+        verbs_complete_all(tp, &tp->peers[i], RDT_ERR_ABORTED);
 }
 
 static void verbs_leave(rdt_verbs_t *tp)
@@ -1517,12 +2098,8 @@ static rdt_status_t verbs_isend(rdt_transport_t *t, rdt_xfer_t *x)
     rdt_wire_put_u64(x->hdr + 16, (uint64_t)x->len);
     x->hdr_done = 0;
     x->done = 0;
-    x->next = NULL;
-    if (p->sq_tail)
-        p->sq_tail->next = x;
-    else
-        p->sq_head = x;
-    p->sq_tail = x;
+    x->tpriv = NULL;
+    verbs_q_push(&p->q[Q_SEND], x);
 out:
     verbs_leave(tp);
     return st;
@@ -1544,12 +2121,8 @@ static rdt_status_t verbs_irecv(rdt_transport_t *t, rdt_xfer_t *x)
         goto out;
     x->hdr_done = 0;
     x->done = 0;
-    x->next = NULL;
-    if (p->rq_tail)
-        p->rq_tail->next = x;
-    else
-        p->rq_head = x;
-    p->rq_tail = x;
+    x->tpriv = NULL;
+    verbs_q_push(&p->q[Q_RECV], x);
 out:
     verbs_leave(tp);
     return st;
@@ -1568,11 +2141,11 @@ out:
 static size_t verbs_addr_pack(rdt_verbs_t *tp, const struct sockaddr *sa, unsigned char *a)
 {
     rdt_wire_sockaddr_pack(sa, a); /* bytes 0..23: the side channel */
-    memcpy(a + 24, tp->gid.raw, 16);
-    a[40] = (unsigned char)tp->lid;
-    a[41] = (unsigned char)(tp->lid >> 8);
-    a[42] = (unsigned char)tp->gid_index;
-    a[43] = tp->port;
+    memcpy(a + 24, tp->dev->gid.raw, 16);
+    a[40] = (unsigned char)tp->dev->lid;
+    a[41] = (unsigned char)(tp->dev->lid >> 8);
+    a[42] = (unsigned char)tp->dev->gid_index;
+    a[43] = tp->dev->port;
     return 48;
 }
 
@@ -1636,10 +2209,8 @@ static void verbs_free(rdt_verbs_t *tp)
                 close(p->fd);
             if (p->qp && ibv_destroy_qp(p->qp) != 0)
                 rdt_warn("verbs", "ibv_destroy_qp for rank %d failed", p->rank);
-            if (p->ring_mr)
-                ibv_dereg_mr(p->ring_mr);
-            if (p->stage_mr)
-                ibv_dereg_mr(p->stage_mr);
+            verbs_dereg_raw(p->ring_mr, VERBS_BUF_BYTES);
+            verbs_dereg_raw(p->stage_mr, VERBS_BUF_BYTES);
             free(p->ring);
             free(p->stage);
         }
@@ -1649,10 +2220,7 @@ static void verbs_free(rdt_verbs_t *tp)
         ibv_destroy_cq(tp->cq);
     if (tp->chan)
         ibv_destroy_comp_channel(tp->chan);
-    if (tp->pd)
-        ibv_dealloc_pd(tp->pd);
-    if (tp->ctx)
-        ibv_close_device(tp->ctx);
+    verbs_dev_put(tp->dev);
     if (tp->lfd >= 0)
         close(tp->lfd);
     if (tp->evfd >= 0)
@@ -1688,6 +2256,7 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
     memcpy(tp->token, params->token, RDT_TOKEN_LEN);
     tp->connect_timeout_ms = params->connect_timeout_ms > 0 ? params->connect_timeout_ms
                                                             : VERBS_CONNECT_TIMEOUT_DEFAULT_MS;
+    tp->rndv_threshold = params->rndv_threshold;
     for (i = 0; i < tp->nranks; i++) {
         verbs_peer_t *p = &tp->peers[i];
         p->rank = i;
@@ -1699,19 +2268,24 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
     for (i = 0; i < VERBS_MAX_PENDING; i++)
         tp->pending[i].fd = -1;
 
-    st = verbs_device_open(tp);
-    if (st != RDT_SUCCESS)
+    tp->dev = verbs_dev_get(params->ib_dev, params->ib_gid_fixed ? params->ib_gid_index : -1,
+                            params->reg_cache,
+                            tp->base.error, sizeof(tp->base.error));
+    st = RDT_ERR_UNSUPPORTED;
+    if (!tp->dev)
+        goto err;
+    /* one connection's ring and staging must fit under RLIMIT_MEMLOCK, or nothing can work */
+    if (!verbs_memlock_ok(2 * VERBS_BUF_BYTES, "the buffers of one connection", tp->base.error,
+                          sizeof(tp->base.error)))
         goto err;
     st = RDT_ERR_SYSTEM;
-    tp->pd = ibv_alloc_pd(tp->ctx);
-    tp->chan = tp->pd ? ibv_create_comp_channel(tp->ctx) : NULL;
-    /* per peer: 2 * NSLOTS receives and at most 2 * NSLOTS signaled sends */
-    cqe = 4 * VERBS_NSLOTS * tp->nranks + 16;
-    tp->cq = tp->chan ? ibv_create_cq(tp->ctx, cqe, NULL, tp->chan, 0) : NULL;
+    tp->chan = ibv_create_comp_channel(tp->dev->ctx);
+    /* per peer: every receive and every signaled send may complete */
+    cqe = (VERBS_RECV_WRS + VERBS_SEND_WRS) * tp->nranks + 16;
+    tp->cq = tp->chan ? ibv_create_cq(tp->dev->ctx, cqe, NULL, tp->chan, 0) : NULL;
     if (!tp->cq) {
-        verbs_set_error(tp, "rank %d: cannot create the protection domain, completion channel "
-                        "or a completion queue of %d entries on %s: %m", tp->rank, cqe,
-                        ibv_get_device_name(tp->ctx->device));
+        verbs_set_error(tp, "cannot create a completion channel or a completion queue of %d "
+                        "entries on %s: %m", cqe, ibv_get_device_name(tp->dev->ctx->device));
         goto err;
     }
     fl = fcntl(tp->chan->fd, F_GETFL);
@@ -1732,16 +2306,19 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&tp->lock, &ma);
     pthread_mutexattr_destroy(&ma);
-    rdt_info("verbs", "rank %d of %d on %s port %u, gid index %d, mtu %d, side channel %s",
-             tp->rank, tp->nranks, ibv_get_device_name(tp->ctx->device), tp->port, tp->gid_index,
-             128 << tp->mtu, tp->addr_str);
+    rdt_info("verbs", "rank %d of %d on %s port %u, gid index %d, mtu %d, zero-copy from %zu "
+             "bytes, side channel %s", tp->rank, tp->nranks,
+             ibv_get_device_name(tp->dev->ctx->device), tp->dev->port, tp->dev->gid_index,
+             128 << tp->dev->mtu, tp->rndv_threshold, tp->addr_str);
     *tp_p = &tp->base;
     return RDT_SUCCESS;
 
 err:
     /* info, not warn: under RDT_TRANSPORT=auto a machine without RDMA is normal; the engine
      * reports the failure when verbs was asked for */
-    rdt_info("verbs", "%s", tp->base.error);
+    rdt_info("verbs", "rank %d: %s", tp->rank, tp->base.error);
+    if (params->open_error && params->open_error_len)
+        snprintf(params->open_error, params->open_error_len, "%s", tp->base.error);
     verbs_free(tp);
     return st;
 }
@@ -1837,6 +2414,33 @@ static void verbs_close(rdt_transport_t *t)
     verbs_free(tp);
 }
 
+static rdt_status_t verbs_mem_register(rdt_transport_t *t, void *buf, size_t len,
+                                       void **handle_p)
+{
+    rdt_verbs_t *tp = (rdt_verbs_t *)t;
+    verbs_mr_t *m;
+
+    if (!tp || !buf || !len || !handle_p)
+        return RDT_ERR_INVALID_ARG;
+    /* the registration holds the device, so it may outlive this transport */
+    pthread_mutex_lock(&verbs_devs_lock);
+    tp->dev->refs++;
+    pthread_mutex_unlock(&verbs_devs_lock);
+    m = verbs_mr_get(tp->dev, buf, len, 1, tp->base.error, sizeof(tp->base.error));
+    if (!m) {
+        verbs_dev_put(tp->dev);
+        return RDT_ERR_SYSTEM;
+    }
+    *handle_p = m;
+    return RDT_SUCCESS;
+}
+
+static void verbs_mem_deregister(void *handle)
+{
+    if (handle)
+        verbs_mr_unpin((verbs_mr_t *)handle);
+}
+
 const rdt_transport_ops_t rdt_verbs_ops = {
     .name = "verbs",
     .open = verbs_open,
@@ -1848,4 +2452,6 @@ const rdt_transport_ops_t rdt_verbs_ops = {
     .progress = verbs_progress,
     .abort = verbs_abort,
     .wakeup = verbs_wakeup,
+    .mem_register = verbs_mem_register,
+    .mem_deregister = verbs_mem_deregister,
 };
