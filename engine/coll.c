@@ -47,7 +47,7 @@ static rdt_status_t check_coll(rdt_comm_t *comm, const coll_args_t *a)
 {
     const char *name = rdt_coll_name(a->coll);
     size_t es = rdt_dtype_size(a->dtype);
-    size_t p = (size_t)comm->nranks, total, inbytes, outbytes;
+    size_t p = (size_t)comm->nranks, inbytes, outbytes;
     int reduces = a->coll == RDT_COLL_ALLREDUCE || a->coll == RDT_COLL_REDUCE_SCATTER ||
                   a->coll == RDT_COLL_REDUCE;
     int rooted = a->coll == RDT_COLL_BROADCAST || a->coll == RDT_COLL_REDUCE;
@@ -69,9 +69,7 @@ static rdt_status_t check_coll(rdt_comm_t *comm, const coll_args_t *a)
         return rdt_comm_set_error(comm, RDT_ERR_INVALID_ARG,
                                   "%s on rank %d: count %zu of %s overflows the address space",
                                   name, comm->rank, a->count, rdt_dtype_name(a->dtype));
-    total = a->count * es * rdt_sched_nunits(a->coll, comm->nranks);
-    inbytes = a->coll == RDT_COLL_ALLGATHER ? a->count * es : total;
-    outbytes = a->coll == RDT_COLL_REDUCE_SCATTER ? a->count * es : total;
+    rdt_coll_extents(a->coll, a->count, es, comm->nranks, &inbytes, &outbytes);
     if (a->count == 0)
         return RDT_SUCCESS;
     if (!a->sendbuf && !(a->coll == RDT_COLL_BROADCAST && !is_root))

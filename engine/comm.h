@@ -67,6 +67,9 @@ struct rdt_request {
     rdt_slot_t *slots;        /* comm->nslots entries */
     /* p2p execution */
     rdt_xfer_t xfer;
+    /* the transport's holds on the send and receive buffers while the request runs */
+    void *hold[2];
+    void (*release)(void *hold);
 };
 
 struct rdt_comm {

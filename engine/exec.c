@@ -550,6 +550,35 @@ static rdt_status_t p2p_start(rdt_request_t *req)
                                      : comm->tp->ops->irecv(comm->tp, x);
 }
 
+/* Keep the user's buffers registered for the whole call when the transport pins memory for
+ * zero-copy (one registration per buffer and call instead of one per message). */
+static void req_hold(rdt_request_t *req)
+{
+    const rdt_transport_ops_t *ops = req->comm->tp->ops;
+    size_t in, out;
+
+    if (!ops->mem_hold)
+        return;
+    rdt_coll_extents(req->coll, req->count, rdt_dtype_size(req->dtype), req->comm->nranks, &in,
+                     &out);
+    req->release = ops->mem_release;
+    if (req->sendbuf)
+        req->hold[0] = ops->mem_hold(req->comm->tp, req->sendbuf, in);
+    if (req->recvbuf && req->recvbuf != req->sendbuf)
+        req->hold[1] = ops->mem_hold(req->comm->tp, req->recvbuf, out);
+}
+
+/* Idempotent; a transfer still in flight keeps its own reference. */
+static void req_unhold(rdt_request_t *req)
+{
+    int i;
+    for (i = 0; i < 2; i++)
+        if (req->hold[i]) {
+            req->release(req->hold[i]);
+            req->hold[i] = NULL;
+        }
+}
+
 rdt_status_t rdt_exec_start(rdt_request_t *req)
 {
     rdt_comm_t *comm = req->comm;
@@ -568,6 +597,7 @@ rdt_status_t rdt_exec_start(rdt_request_t *req)
     st = slots_prepare(comm, req);
     if (st != RDT_SUCCESS)
         return st;
+    req_hold(req);
     /* reset the pair counters of the peers this schedule talks to */
     p = req->plan;
     for (i = 0; i < p->sched->nops; i++) {
@@ -594,6 +624,7 @@ static void queue_remove(rdt_comm_t *comm, rdt_request_t *req)
     if (comm->tail == req)
         comm->tail = prev;
     req->next = NULL;
+    req_unhold(req);
 }
 
 /* Finish a failure recorded in a callback: abort the transport (peers see the connections close),
@@ -782,6 +813,8 @@ void rdt_exec_slots_free(rdt_comm_t *comm)
 
 void rdt_exec_request_free(rdt_request_t *req)
 {
+    if (req)
+        req_unhold(req);
     if (req && req->heap)
         free(req);
 }

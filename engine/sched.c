@@ -81,6 +81,14 @@ uint32_t rdt_sched_nunits(rdt_coll_t coll, int nranks)
     }
 }
 
+void rdt_coll_extents(rdt_coll_t coll, size_t count, size_t es, int nranks, size_t *in_p,
+                      size_t *out_p)
+{
+    size_t total = count * es * rdt_sched_nunits(coll, nranks);
+    *in_p = coll == RDT_COLL_ALLGATHER ? count * es : total;
+    *out_p = coll == RDT_COLL_REDUCE_SCATTER ? count * es : total;
+}
+
 void rdt_sched_block_range(const rdt_sched_t *sched, uint32_t blk, size_t len, size_t *off_p,
                            size_t *n_p)
 {

@@ -158,6 +158,12 @@ int rdt_algo_from_name(const char *name);
 /* nunits of the vector for @p coll on @p nranks ranks (1 or nranks). */
 uint32_t rdt_sched_nunits(rdt_coll_t coll, int nranks);
 
+/* Bytes of the send and receive buffers of @p coll with @p count elements of @p es bytes (per
+ * unit) on @p nranks ranks: the whole vector, except allgather's input and reduce_scatter's
+ * output, which are one unit. The caller checks for overflow. */
+void rdt_coll_extents(rdt_coll_t coll, size_t count, size_t es, int nranks, size_t *in_p,
+                      size_t *out_p);
+
 /*
  * Build the schedule of @p rank. Pure: no I/O, no global state; O(steps) time and memory, so
  * that 4,096 ranks build in milliseconds. @p root is ignored except for broadcast and reduce.

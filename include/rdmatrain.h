@@ -123,7 +123,7 @@ const char *rdt_op_name(rdt_op_t op);
  * torchrun (`RANK`/`WORLD_SIZE`). The rendezvous address comes from `RDT_ROOT` (host:port) or
  * `MASTER_ADDR`/`MASTER_PORT`; rank 0 listens there. The job token from `RDT_TOKEN`, or when it
  * is absent from the job id of Slurm or Open MPI. A missing or contradictory variable is
- * RDT_ERR_CONFIG with a message (see rdt_last_error()) naming it.
+ * RDT_ERR_CONFIG with a message (see rdt_comm_last_error(NULL)) naming it.
  *
  * @param comm_p  receives the communicator; the caller owns it and frees it with
  *                rdt_comm_destroy().

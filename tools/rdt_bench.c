@@ -3,7 +3,7 @@
  *
  *   rdt_bench [-n NRANKS] [-c COLLS] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-w WARMUP]
  *             [-i ITERS | -T SECONDS] [-r BATCHES] [-m MAXITERS] [-d DTYPES] [-o OPS]
- *             [-R ROOT] [-a ALGO] [-k 0|1] [-j JSON_FILE] [-t TIMEOUT]
+ *             [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1] [-j JSON_FILE] [-t TIMEOUT]
  *
  * With -n N the program forks N ranks on this host (tools/spawn.h: 127.0.0.1, fresh port and
  * token). Without -n it is one rank of a job that someone else started (the rdmatrain launcher,
@@ -90,6 +90,7 @@ typedef struct bench_opts {
     int root;
     const char *algo; /* -a, NULL if not given */
     int check;
+    int reg; /* -G: rdt_mem_register the buffers */
     const char *json;
     int timeout_s; /* -t; 0: estimated from the other options */
 } bench_opts_t;
@@ -100,6 +101,7 @@ typedef struct bench_rank {
     rdt_comm_t *comm;
     int rank, nranks;
     unsigned char *sbuf, *rbuf;
+    rdt_mem_t *sreg, *rreg; /* with -G 1 */
     size_t bufsize;
     /* the collective being measured */
     bench_coll_t coll;
@@ -955,6 +957,11 @@ static int run_rank(const bench_opts_t *o)
     }
     memset(b.sbuf, 0, b.bufsize);
     memset(b.rbuf, 0, b.bufsize);
+    /* -G 1, as a framework pins its buckets (nccl-tests' -R): no registration per call */
+    if (o->reg) {
+        check_rc(rdt_mem_register(b.comm, b.sbuf, b.bufsize, &b.sreg), "rdt_mem_register");
+        check_rc(rdt_mem_register(b.comm, b.rbuf, b.bufsize, &b.rreg), "rdt_mem_register");
+    }
     b.tab_in = xmalloc(PATTERN_PERIOD * 8);
     b.tab_exp = xmalloc(PATTERN_PERIOD * 8);
 
@@ -1001,6 +1008,10 @@ static int run_rank(const bench_opts_t *o)
     }
     /* Nobody leaves while a peer may still need it for the last exchange. */
     check_rc(rdt_barrier(b.comm), "rdt_barrier at the end");
+    if (o->reg) {
+        check_rc(rdt_mem_deregister(b.comm, b.sreg), "rdt_mem_deregister");
+        check_rc(rdt_mem_deregister(b.comm, b.rreg), "rdt_mem_deregister");
+    }
     rdt_comm_destroy(b.comm);
     g_comm = NULL;
     free(b.sbuf);
@@ -1028,7 +1039,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: rdt_bench [-n NRANKS] [-c COLLS] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR]\n"
             "                 [-w WARMUP] [-i ITERS | -T SECONDS] [-r BATCHES] [-m MAXITERS]\n"
-            "                 [-d DTYPES] [-o OPS] [-R ROOT] [-a ALGO] [-k 0|1] [-j JSON_FILE]\n"
+            "                 [-d DTYPES] [-o OPS] [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1]\n"
+            "                 [-j JSON_FILE]\n"
             "                 [-t TIMEOUT]\n"
             "  -n N       fork N ranks on this host; without -n, run as one rank of a job whose\n"
             "             launcher set RDT_RANK (or Slurm, Open MPI, torchrun variables)\n"
@@ -1053,6 +1065,8 @@ static void usage(FILE *f)
             "             else RDT_ALGO=ALGO as given (\"coll:algo,coll:algo\" or a bare\n"
             "             algorithm for every measured collective that has it)\n"
             "  -k 0|1     check results before timing (1)\n"
+            "  -G 0|1     register the buffers once with rdt_mem_register, as a framework\n"
+            "             pins its buckets (0: the library registers per call on RDMA)\n"
             "  -j FILE    write the rows as JSON (rank 0)\n"
             "  -t SECONDS kill local ranks still running after this long (estimated)\n"
             "exit status: 0 ok, 1 wrong results, 2 error\n");
@@ -1200,7 +1214,7 @@ int main(int argc, char **argv)
     int opt, *statuses, i, worst = 0, ret;
     long v;
 
-    while ((opt = getopt(argc, argv, "n:c:b:e:f:w:i:T:r:m:d:o:R:a:k:j:t:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:c:b:e:f:w:i:T:r:m:d:o:R:a:k:G:j:t:h")) != -1) {
         int bad = 0;
         switch (opt) {
         case 'n':
@@ -1256,6 +1270,10 @@ int main(int argc, char **argv)
         case 'k':
             bad = parse_long(optarg, 0, &v) || v > 1;
             o.check = (int)v;
+            break;
+        case 'G':
+            bad = parse_long(optarg, 0, &v) || v > 1;
+            o.reg = (int)v;
             break;
         case 'j':
             o.json = optarg;

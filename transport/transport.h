@@ -112,6 +112,13 @@ typedef struct rdt_transport_ops {
      * of the process on that device. Errors leave one sentence in tp->error. */
     rdt_status_t (*mem_register)(rdt_transport_t *tp, void *buf, size_t len, void **handle_p);
     void (*mem_deregister)(void *handle);
+    /* Optional. A short-lived reference that keeps [buf, buf + len) registered across the
+     * transfers of one call (reusing a registration that contains it, else making one), so a
+     * collective registers each buffer once rather than once per message; NULL when the buffer
+     * is too small to be sent zero-copy or cannot be registered (its transfers then manage on
+     * their own). Driving thread only. */
+    void *(*mem_hold)(rdt_transport_t *tp, const void *buf, size_t len);
+    void (*mem_release)(void *hold);
 } rdt_transport_ops_t;
 
 /* Every transport's object starts with this. */

@@ -727,6 +727,13 @@ fail:
     return NULL;
 }
 
+static void verbs_dev_ref(verbs_dev_t *d)
+{
+    pthread_mutex_lock(&verbs_devs_lock);
+    d->refs++;
+    pthread_mutex_unlock(&verbs_devs_lock);
+}
+
 static void verbs_dev_put(verbs_dev_t *d)
 {
     verbs_dev_t **pp;
@@ -2422,10 +2429,7 @@ static rdt_status_t verbs_mem_register(rdt_transport_t *t, void *buf, size_t len
 
     if (!tp || !buf || !len || !handle_p)
         return RDT_ERR_INVALID_ARG;
-    /* the registration holds the device, so it may outlive this transport */
-    pthread_mutex_lock(&verbs_devs_lock);
-    tp->dev->refs++;
-    pthread_mutex_unlock(&verbs_devs_lock);
+    verbs_dev_ref(tp->dev); /* the registration may outlive this transport */
     m = verbs_mr_get(tp->dev, buf, len, 1, tp->base.error, sizeof(tp->base.error));
     if (!m) {
         verbs_dev_put(tp->dev);
@@ -2441,6 +2445,34 @@ static void verbs_mem_deregister(void *handle)
         verbs_mr_unpin((verbs_mr_t *)handle);
 }
 
+static void *verbs_mem_hold(rdt_transport_t *t, const void *buf, size_t len)
+{
+    rdt_verbs_t *tp = (rdt_verbs_t *)t;
+    char err[256];
+    void *m;
+
+    if (!tp || !buf || !tp->rndv_threshold || len < tp->rndv_threshold)
+        return NULL;
+    m = verbs_mr_get(tp->dev, (void *)(uintptr_t)buf, len, 0, err, sizeof(err));
+    if (!m) {
+        rdt_debug("verbs", "rank %d: no registration held for %zu bytes: %s", tp->rank, len, err);
+        return NULL;
+    }
+    verbs_dev_ref(tp->dev); /* the hold may be released after the transport is closed */
+    return m;
+}
+
+static void verbs_mem_release(void *hold)
+{
+    verbs_dev_t *d;
+
+    if (!hold)
+        return;
+    d = ((verbs_mr_t *)hold)->dev;
+    verbs_mr_put((verbs_mr_t *)hold);
+    verbs_dev_put(d);
+}
+
 const rdt_transport_ops_t rdt_verbs_ops = {
     .name = "verbs",
     .open = verbs_open,
@@ -2454,4 +2486,6 @@ const rdt_transport_ops_t rdt_verbs_ops = {
     .wakeup = verbs_wakeup,
     .mem_register = verbs_mem_register,
     .mem_deregister = verbs_mem_deregister,
+    .mem_hold = verbs_mem_hold,
+    .mem_release = verbs_mem_release,
 };

@@ -6,6 +6,14 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef RDT_HAVE_VERBS
+#include <infiniband/verbs.h>
+#endif
+
 #include "testutil.h"
 
 uint64_t rdt_test_rand(uint64_t *state)
@@ -35,4 +43,70 @@ void rdt_test_sim_expect_ok(rdt_coll_t coll, rdt_algo_t algo, int p, int root, s
                  rdt_algo_name(algo), rdt_coll_name(coll), p, root, count, slice,
                  rdt_dtype_name(dtype), rdt_op_name(op), in_place ? "in place" : "out of place",
                  res.error);
+}
+
+int rdt_test_rdma_probe(rdt_test_rdma_t *found, char *why, size_t why_len)
+{
+#ifdef RDT_HAVE_VERBS
+    struct ibv_device **list;
+    int n = 0, i, ok = 0, opened = 0;
+
+    list = ibv_get_device_list(&n);
+    if (!list || n == 0) {
+        snprintf(why, why_len, "no RDMA device (is rdma_rxe or a NIC driver loaded?)");
+        if (list)
+            ibv_free_device_list(list);
+        return 0;
+    }
+    for (i = 0; i < n && !ok; i++) {
+        struct ibv_context *ctx = ibv_open_device(list[i]);
+        struct ibv_device_attr da;
+        uint8_t port;
+        if (!ctx)
+            continue;
+        opened++;
+        if (ibv_query_device(ctx, &da) == 0) {
+            for (port = 1; port <= da.phys_port_cnt && !ok; port++) {
+                struct ibv_port_attr pa;
+                if (ibv_query_port(ctx, port, &pa) != 0 || pa.state != IBV_PORT_ACTIVE)
+                    continue;
+                ok = 1;
+                if (found) {
+                    snprintf(found->dev, sizeof(found->dev), "%s",
+                             ibv_get_device_name(list[i]));
+                    found->port = port;
+                }
+            }
+        }
+        ibv_close_device(ctx);
+    }
+    if (!ok)
+        snprintf(why, why_len, "%d RDMA device(s), %d could be opened, none has an active port",
+                 n, opened);
+    ibv_free_device_list(list);
+    return ok;
+#else
+    (void)found;
+    snprintf(why, why_len, "this build has no verbs transport (libibverbs-dev was missing when "
+                           "it was configured)");
+    return 0;
+#endif
+}
+
+void rdt_test_require_rdma(const char *test, rdt_test_rdma_t *found)
+{
+    const char *req = getenv("RDT_TEST_REQUIRE_RDMA");
+    char why[160];
+
+    if (rdt_test_rdma_probe(found, why, sizeof(why)))
+        return;
+    if (req && req[0] && strcmp(req, "0") != 0) {
+        fprintf(stderr, "%s: FAILED: RDT_TEST_REQUIRE_RDMA=%s but %s; this test needs an RDMA "
+                        "device here and must not be skipped\n", test, req, why);
+        exit(1);
+    }
+    printf("%s: SKIPPED: %s (run through tools/softroce.sh; RDT_TEST_REQUIRE_RDMA=1 makes this "
+           "a failure)\n", test, why);
+    fflush(stdout);
+    exit(RDT_TEST_EXIT_SKIP);
 }

@@ -15,4 +15,28 @@ uint64_t rdt_test_rand(uint64_t *state);
 void rdt_test_sim_expect_ok(rdt_coll_t coll, rdt_algo_t algo, int p, int root, size_t count,
                             size_t slice, rdt_dtype_t dtype, rdt_op_t op, int in_place);
 
+/*
+ * RDMA device, one rule for every test of the `softroce` label.
+ *
+ * A test that needs an RDMA device calls rdt_test_require_rdma() at the top of main(). Without a
+ * device with an active port (or in a build without the verbs transport) it exits with
+ * RDT_TEST_EXIT_SKIP, which tests/CMakeLists.txt declares as the test's SKIP_RETURN_CODE, so
+ * ctest reports it as skipped, never as passed. With RDT_TEST_REQUIRE_RDMA=1 in the environment
+ * (CI sets it inside the SoftRoCE VM), a missing device is a failure instead (exit 1), with a
+ * message saying so.
+ */
+#define RDT_TEST_EXIT_SKIP 77
+
+typedef struct rdt_test_rdma {
+    char dev[64]; /* the first device with an active port ("rxe0") */
+    int port;     /* its first active port */
+} rdt_test_rdma_t;
+
+/* 1 and *found filled when some RDMA device has an active port; else 0 and a reason in why[]. */
+int rdt_test_rdma_probe(rdt_test_rdma_t *found, char *why, size_t why_len);
+
+/* Return when a device exists (filling *found if not NULL), else exit as described above.
+ * @p test names the caller in the message. */
+void rdt_test_require_rdma(const char *test, rdt_test_rdma_t *found);
+
 #endif

@@ -1,10 +1,19 @@
 /*
- * test_collectives.c - every collective over real processes on loopback TCP.
+ * test_collectives.c - every collective over real processes on loopback TCP, and over verbs.
  *
  * Each test starts N ranks (tools/spawn.h). Every rank computes the inputs of all ranks from a
  * formula, so it can compute the expected result of each collective itself, with plain scalar
  * loops that share no code with the library, and compares it bit for bit with what it received.
  * A rank exits 0 only if everything matched; the parent test asserts every exit status.
+ *
+ * One executable, three ctest entries (tests/CMakeLists.txt):
+ *   test_collectives          the default suite, loopback TCP (RDT_TRANSPORT left as it is)
+ *   test_collectives --large  the 16 MiB and odd large sizes over TCP (label slow)
+ *   test_collectives --verbs  RDT_TRANSPORT=verbs on the RDMA device (label softroce): every
+ *                             collective on 2, 3 and 4 ranks, in place and out of place, sizes 0
+ *                             to 16 MiB with odd ones, operations in flight, faults; exits 77
+ *                             (skipped) without a device, fails instead under
+ *                             RDT_TEST_REQUIRE_RDMA=1 (rdt_test_require_rdma(), testutil.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +21,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
@@ -148,9 +158,12 @@ static void fill_input(void *buf, size_t n, int r, rdt_dtype_t t, rdt_op_t op, i
 /* One collective case: prepare buffers and the expected result, issue, check                   */
 /* ------------------------------------------------------------------------------------------ */
 
+/* C_COUNT collectives move data; C_BARRIER (no buffers, nothing to compare but its status and
+ * its place in the order of requests) comes after them. */
 enum { C_ALLREDUCE, C_REDUCE_SCATTER, C_ALLGATHER, C_BROADCAST, C_REDUCE, C_ALLTOALL, C_COUNT };
-static const char *const coll_names[C_COUNT] = {"allreduce", "reduce_scatter", "allgather",
-                                                "broadcast", "reduce", "alltoall"};
+#define C_BARRIER C_COUNT
+static const char *const coll_names[C_COUNT + 1] = {"allreduce", "reduce_scatter", "allgather",
+                                                    "broadcast", "reduce", "alltoall", "barrier"};
 
 typedef struct tcase {
     int coll;
@@ -214,6 +227,9 @@ static void tcase_prepare(tcase_t *c, int r, int p)
             fill_input(c->exp + (size_t)q * n * es, n, q, c->t, c->op, c->seed, (size_t)r * n);
         c->result_bytes = (size_t)p * n * es;
         break;
+    case C_BARRIER:
+        c->result_bytes = 0;
+        break;
     }
 
     /* buffers as the API wants them */
@@ -272,6 +288,8 @@ static rdt_status_t tcase_issue(tcase_t *c, rdt_comm_t *comm, rdt_request_t **re
     case C_REDUCE:
         return req ? rdt_ireduce(comm, c->sendbuf, c->recvbuf, n, c->t, c->op, c->root, req)
                    : rdt_reduce(comm, c->sendbuf, c->recvbuf, n, c->t, c->op, c->root);
+    case C_BARRIER:
+        return req ? rdt_ibarrier(comm, req) : rdt_barrier(comm);
     default:
         return req ? rdt_ialltoall(comm, c->sendbuf, c->recvbuf, n, c->t, req)
                    : rdt_alltoall(comm, c->sendbuf, c->recvbuf, n, c->t);
@@ -341,6 +359,8 @@ typedef struct job {
     const char *algo;  /* RDT_ALGO for the ranks, or NULL */
     int big;           /* include 1 MiB + 3 elements */
     int all_types;     /* every dtype and op at the small sizes */
+    int large;         /* include 1 MiB + 3 bytes and 16 MiB (battery_large) */
+    int only_large;    /* only the large sizes (the small ones run in the default suite) */
     uint64_t rng_seed; /* random counts; set by run_job */
 } job_t;
 
@@ -355,13 +375,58 @@ static rdt_comm_t *create_or_die(void)
     return comm;
 }
 
-/* Every collective, sizes 0, 1, 7, 1023 (and 1 MiB + 3), in place and not, dtypes and ops. */
+/* Collectives whose count is per rank block (the vector is nranks * count). */
+static int per_rank_blocks(int coll)
+{
+    return coll == C_REDUCE_SCATTER || coll == C_ALLGATHER || coll == C_ALLTOALL;
+}
+
+/*
+ * The large sizes of one collective, in place and out of place, with sum:
+ * - 1 MiB + 3 bytes (uint8: an odd byte count; per rank for the per-block collectives),
+ * - 16 MiB of float32: the whole vector, so 4 Mi elements for allreduce, broadcast and reduce,
+ *   and for allgather, reduce_scatter and alltoall 16 MiB / nranks per rank, made odd.
+ */
+static int battery_large(rdt_comm_t *comm, int coll, int *seed)
+{
+    int p = rdt_comm_size(comm), bad = 0, k, ip;
+
+    for (k = 0; k < 2; k++) {
+        for (ip = 0; ip < 2; ip++) {
+            tcase_t c;
+            memset(&c, 0, sizeof(c));
+            c.coll = coll;
+            c.op = RDT_SUM;
+            if (k == 0) {
+                c.t = RDT_UINT8;
+                c.count = (1u << 20) + 3;
+            } else {
+                c.t = RDT_FLOAT32;
+                c.count = (16u << 20) / 4;
+                if (per_rank_blocks(coll)) {
+                    c.count /= (size_t)p;
+                    if (p > 1 && c.count % 2 == 0)
+                        c.count--;
+                }
+            }
+            c.in_place = ip;
+            c.root = *seed % p;
+            c.seed = (*seed)++;
+            bad |= run_case(comm, &c);
+        }
+    }
+    return bad;
+}
+
+/* Every collective, sizes 0, 1, 7, 1023, 4097 (and 1 MiB + 3, and the large ones), in place and
+ * not, dtypes and ops. */
 static int body_battery(int rank, int nranks, void *arg)
 {
     const job_t *job = arg;
-    /* 0, 1, 7, 1023 and two random counts (the seed comes from the parent and is printed, so a
-     * failure can be replayed with RDT_TEST_SEED) */
-    size_t sizes[6] = {0, 1, 7, 1023};
+    /* 0, 1, 7, 1023, 4097 and two random counts (the seed comes from the parent and is printed,
+     * so a failure can be replayed with RDT_TEST_SEED) */
+    size_t sizes[7] = {0, 1, 7, 1023, 4097};
+    size_t nsizes = job->only_large ? 0 : sizeof(sizes) / sizeof(sizes[0]);
     uint64_t rng = job->rng_seed;
     rdt_comm_t *comm;
     int bad = 0, coll, ip, seed = 1;
@@ -371,11 +436,11 @@ static int body_battery(int rank, int nranks, void *arg)
         setenv("RDT_ALGO", job->algo, 1);
     setenv("RDT_TIMEOUT", "60", 1);
     comm = create_or_die();
-    sizes[4] = 2 + rdt_test_rand(&rng) % 5000;
-    sizes[5] = 5000 + rdt_test_rand(&rng) % 300000;
+    sizes[5] = 2 + rdt_test_rand(&rng) % 5000;
+    sizes[6] = 5000 + rdt_test_rand(&rng) % 300000;
     for (coll = 0; coll < C_COUNT; coll++) {
-        for (si = 0; si < sizeof(sizes) / sizeof(sizes[0]) + (job->big ? 1 : 0); si++) {
-            int big = si == sizeof(sizes) / sizeof(sizes[0]);
+        for (si = 0; si < nsizes + (job->big && !job->only_large ? 1 : 0); si++) {
+            int big = si == nsizes;
             int t, op;
             for (t = 0; t < RDT_DTYPE_COUNT; t++) {
                 if ((!job->all_types || big) && t != RDT_FLOAT32 && !(big && t == RDT_BFLOAT16))
@@ -400,6 +465,8 @@ static int body_battery(int rank, int nranks, void *arg)
                 }
             }
         }
+        if (job->large)
+            bad |= battery_large(comm, coll, &seed);
         if (rdt_barrier(comm) != RDT_SUCCESS) {
             fprintf(stderr, "rank %d: barrier: %s\n", rank, rdt_comm_last_error(comm));
             bad = 1;
@@ -438,36 +505,36 @@ static void run_job(int nranks, job_t *job, rdt_spawn_fn_t fn)
 
 static void test_every_collective_dtype_and_op_is_exact_on_2_ranks(void **state)
 {
-    job_t job = {NULL, 1, 1, 0};
+    job_t job = {.big = 1, .all_types = 1};
     run_job(2, &job, body_battery);
 }
 
 static void test_every_collective_dtype_and_op_is_exact_on_3_ranks(void **state)
 {
-    job_t job = {NULL, 1, 1, 0};
+    job_t job = {.big = 1, .all_types = 1};
     run_job(3, &job, body_battery);
 }
 
 static void test_every_collective_dtype_and_op_is_exact_on_4_ranks(void **state)
 {
-    job_t job = {NULL, 1, 1, 0};
+    job_t job = {.big = 1, .all_types = 1};
     run_job(4, &job, body_battery);
 }
 
 static void test_every_collective_dtype_and_op_is_exact_on_5_ranks(void **state)
 {
-    job_t job = {NULL, 1, 1, 0};
+    job_t job = {.big = 1, .all_types = 1};
     run_job(5, &job, body_battery);
 }
 
 static void test_every_collective_is_exact_on_8_ranks(void **state)
 {
-    job_t job = {NULL, 1, 0, 0};
+    job_t job = {.big = 1};
     run_job(8, &job, body_battery);
 }
 
 /* Every algorithm forced through RDT_ALGO, on 3 and 4 ranks (odd and power of two). */
-static void test_every_forced_algorithm_is_exact_on_3_and_4_ranks(void **state)
+static void forced_algorithms(int big)
 {
     static const char *const algos[] = {
         "allreduce:ring",          "allreduce:recdbl",   "allreduce:rabenseifner",
@@ -478,17 +545,25 @@ static void test_every_forced_algorithm_is_exact_on_3_and_4_ranks(void **state)
     int p;
     for (p = 3; p <= 4; p++) {
         for (i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
-            job_t job = {algos[i], 1, 0, 0};
+            job_t job = {.algo = algos[i], .big = big};
             run_job(p, &job, body_battery);
         }
     }
 }
 
+static void test_every_forced_algorithm_is_exact_on_3_and_4_ranks(void **state)
+{
+    forced_algorithms(1);
+}
+
 /* Several nonblocking operations in flight on one communicator, and two communicators (the world
- * and a split of it in reverse order) used at once. */
+ * and a split of it in reverse order) used at once: every collective and barriers, every fourth
+ * one 100003 elements, or with job->large 1 Mi + 5 (4 MiB + 20 bytes per rank; 4 MiB + 20 bytes
+ * times nranks for allgather and alltoall). */
 static int body_nonblocking(int rank, int nranks, void *arg)
 {
-    enum { K = 12 };
+    enum { K = 14 };
+    const job_t *job = arg;
     rdt_comm_t *comm = create_or_die(), *rev = NULL;
     rdt_request_t *reqs[K];
     tcase_t cases[K];
@@ -506,10 +581,13 @@ static int body_nonblocking(int rank, int nranks, void *arg)
     for (k = 0; k < K; k++) {
         rdt_comm_t *c = (k % 3 == 2) ? rev : comm;
         tcase_t *tc = &cases[k];
-        tc->coll = k % C_COUNT;
+        tc->coll = k % (C_COUNT + 1); /* C_BARRIER included */
         tc->t = (k & 1) ? RDT_FLOAT32 : RDT_INT32;
         tc->op = (k % 4 == 3) ? RDT_MAX : RDT_SUM;
-        tc->count = (k % 4 == 0) ? 100003 : (size_t)(k * 37 + 1);
+        tc->count = (k % 4 == 0) ? (job && job->large ? (1u << 20) + 5 : 100003)
+                                 : (size_t)(k * 37 + 1);
+        if (tc->coll == C_BARRIER)
+            tc->count = 0;
         tc->in_place = k % 2;
         tc->root = k % nranks;
         tc->seed = 100 + k;
@@ -691,7 +769,10 @@ static void test_send_and_recv_exchange_large_messages_in_a_ring(void **state)
     run_job(5, NULL, body_p2p);
 }
 
-/* Abort from another thread unblocks a collective that can never finish, within a bound. */
+/* Abort from another thread unblocks a collective that can never finish. Rank 1 stays in the job
+ * without calling anything until rank 0 is through (a pipe from the parent: rank 0 writes, or
+ * exits), so nothing but the abort can end rank 0's wait; if the abort did not, the spawn deadline
+ * kills both and the test fails. The elapsed time is printed, for information only. */
 typedef struct abort_arg {
     rdt_comm_t *comm;
 } abort_arg_t;
@@ -707,6 +788,7 @@ static void *abort_later(void *p)
 
 static int body_abort(int rank, int nranks, void *arg)
 {
+    const int *done_pipe = arg; /* [0] read end, [1] write end */
     rdt_comm_t *comm = create_or_die();
     float v[16] = {0};
     abort_arg_t a = {comm};
@@ -714,13 +796,18 @@ static int body_abort(int rank, int nranks, void *arg)
     double t0, t1;
     struct timespec ts;
     rdt_status_t st;
+    char c = 0;
 
     if (rank == 1) {
-        /* never joins the allreduce; waits for rank 0 to give up, then leaves */
-        sleep(3);
+        /* never joins the allreduce; leaves once rank 0 is through (a byte, or end of file when
+         * rank 0 exited without writing) */
+        close(done_pipe[1]);
+        while (read(done_pipe[0], &c, 1) < 0 && errno == EINTR) {
+        }
         rdt_comm_destroy(comm);
         return 0;
     }
+    close(done_pipe[0]);
     pthread_create(&th, NULL, abort_later, &a);
     clock_gettime(CLOCK_MONOTONIC, &ts);
     t0 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -728,21 +815,38 @@ static int body_abort(int rank, int nranks, void *arg)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     t1 = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
     pthread_join(th, NULL);
-    fprintf(stderr, "rank 0 (expected error after %.2f s): %s: %s\n", t1 - t0,
-            rdt_status_str(st), rdt_comm_last_error(comm));
-    if (st != RDT_ERR_ABORTED || t1 - t0 > 2.0)
+    fprintf(stderr, "rank 0 (expected error, after %.2f s, the abort came at 0.3 s): %s: %s\n",
+            t1 - t0, rdt_status_str(st), rdt_comm_last_error(comm));
+    if (st != RDT_ERR_ABORTED)
         return 1;
     /* later calls fail at once with the same status */
     if (rdt_allreduce(comm, v, v, 16, RDT_FLOAT32, RDT_SUM) != RDT_ERR_ABORTED)
         return 1;
     rdt_comm_abort(comm);
     rdt_comm_destroy(comm);
+    if (write(done_pipe[1], &c, 1) != 1)
+        return 1;
     return 0;
+}
+
+/* The parent's ends of the pipe: closed once the ranks run, so rank 1 sees end of file when rank
+ * 0 is gone. */
+static void close_pipe_hook(int nranks, const int *pids, void *arg)
+{
+    const int *fds = arg;
+    close(fds[0]);
+    close(fds[1]);
 }
 
 static void test_abort_from_another_thread_unblocks_a_waiting_collective(void **state)
 {
-    run_job(2, NULL, body_abort);
+    int fds[2], st[2], rc;
+
+    assert_int_equal(pipe(fds), 0);
+    rc = rdt_spawn_local_hook(2, body_abort, fds, SPAWN_TIMEOUT_S, st, close_pipe_hook, fds);
+    if (rc != 0)
+        fprintf(stderr, "ranks exited with %d and %d\n", st[0], st[1]);
+    assert_int_equal(rc, 0);
 }
 
 /* A rank that never arrives: the others fail after RDT_TIMEOUT naming it. */
@@ -1105,13 +1209,103 @@ static void test_an_unreachable_root_is_an_error_within_the_timeout(void **state
 
 static void test_a_single_rank_without_launcher_runs_every_collective(void **state)
 {
-    job_t job = {NULL, 0, 1, 0};
+    job_t job = {.all_types = 1};
     clear_env();
     assert_int_equal(body_battery(0, 1, &job), 0);
     clear_env();
 }
 
-int main(void)
+/* ------------------------------------------------------------------------------------------ */
+/* --large: the 16 MiB and odd large sizes over TCP (label slow)                                */
+/* ------------------------------------------------------------------------------------------ */
+
+static void
+test_large_and_odd_sizes_of_every_collective_are_exact_on_2_3_and_4_ranks(void **state)
+{
+    int p;
+    for (p = 2; p <= 4; p++) {
+        job_t job = {.large = 1, .only_large = 1};
+        run_job(p, &job, body_battery);
+    }
+}
+
+static void
+test_large_nonblocking_operations_in_flight_are_exact_on_2_3_and_4_ranks(void **state)
+{
+    int p;
+    for (p = 2; p <= 4; p++) {
+        job_t job = {.large = 1};
+        run_job(p, &job, body_nonblocking);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* --verbs: the same rank bodies with RDT_TRANSPORT=verbs (label softroce). Transport-neutral    */
+/* checks (environment parsing, bad arguments, dtype kernels beyond the battery) stay in the     */
+/* default suite; the rank counts stop at 4 to keep the emulated VM's run short.                 */
+/* ------------------------------------------------------------------------------------------ */
+
+static void verbs_battery(int p)
+{
+    job_t job = {.big = 1, .all_types = 1, .large = 1};
+    run_job(p, &job, body_battery);
+}
+
+static void test_verbs_every_collective_dtype_and_size_to_16mib_is_exact_on_2_ranks(void **state)
+{
+    verbs_battery(2);
+}
+
+static void test_verbs_every_collective_dtype_and_size_to_16mib_is_exact_on_3_ranks(void **state)
+{
+    verbs_battery(3);
+}
+
+static void test_verbs_every_collective_dtype_and_size_to_16mib_is_exact_on_4_ranks(void **state)
+{
+    verbs_battery(4);
+}
+
+static void test_verbs_every_forced_algorithm_is_exact_on_3_and_4_ranks(void **state)
+{
+    forced_algorithms(0); /* the large sizes ran above with the algorithms chosen by size */
+}
+
+static void test_verbs_nonblocking_operations_in_flight_on_two_communicators_exact(void **state)
+{
+    test_large_nonblocking_operations_in_flight_are_exact_on_2_3_and_4_ranks(state);
+}
+
+static void test_verbs_split_communicators_work_beside_their_parent(void **state)
+{
+    run_job(4, NULL, body_split);
+    run_job(3, NULL, body_split);
+}
+
+static void test_verbs_send_and_recv_exchange_large_messages_in_a_ring(void **state)
+{
+    int p;
+    for (p = 2; p <= 4; p++)
+        run_job(p, NULL, body_p2p);
+}
+
+static void test_verbs_a_communicator_from_an_out_of_band_allgather_works(void **state)
+{
+    run_job(3, NULL, body_oob);
+}
+
+static void test_verbs_a_rank_that_never_arrives_times_out_with_a_clear_error(void **state)
+{
+    run_job(3, NULL, body_timeout);
+}
+
+static void test_verbs_a_count_mismatch_is_an_error_on_every_rank(void **state)
+{
+    run_job(3, NULL, body_count_mismatch);
+}
+
+/* The default suite: loopback TCP unless RDT_TRANSPORT says otherwise. */
+static int run_default(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_missing_or_contradictory_environment_is_a_clear_error),
@@ -1135,4 +1329,47 @@ int main(void)
         cmocka_unit_test(test_a_count_mismatch_is_an_error_on_every_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+static int run_large(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_large_and_odd_sizes_of_every_collective_are_exact_on_2_3_and_4_ranks),
+        cmocka_unit_test(test_large_nonblocking_operations_in_flight_are_exact_on_2_3_and_4_ranks),
+    };
+    setenv("RDT_TRANSPORT", "tcp", 1); /* the ranks inherit it */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+static int run_verbs(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verbs_every_collective_dtype_and_size_to_16mib_is_exact_on_2_ranks),
+        cmocka_unit_test(test_verbs_every_collective_dtype_and_size_to_16mib_is_exact_on_3_ranks),
+        cmocka_unit_test(test_verbs_every_collective_dtype_and_size_to_16mib_is_exact_on_4_ranks),
+        cmocka_unit_test(test_verbs_nonblocking_operations_in_flight_on_two_communicators_exact),
+        cmocka_unit_test(test_verbs_send_and_recv_exchange_large_messages_in_a_ring),
+        cmocka_unit_test(test_verbs_every_forced_algorithm_is_exact_on_3_and_4_ranks),
+        cmocka_unit_test(test_verbs_split_communicators_work_beside_their_parent),
+        cmocka_unit_test(test_verbs_a_communicator_from_an_out_of_band_allgather_works),
+        cmocka_unit_test(test_abort_from_another_thread_unblocks_a_waiting_collective),
+        cmocka_unit_test(test_verbs_a_rank_that_never_arrives_times_out_with_a_clear_error),
+        cmocka_unit_test(test_verbs_a_count_mismatch_is_an_error_on_every_rank),
+    };
+    /* no device: exit 77 (skipped), or 1 under RDT_TEST_REQUIRE_RDMA=1 */
+    rdt_test_require_rdma("test_collectives --verbs", NULL);
+    setenv("RDT_TRANSPORT", "verbs", 1); /* the ranks inherit it: verbs, or creation fails */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 1)
+        return run_default();
+    if (argc == 2 && strcmp(argv[1], "--large") == 0)
+        return run_large();
+    if (argc == 2 && strcmp(argv[1], "--verbs") == 0)
+        return run_verbs();
+    fprintf(stderr, "usage: test_collectives [--large | --verbs]\n");
+    return 2;
 }

@@ -3,11 +3,14 @@
  * test_verbs.c - the verbs transport between real processes on one RDMA device (rxe0 in CI).
  *
  * Run it through tools/softroce.sh (see docs/ARCHITECTURE.md); without an RDMA device with an
- * active port every test is skipped, not passed. Each test forks 2-3 ranks with
- * rdt_spawn_local; the ranks open the transport, exchange addresses through files in a mkdtemp
- * folder, and check what they see. A child reports a failed check on stderr and through its
- * exit status; the parent asserts on the statuses. The ping-pong test also prints the latency and
- * bandwidth it saw (information only: timing never decides a test).
+ * active port the whole file is skipped (exit 77), never passed, and with RDT_TEST_REQUIRE_RDMA=1
+ * it fails instead (rdt_test_require_rdma() in tests/common/testutil.c). Each test forks 2-3
+ * ranks with rdt_spawn_local; the ranks open the transport, exchange addresses through files in
+ * a mkdtemp folder, and check what they see. A child reports a failed check on stderr and through
+ * its exit status; the parent asserts on the statuses. The ping-pong test also prints the latency
+ * and bandwidth it saw (information only: timing never decides a test). The same transport
+ * through the public API (collectives, a rank killed, memlock, RDT_IB_*): test_verbs_comm.c and
+ * test_collectives --verbs.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,52 +32,7 @@
 #include "testutil.h"
 #include "transport.h"
 
-#ifdef RDT_HAVE_VERBS
-#include <infiniband/verbs.h>
-#endif
-
 #define TV_SPAWN_TIMEOUT_S 120
-
-/* 1 when some RDMA device has an active port. */
-static int tv_have_device(void)
-{
-#ifdef RDT_HAVE_VERBS
-    struct ibv_device **list;
-    int n = 0, i, found = 0;
-
-    list = ibv_get_device_list(&n);
-    for (i = 0; list && i < n && !found; i++) {
-        struct ibv_context *ctx = ibv_open_device(list[i]);
-        struct ibv_device_attr da;
-        uint8_t port;
-        if (!ctx)
-            continue;
-        if (ibv_query_device(ctx, &da) == 0)
-            for (port = 1; port <= da.phys_port_cnt && !found; port++) {
-                struct ibv_port_attr pa;
-                found = ibv_query_port(ctx, port, &pa) == 0 && pa.state == IBV_PORT_ACTIVE;
-            }
-        ibv_close_device(ctx);
-    }
-    if (list)
-        ibv_free_device_list(list);
-    return found;
-#else
-    return 0;
-#endif
-}
-
-static int g_have_device = -1;
-
-#define TV_REQUIRE_DEVICE()                                                                      \
-    do {                                                                                         \
-        if (g_have_device < 0)                                                                   \
-            g_have_device = tv_have_device();                                                    \
-        if (!g_have_device) {                                                                    \
-            printf("SKIPPED: no RDMA device (run through tools/softroce.sh)\n");                 \
-            skip();                                                                              \
-        }                                                                                        \
-    } while (0)
 
 #ifdef RDT_HAVE_VERBS
 
@@ -411,7 +369,6 @@ static int pingpong_rank(int rank, int nranks, void *arg)
 static void test_pingpong_of_0_1_8_4097_and_1mib_plus_3_bytes_is_bit_exact(void **state)
 {
     (void)state;
-    TV_REQUIRE_DEVICE();
     tv_run(2, pingpong_rank, NULL);
 }
 
@@ -526,7 +483,6 @@ static void test_many_messages_in_flight_between_3_ranks_arrive_in_order_with_th
     void **state)
 {
     (void)state;
-    TV_REQUIRE_DEVICE();
     tv_run(TV_NR, many_rank, NULL);
 }
 
@@ -574,7 +530,6 @@ static void test_tag_mismatch_fails_receiver_with_mismatch_and_sender_with_peer_
     void **state)
 {
     (void)state;
-    TV_REQUIRE_DEVICE();
     g_mismatch_mode = MISMATCH_TAG;
     tv_run(2, mismatch_rank, NULL);
 }
@@ -583,7 +538,6 @@ static void test_length_mismatch_fails_receiver_with_mismatch_and_sender_with_pe
     void **state)
 {
     (void)state;
-    TV_REQUIRE_DEVICE();
     g_mismatch_mode = MISMATCH_LEN;
     tv_run(2, mismatch_rank, NULL);
 }
@@ -648,7 +602,6 @@ static void test_a_peer_killed_fails_its_transfers_with_an_error_naming_it(void 
 {
     static const int want[3] = {0, 128 + SIGKILL, 0};
     (void)state;
-    TV_REQUIRE_DEVICE();
     tv_run(3, kill_rank, want);
 }
 
@@ -685,7 +638,6 @@ static int memlock_rank(int rank, int nranks, void *arg)
 static void test_a_low_memlock_limit_fails_the_post_with_an_error_saying_to_raise_it(void **state)
 {
     (void)state;
-    TV_REQUIRE_DEVICE();
     tv_run(2, memlock_rank, NULL);
 }
 
@@ -737,61 +689,17 @@ static int abort_rank(int rank, int nranks, void *arg)
 static void test_abort_from_the_driving_thread_completes_transfers_before_returning(void **state)
 {
     (void)state;
-    TV_REQUIRE_DEVICE();
     tv_run(2, abort_rank, NULL);
 }
 
-#else /* !RDT_HAVE_VERBS: built without libibverbs, every test skips */
-
-static void test_pingpong_of_0_1_8_4097_and_1mib_plus_3_bytes_is_bit_exact(void **state)
-{
-    TV_REQUIRE_DEVICE();
-}
-
-static void test_many_messages_in_flight_between_3_ranks_arrive_in_order_with_their_tags(
-    void **state)
-{
-    TV_REQUIRE_DEVICE();
-}
-
-static void test_tag_mismatch_fails_receiver_with_mismatch_and_sender_with_peer_failed(
-    void **state)
-{
-    TV_REQUIRE_DEVICE();
-}
-
-static void test_length_mismatch_fails_receiver_with_mismatch_and_sender_with_peer_failed(
-    void **state)
-{
-    TV_REQUIRE_DEVICE();
-}
-
-static void test_a_peer_killed_fails_its_transfers_with_an_error_naming_it(void **state)
-{
-    TV_REQUIRE_DEVICE();
-}
-
-static void test_a_low_memlock_limit_fails_the_post_with_an_error_saying_to_raise_it(void **state)
-{
-    TV_REQUIRE_DEVICE();
-}
-
-static void test_abort_from_the_driving_thread_completes_transfers_before_returning(void **state)
-{
-    TV_REQUIRE_DEVICE();
-}
-
-#endif
-
-/* ctest's SKIP_RETURN_CODE for this test (tests/CMakeLists.txt): a skip must not read as a pass. */
-#define TV_EXIT_SKIPPED 77
+#endif /* RDT_HAVE_VERBS */
 
 int main(void)
 {
-    if (!tv_have_device()) {
-        printf("SKIPPED: no RDMA device (run through tools/softroce.sh)\n");
-        return TV_EXIT_SKIPPED;
-    }
+    /* exits 77 (skipped) without a device, or 1 under RDT_TEST_REQUIRE_RDMA=1; a build without
+     * the verbs transport never finds one */
+    rdt_test_require_rdma("test_verbs", NULL);
+#ifdef RDT_HAVE_VERBS
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pingpong_of_0_1_8_4097_and_1mib_plus_3_bytes_is_bit_exact),
         cmocka_unit_test(
@@ -806,4 +714,7 @@ int main(void)
         cmocka_unit_test(test_abort_from_the_driving_thread_completes_transfers_before_returning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
+#else
+    return 1; /* not reached: rdt_test_require_rdma() found no device */
+#endif
 }
