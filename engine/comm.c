@@ -372,18 +372,23 @@ typedef struct env_ids {
     const char *source;
     const char *rank_var, *size_var;
     const char *rank, *size;
+    const char *job_id; /* where the job token comes from when RDT_TOKEN is unset */
 } env_ids_t;
 
-/* Rank and size from the first source that sets them. */
+/* Rank and size from the first source that sets them, innermost launcher first: mpirun or
+ * torchrun started inside a Slurm allocation inherit SLURM_* from it, and their own variables
+ * are the ones that describe this process. *job_id_p: that source's job id (may be NULL). */
 static rdt_status_t env_rank_size(const rdt_config_t *cfg, int *rank_p, int *size_p,
-                                  const char **source_p)
+                                  const char **source_p, const char **job_id_p)
 {
     const env_ids_t srcs[] = {
-        {"the rdmatrain launcher", "RDT_RANK", "RDT_SIZE", cfg->rdt_rank, cfg->rdt_size},
-        {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", cfg->slurm_procid, cfg->slurm_ntasks},
+        {"the rdmatrain launcher", "RDT_RANK", "RDT_SIZE", cfg->rdt_rank, cfg->rdt_size, NULL},
         {"Open MPI", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", cfg->ompi_rank,
-         cfg->ompi_size},
-        {"torchrun", "RANK", "WORLD_SIZE", cfg->torch_rank, cfg->torch_world_size},
+         cfg->ompi_size, cfg->ompi_jobid},
+        {"torchrun", "RANK", "WORLD_SIZE", cfg->torch_rank, cfg->torch_world_size,
+         cfg->torch_run_id},
+        {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", cfg->slurm_procid, cfg->slurm_ntasks,
+         cfg->slurm_job_id},
     };
     size_t i;
     long r, n;
@@ -411,11 +416,13 @@ static rdt_status_t env_rank_size(const rdt_config_t *cfg, int *rank_p, int *siz
         *rank_p = (int)r;
         *size_p = (int)n;
         *source_p = e->source;
+        *job_id_p = e->job_id;
         return RDT_SUCCESS;
     }
     *rank_p = 0;
     *size_p = 1;
     *source_p = "no launcher variables (a single rank)";
+    *job_id_p = NULL;
     return RDT_SUCCESS;
 }
 
@@ -482,7 +489,7 @@ rdt_status_t rdt_comm_create_from_env(rdt_comm_t **comm_p)
     rdt_comm_t *comm = NULL;
     bs_ctx_t bs;
     char err[512];
-    const char *source, *tok_src = NULL;
+    const char *source, *job_id, *tok_src = NULL;
     char root_host[256] = "127.0.0.1";
     int rank, size, root_port = 0;
     rdt_status_t st;
@@ -498,7 +505,7 @@ rdt_status_t rdt_comm_create_from_env(rdt_comm_t **comm_p)
         return st;
     }
     rdt_log_configure(cfg.log_level, cfg.log_subsys);
-    st = env_rank_size(&cfg, &rank, &size, &source);
+    st = env_rank_size(&cfg, &rank, &size, &source, &job_id);
     if (st != RDT_SUCCESS)
         return st;
 
@@ -532,14 +539,7 @@ rdt_status_t rdt_comm_create_from_env(rdt_comm_t **comm_p)
     }
     rdt_log_set_identity(comm->host, rank);
 
-    if (cfg.rdt_token)
-        tok_src = cfg.rdt_token;
-    else if (cfg.slurm_job_id)
-        tok_src = cfg.slurm_job_id;
-    else if (cfg.ompi_jobid)
-        tok_src = cfg.ompi_jobid;
-    else if (cfg.torch_run_id)
-        tok_src = cfg.torch_run_id;
+    tok_src = cfg.rdt_token ? cfg.rdt_token : job_id;
     if (!tok_src) {
         tok_src = cfg.rdt_root ? cfg.rdt_root : "rdmatrain";
         if (size > 1)

@@ -118,11 +118,12 @@ const char *rdt_op_name(rdt_op_t op);
  * the job calls it; it returns once all ranks have met at the rendezvous, or with
  * RDT_ERR_TIMEOUT after `RDT_CONNECT_TIMEOUT` seconds.
  *
- * Rank and size come from, in order: `RDT_RANK`/`RDT_SIZE` (the rdmatrain launcher), Slurm
- * (`SLURM_PROCID`/`SLURM_NTASKS`), Open MPI (`OMPI_COMM_WORLD_RANK`/`OMPI_COMM_WORLD_SIZE`),
- * torchrun (`RANK`/`WORLD_SIZE`). The rendezvous address comes from `RDT_ROOT` (host:port) or
- * `MASTER_ADDR`/`MASTER_PORT`; rank 0 listens there. The job token from `RDT_TOKEN`, or when it
- * is absent from the job id of Slurm or Open MPI. A missing or contradictory variable is
+ * Rank and size come from, in order: `RDT_RANK`/`RDT_SIZE` (the rdmatrain launcher), Open MPI
+ * (`OMPI_COMM_WORLD_RANK`/`OMPI_COMM_WORLD_SIZE`), torchrun (`RANK`/`WORLD_SIZE`), Slurm
+ * (`SLURM_PROCID`/`SLURM_NTASKS`; last, as mpirun or torchrun inside an allocation inherit it).
+ * The rendezvous address comes from `RDT_ROOT` (host:port) or `MASTER_ADDR`/`MASTER_PORT`; rank 0
+ * listens there. The job token from `RDT_TOKEN`, or when it is absent from the job id of the
+ * launcher the rank came from (Open MPI, torchrun, Slurm). A missing or contradictory variable is
  * RDT_ERR_CONFIG with a message (see rdt_comm_last_error(NULL)) naming it.
  *
  * @param comm_p  receives the communicator; the caller owns it and frees it with

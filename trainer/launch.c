@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -380,25 +381,85 @@ static int split_rsh(job_t *j)
     return 0;
 }
 
-/* RDT_ROOT: the first host, as the others can reach it, and a port free here. Seen from remote
- * hosts this machine is its own name, not 127.0.0.1. For a remote first host the port is only
- * known free on this machine (documented). */
+/*
+ * This machine's address on the interface that routes to @p host (a name or an address, user@
+ * removed): the source address the kernel picks for a UDP socket connect()ed there. connect()
+ * on a datagram socket only chooses the route; nothing is sent. IPv6 comes out in brackets;
+ * link-local IPv6 is skipped (it would need a scope). Returns 0, or -1 if @p host does not
+ * resolve or no address of it has a route.
+ */
+static int route_source(const char *host, char *out, size_t outlen)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    int rc = -1;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_DGRAM;
+    if (getaddrinfo(host, "9", &hints, &res) != 0)
+        return -1;
+    for (ai = res; ai && rc; ai = ai->ai_next) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char ip[INET6_ADDRSTRLEN];
+        int fd;
+
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+            getnameinfo((struct sockaddr *)&ss, sl, ip, sizeof(ip), NULL, 0, NI_NUMERICHOST) == 0) {
+            if (ss.ss_family == AF_INET6 &&
+                IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)&ss)->sin6_addr)) {
+                close(fd);
+                continue;
+            }
+            if ((size_t)snprintf(out, outlen, ss.ss_family == AF_INET6 ? "[%s]" : "%s", ip) <
+                outlen)
+                rc = 0;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+/*
+ * RDT_ROOT, as launch.h says: --root, else the first host as the others can reach it. Seen
+ * from remote hosts this machine is its address on the route to the first remote host (its
+ * name only as a last resort: it often resolves to 127.0.1.1), not 127.0.0.1. For a remote
+ * first host the port is only known free on this machine (documented).
+ */
 static int choose_root(job_t *j, int any_remote)
 {
-    const rdt_host_t *first = &j->opt->hosts->hosts[j->opt->place[0].host];
-    const char *host;
-    int port = free_port(any_remote);
+    const rdt_launch_t *o = j->opt;
+    const rdt_host_t *first = &o->hosts->hosts[o->place[0].host];
+    char routed[INET6_ADDRSTRLEN + 2];
+    const char *host = o->root_host;
+    int port = o->root_port, r;
 
-    if (port < 0) {
+    if (!port && (port = free_port(any_remote)) < 0) {
         say("cannot find a free TCP port for the rendezvous: %s", strerror(errno));
         return -1;
     }
-    if (first->local)
-        host = any_remote ? j->opt->self_name : "127.0.0.1";
-    else
+    if (host) {
+        /* as given */
+    } else if (!first->local) {
         host = host_label(j, 0);
+    } else if (!any_remote) {
+        host = "127.0.0.1";
+    } else {
+        host = o->self_name;
+        for (r = 0; r < o->np && !j->ranks[r].remote; r++)
+            ;
+        if (r < o->np && route_source(host_label(j, r), routed, sizeof(routed)) == 0)
+            host = routed;
+    }
     if (!host || !*host) {
-        say("cannot name this machine for the remote ranks' rendezvous (gethostname failed)");
+        say("cannot name this machine for the remote ranks' rendezvous (gethostname failed); "
+            "give it with --root HOST");
         return -1;
     }
     snprintf(j->root, sizeof(j->root), "%s:%d", host, port);

@@ -5,8 +5,19 @@
  * Local ranks are fork/exec'd, each the leader of its own process group; remote ranks are an
  * ssh (or --rsh agent) each, whose remote side is a small /bin/sh wrapper that forwards signals
  * sent as lines on ssh's standard input and stops the program when that input closes. Every
- * rank gets RDT_RANK, RDT_SIZE, RDT_LOCAL_RANK, RDT_ROOT (the first host, a port chosen here)
- * and RDT_TOKEN (fresh, random), the environment of rdt_comm_create_from_env().
+ * rank gets RDT_RANK, RDT_SIZE, RDT_LOCAL_RANK, RDT_ROOT and RDT_TOKEN (fresh, random), the
+ * environment of rdt_comm_create_from_env().
+ *
+ * RDT_ROOT, where rank 0 listens for the rendezvous (rank 0 binds that very address), is
+ * --root HOST[:PORT] when given, else:
+ * - rank 0 on a remote host: that host as listed (user@ removed);
+ * - rank 0 here and every rank here: 127.0.0.1;
+ * - rank 0 here and some ranks remote: this machine's address on the interface that routes to
+ *   the first remote host (the source address of a UDP connect() to it, which sends nothing),
+ *   so that the remote ranks can reach it; if that host's name does not resolve here (an ssh
+ *   alias, say) or has no route, this machine's name (gethostname()).
+ * The port, unless given, is one free on this machine when chosen (and, for a remote rank 0,
+ * only assumed free there).
  *
  * What is guaranteed (to be said the same way in the README):
  * - SIGINT, SIGTERM, SIGHUP to the launcher: forwarded to every rank (local: its process group;
@@ -48,7 +59,10 @@ typedef struct rdt_launch {
     const char *rsh;        /* remote agent, split on blanks; NULL: "ssh -o BatchMode=yes" */
     char *const *xvars;     /* -x VAR=VAL or -x VAR entries */
     int nx;
-    const char *self_name; /* this machine's name, the rendezvous host seen from remote ranks */
+    const char *self_name; /* this machine's name, the last resort for the rendezvous host */
+    const char *root_host; /* --root: the rendezvous host (an IPv6 address in brackets); NULL:
+                              chosen as above */
+    int root_port;         /* --root's port; 0: a free one */
 } rdt_launch_t;
 
 /*

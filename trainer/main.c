@@ -40,6 +40,11 @@ static void usage(FILE *out)
             "      --timeout S       stop the job after S seconds (exit status 124)\n"
             "      --rsh CMD         how to reach remote hosts (default: ssh -o BatchMode=yes;\n"
             "                        or RDT_RSH), run as CMD HOST COMMAND\n"
+            "      --root HOST[:PORT]\n"
+            "                        the rendezvous (RDT_ROOT): an address of rank 0's host\n"
+            "                        that every host reaches. Default: the first host; if that\n"
+            "                        is this machine and others are remote, its address on the\n"
+            "                        route to the first remote host; a port free here\n"
             "  -x VAR=VALUE | VAR    set VAR in every rank (VAR alone: its value here)\n"
             "  -h, --help            this help\n"
             "      --version         the version\n"
@@ -81,6 +86,67 @@ static int parse_seconds(const char *s, double *out)
     }
     *out = v;
     return 0;
+}
+
+/* --root HOST[:PORT] or [IPV6][:PORT]: a host name or address rank 0 can bind and the others
+ * reach, and an optional port. HOST goes into RDT_ROOT as written (brackets kept). */
+static int parse_root(const char *s, char *host, size_t hostlen, int *port_p)
+{
+    const char *end, *colon = NULL, *p;
+    size_t n;
+
+    *port_p = 0;
+    if (s[0] == '[') {
+        end = strchr(s, ']');
+        if (!end || end == s + 1 || (end[1] && end[1] != ':'))
+            goto bad;
+        for (p = s + 1; p < end; p++)
+            if (!strchr("0123456789abcdefABCDEF:.", *p))
+                goto bad;
+        n = (size_t)(end - s) + 1;
+        if (end[1] == ':')
+            colon = end + 1;
+    } else {
+        colon = strchr(s, ':');
+        if (colon && strchr(colon + 1, ':')) {
+            fprintf(stderr,
+                    "rdmatrain: --root '%s': write an IPv6 address in brackets, as "
+                    "[ADDR] or [ADDR]:PORT\n",
+                    s);
+            return -1;
+        }
+        n = colon ? (size_t)(colon - s) : strlen(s);
+        if (n == 0)
+            goto bad;
+        for (p = s; p < s + n; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == '_'))
+                goto bad;
+    }
+    if (n >= hostlen)
+        goto bad;
+    if (colon) {
+        char *e;
+        long v;
+        errno = 0;
+        v = strtol(colon + 1, &e, 10);
+        if (e == colon + 1 || *e || errno || v < 1 || v > 65535 || colon[1] == '+' ||
+            colon[1] == '-' || colon[1] == ' ') {
+            fprintf(stderr, "rdmatrain: --root '%s': the port must be a number from 1 to 65535\n",
+                    s);
+            return -1;
+        }
+        *port_p = (int)v;
+    }
+    memcpy(host, s, n);
+    host[n] = '\0';
+    return 0;
+bad:
+    fprintf(stderr,
+            "rdmatrain: --root '%s': expected HOST, HOST:PORT, [IPV6] or [IPV6]:PORT, "
+            "HOST made of letters, digits, '.', '-' and '_'\n",
+            s);
+    return -1;
 }
 
 /* The whole file, at most HOSTFILE_MAX bytes; NULL with a message on failure. */
@@ -177,10 +243,10 @@ int main(int argc, char **argv)
     rdt_hostlist_t hosts = {0};
     rdt_rank_place_t *place = NULL;
     const char *host_arg = NULL, *hostfile_arg = NULL, *source = "this host";
-    char self[256] = "", err[512];
+    char self[256] = "", err[512], root_host[RDT_HOST_NAME_MAX + 1] = "";
     const char *self_names[2] = {self, NULL};
     char **xvars;
-    int np = 0, oversubscribe = 0, nx = 0, i, rc = RDT_LAUNCH_EXIT_USAGE;
+    int np = 0, oversubscribe = 0, nx = 0, i, rc = RDT_LAUNCH_EXIT_USAGE, root_port = 0;
     double timeout_s = 0;
     const char *output_dir = NULL, *rsh = getenv("RDT_RSH");
 
@@ -229,6 +295,10 @@ int main(int argc, char **argv)
                 goto out;
         } else if (is_opt(a, "--rsh")) {
             if (!(rsh = opt_value(argc, argv, &i, "--rsh")))
+                goto out;
+        } else if (is_opt(a, "--root")) {
+            if (!(v = opt_value(argc, argv, &i, "--root")) ||
+                parse_root(v, root_host, sizeof(root_host), &root_port))
                 goto out;
         } else if (strcmp(a, "-x") == 0) {
             if (!(v = opt_value(argc, argv, &i, "-x")))
@@ -302,6 +372,8 @@ int main(int argc, char **argv)
     job.xvars = xvars;
     job.nx = nx;
     job.self_name = self;
+    job.root_host = root_host[0] ? root_host : NULL;
+    job.root_port = root_port;
     rc = rdt_launch_run(&job);
 
 out:

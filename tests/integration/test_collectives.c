@@ -875,8 +875,10 @@ static void test_a_rank_that_never_arrives_times_out_with_a_clear_error(void **s
     run_job(3, NULL, body_timeout);
 }
 
-/* Rank and rendezvous from the variables of Slurm, Open MPI and torchrun instead of RDT_*. */
-typedef enum { SRC_SLURM, SRC_OMPI, SRC_TORCHRUN } env_source_t;
+/* Rank and rendezvous from the variables of Slurm, Open MPI and torchrun instead of RDT_*;
+ * SRC_OMPI_IN_SLURM: mpirun inside a Slurm allocation, whose SLURM_* (one task, rank 0, another
+ * job id) every rank inherits: Open MPI's variables must win. */
+typedef enum { SRC_SLURM, SRC_OMPI, SRC_TORCHRUN, SRC_OMPI_IN_SLURM } env_source_t;
 
 static int body_env_source(int rank, int nranks, void *arg)
 {
@@ -899,6 +901,11 @@ static int body_env_source(int rank, int nranks, void *arg)
         setenv("SLURM_JOB_ID", "4242", 1);
         unsetenv("RDT_TOKEN");
         break;
+    case SRC_OMPI_IN_SLURM:
+        setenv("SLURM_PROCID", "0", 1);
+        setenv("SLURM_NTASKS", "1", 1);
+        setenv("SLURM_JOB_ID", "977", 1);
+        /* fall through */
     case SRC_OMPI:
         setenv("OMPI_COMM_WORLD_RANK", r, 1);
         setenv("OMPI_COMM_WORLD_SIZE", n, 1);
@@ -931,7 +938,7 @@ static int body_env_source(int rank, int nranks, void *arg)
 
 static void test_ranks_come_from_slurm_open_mpi_or_torchrun_variables(void **state)
 {
-    env_source_t srcs[] = {SRC_SLURM, SRC_OMPI, SRC_TORCHRUN};
+    env_source_t srcs[] = {SRC_SLURM, SRC_OMPI, SRC_TORCHRUN, SRC_OMPI_IN_SLURM};
     size_t i;
     for (i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++) {
         int st[3];

@@ -3,7 +3,10 @@
  * and 7 local ranks, hosts files, exit statuses (a rank exits 3, one is SIGKILLed, one hangs
  * past --timeout, one ignores SIGTERM), Ctrl-C and SIGTERM through the launcher, the launcher
  * itself SIGKILLed, output prefixes and files, refusals before anything starts, and "remote"
- * ranks through an --rsh agent that runs the remote command on this machine. Only 127.0.0.1.
+ * ranks through an --rsh agent that runs the remote command on this machine. Only 127.0.0.1:
+ * jobs with such "remote" hosts pass --root 127.0.0.1, so the launcher does not look up the
+ * made-up host names (fakenode, sshnode) to find its address toward them, which would be a DNS
+ * query. The address it picks by default is tested in test_launcher_netns.c.
  *
  * rdt-test-labels: fault
  *
@@ -372,6 +375,14 @@ static void test_refusals_start_nothing(void **state)
          "-x 'RDT_RANK=3': RDT_RANK is set by the launcher for each rank"},
         {{"-x", "1BAD=3", RDT_TEST_PROG, "@M"}, 2, "-x '1BAD=3': expected VAR=VALUE or VAR"},
         {{"--bogus", RDT_TEST_PROG, "@M"}, 2, "unknown option '--bogus'"},
+        {{"--root", "::1", RDT_TEST_PROG, "@M"},
+         2,
+         "rdmatrain: --root '::1': write an IPv6 address in brackets, as [ADDR] or [ADDR]:PORT\n"},
+        {{"--root", "node1:0", RDT_TEST_PROG, "@M"},
+         2,
+         "rdmatrain: --root 'node1:0': the port must be a number from 1 to 65535\n"},
+        {{"--root", "no de", RDT_TEST_PROG, "@M"}, 2, "rdmatrain: --root 'no de': expected HOST"},
+        {{"--root", "[::1", RDT_TEST_PROG, "@M"}, 2, "rdmatrain: --root '[::1': expected HOST"},
         {{"-np", "2"}, 2, "no program to run"},
         {{"-np", "2", "train", "--epochs", "1", "@M"}, 2, "the trainer is not built yet"},
         {{"-np", "2", "./no-such-program-@M"}, 127, "cannot run './no-such-program-"},
@@ -567,9 +578,11 @@ static void test_remote_ranks_through_an_rsh_agent(void **state)
     char agent[300], log[300], text[256] = "";
     const char *args[] = {"-H",          "localhost:1,fakenode:2",
                           "--rsh",       agent,
+                          "--root",      "127.0.0.1",
                           "-x",          "FOO=it's a b",
                           RDT_TEST_PROG, "--env",
-                          "FOO",         "@M",
+                          "FOO",         "--env",
+                          "RDT_ROOT",    "@M",
                           NULL};
     static const char *const prefixes[] = {"[localhost:0] ", "[fakenode:1] ", "[fakenode:2] "};
     run_t r;
@@ -584,6 +597,7 @@ static void test_remote_ranks_through_an_rsh_agent(void **state)
     expect_in(r.out.p, "[fakenode:2] rank 2 of 3: allreduce ok (local rank 1)");
     expect_in(r.out.p, "[fakenode:1] rank 1 FOO=it's a b\n");
     expect_in(r.out.p, "[localhost:0] rank 0 FOO=it's a b\n");
+    expect_in(r.out.p, "[fakenode:2] rank 2 RDT_ROOT=127.0.0.1:");
     f = fopen(log, "r");
     assert_non_null(f);
     assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
@@ -596,12 +610,15 @@ static void test_remote_ranks_through_an_rsh_agent(void **state)
 static void test_remote_ranks_get_signals_and_report_failures(void **state)
 {
     char agent[300];
-    const char *sig_args[] = {"-H",          "localhost:1,fakenode:2", "--rsh",   agent,
-                              RDT_TEST_PROG, "--wait-signal",          "--child", "@M",
-                              NULL};
-    const char *exit_args[] = {
-        "-H", "localhost:1,fakenode:2", "--rsh", agent, RDT_TEST_PROG, "--exit", "2", "5", "@M",
-        NULL};
+    const char *sig_args[] = {
+        "-H",          "localhost:1,fakenode:2", "--rsh",   agent, "--root", "127.0.0.1",
+        RDT_TEST_PROG, "--wait-signal",          "--child", "@M",  NULL};
+    const char *exit_args[] = {"-H",          "localhost:1,fakenode:2",
+                               "--rsh",       agent,
+                               "--root",      "127.0.0.1",
+                               RDT_TEST_PROG, "--exit",
+                               "2",           "5",
+                               "@M",          NULL};
     run_t r;
 
     write_agent(agent, sizeof(agent));
@@ -711,14 +728,15 @@ static int sshd_stop(void **state)
 static void test_remote_ranks_through_a_real_sshd(void **state)
 {
     char rsh[600];
-    const char *ok_args[] = {"-H",          "localhost:1,sshnode:2", "--rsh", rsh,   "-x",
-                             "FOO=a 'b' c", RDT_TEST_PROG,           "--env", "FOO", "@M",
-                             NULL};
-    const char *sig_args[] = {"-H",          "localhost:1,sshnode:2", "--rsh",   rsh,
-                              RDT_TEST_PROG, "--wait-signal",         "--child", "@M",
-                              NULL};
+    const char *ok_args[] = {
+        "-H",          "localhost:1,sshnode:2", "--rsh", rsh,   "--root", "127.0.0.1", "-x",
+        "FOO=a 'b' c", RDT_TEST_PROG,           "--env", "FOO", "@M",     NULL};
+    const char *sig_args[] = {
+        "-H",          "localhost:1,sshnode:2", "--rsh",   rsh,  "--root", "127.0.0.1",
+        RDT_TEST_PROG, "--wait-signal",         "--child", "@M", NULL};
     const char *exit_args[] = {"-H",          "localhost:1,sshnode:2",
                                "--rsh",       rsh,
+                               "--root",      "127.0.0.1",
                                RDT_TEST_PROG, "--exit",
                                "1",           "4",
                                "--child",     "@M",
