@@ -289,9 +289,9 @@ static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
             rdt_info("comm", "transport verbs (RDT_TRANSPORT=%s)", cfg->transport);
             return st;
         }
-        if (want_verbs) {
-            rdt_set_thread_error("RDT_TRANSPORT=verbs on rank %d (host %s): %s", c->rank, c->host,
-                                 why[0] ? why : rdt_status_str(st));
+        if (want_verbs || st == RDT_ERR_CONFIG) { /* RDT_IB_DEV / RDT_IB_GID_INDEX unusable */
+            rdt_set_thread_error("RDT_TRANSPORT=%s on rank %d (host %s): %s", cfg->transport,
+                                 c->rank, c->host, why[0] ? why : rdt_status_str(st));
             return st;
         }
         rdt_info("comm", "verbs not usable (%s): using tcp", why[0] ? why : rdt_status_str(st));

@@ -6,7 +6,10 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libcmocka-dev
     libibverbs-dev           # the verbs transport (built when found; its tests skip without a device)
     clang libclang-rt-14-dev # the libFuzzer target of the hosts-file parser
-    openssh-server)          # the launcher test that reaches "remote" ranks through a real sshd
+    openssh-server           # the launcher test that reaches "remote" ranks through a real sshd
+    openmpi-bin              # the launcher test that starts ranks with Open MPI's mpirun
+    iproute2                 # the launcher test across network namespaces (ip netns)
+    libhwloc-dev)            # topology discovery (topo/)
 [[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev)
 # RDT_SOFTROCE=1: what tools/softroce.sh needs (rxe in a VM when the host kernel has no rdma_rxe)
 [[ "${RDT_SOFTROCE:-0}" == 1 ]] && PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static rdma-core

@@ -1,23 +1,88 @@
 #!/usr/bin/env bash
-# softroce-bench.sh - raw RDMA figures of SoftRoCE: perftest's ib_write_lat and ib_write_bw
-# over rxe0, server and client on the same device (rxe's loopback path), through softroce.sh
-# (in a VM on these machines).
+# softroce-bench.sh - SoftRoCE figures side by side, in one VM run per MTU (through softroce.sh;
+# in a VM on these machines): raw RDMA (perftest's ib_write_lat and ib_write_bw over rxe0,
+# server and client on the same device: rxe's loopback path), then the project's allreduce
+# (rdt_bench -n 2) over the verbs transport and over TCP, and the ratios between them.
 #
-#   tools/softroce-bench.sh [--mtu 1024|4096|all] [--sizes "8 1048576"]
+#   tools/softroce-bench.sh [--build DIR] [--mtu 1024|4096|all] [--lat-sizes "8"]
+#                           [--bw-sizes "1048576 4194304"]
+#                           [--rdt-sizes "8 65536 1048576 4194304 16777216"]
 #
-# Prints one table per MTU: test, message size, iterations, and the figures perftest reports
-# (latency: typical, average and 99th percentile in us; bandwidth: average Gb/s and Mmsg/s).
-# Under emulation (TCG) the absolute numbers mean little: compare ratios measured in one run.
-# Knobs (environment): BW_BYTES (bytes moved per bandwidth run, default 256 MiB, between 100
-# and 5000 iterations), LAT_ITERS (1000 up to 64 KiB, 100 above), and softroce.sh's RDT_VM_*.
-# Exit status 1 if a run failed. The verbs issue extends this with the project's own benchmark.
+#   --build DIR   build tree holding tools/rdt_bench (default: the repository's build/), shared
+#                 into the VM read-write
+#   --mtu         active MTU of rxe0, one VM run each (default all: 1024 and 4096)
+#   --lat-sizes, --bw-sizes   message sizes of ib_write_lat and ib_write_bw
+#   --rdt-sizes   allreduce sizes of rdt_bench; "" skips rdt_bench (perftest only)
+#
+# Prints, per MTU: perftest's figures (latency: typical, average and 99th percentile in us, one
+# way, i.e. half a round trip, as perftest reports it; bandwidth: average Gb/s and Mmsg/s), then
+# rdt_bench's allreduce (float32 sum, 2 ranks, out of place, nccl-tests figures: time per call
+# in us, busbw in GB/s) per size with verbs and tcp side by side and their time ratio, then:
+#   rdt allreduce time / ib_write_lat typical, at each size measured by both (8 B);
+#   rdt busbw (verbs) / ib_write_bw, at each rdt size from the largest ib_write_bw size up
+#     (4 and 16 MiB), against the best ib_write_bw average of the run; units converted: busbw
+#     GB/s (1e9 bytes/s) x 8 = Gb/s, the decimal gigabits perftest's --report_gbits prints;
+#   verbs / tcp allreduce time, per size (below 1: verbs is faster).
+# With 2 ranks an allreduce's busbw equals its algbw (size / time), so the bandwidth ratio says
+# which share of a raw RDMA write stream the engine delivers; the latency ratio, how many one-way
+# hops an 8-byte allreduce costs. Under emulation (TCG) absolute numbers mean little: compare
+# ratios measured in one run.
+# Knobs (environment): BW_BYTES (bytes moved per ib_write_bw run, default 256 MiB, between 100
+# and 5000 iterations), LAT_ITERS (1000 up to 64 KiB, 100 above), BENCH_ITERS (rdt_bench -i,
+# timed calls per size; default: rdt_bench's own 0.2 s per batch), BENCH_WARMUP (rdt_bench -w,
+# default 5), and softroce.sh's RDT_VM_*.
+# Exit status 1 if a run failed (rdt_bench's result check included), 2 on a usage error.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PROG=softroce-bench.sh
+
+usage_error() {
+    echo "$PROG: $*" >&2
+    exit 2
+}
+
+inside=0
+build=$HERE/../build
+mtus=(1024 4096)
+lat_sizes=(8)
+bw_sizes=(1048576 4194304)
+rdt_sizes=(8 65536 1048576 4194304 16777216)
+while (($#)); do
+    case $1 in
+    --inside) # internal: the part that runs where rxe0 is up
+        inside=1
+        shift
+        continue
+        ;;
+    -h | --help)
+        sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+        exit 0
+        ;;
+    esac
+    (($# >= 2)) || usage_error "$1 takes a value (see --help)"
+    case $1 in
+    --build) build=$2 ;;
+    --mtu)
+        case $2 in
+        1024 | 4096) mtus=("$2") ;;
+        all) mtus=(1024 4096) ;;
+        *) usage_error "--mtu takes 1024, 4096 or all" ;;
+        esac
+        ;;
+    --lat-sizes) read -r -a lat_sizes <<<"$2" ;;
+    --bw-sizes) read -r -a bw_sizes <<<"$2" ;;
+    --rdt-sizes) read -r -a rdt_sizes <<<"$2" ;;
+    *) usage_error "unknown argument '$1' (see --help)" ;;
+    esac
+    shift 2
+done
+for s in "${lat_sizes[@]}" "${bw_sizes[@]}" "${rdt_sizes[@]}"; do
+    [[ $s =~ ^[1-9][0-9]*$ ]] || usage_error "sizes are byte counts, not '$s'"
+done
 
 # ---------------------------------------------------------------- inside: rxe0 is up
-if [[ ${1:-} == --inside ]]; then
-    shift
+if ((inside)); then
     dev=${RDT_SOFTROCE_IBDEV:-rxe0}
     addr=${RDT_SOFTROCE_ADDR:-192.0.2.1}
     # GID 1 is the IPv4-mapped address on rxe (GID 0 is link-local); -F: the VM's CPU frequency
@@ -26,6 +91,9 @@ if [[ ${1:-} == --inside ]]; then
     port=18515
     fail=0
     mtu=$(ibv_devinfo -d "$dev" | awk '/active_mtu/ { print $2; exit }')
+    # In host mode /tmp is the host's: rdt_bench's JSON files go to a folder of our own.
+    out=$(mktemp -d "${TMPDIR:-/tmp}/rdt-softroce-bench.XXXXXX")
+    trap 'rm -rf "$out"' EXIT
 
     wait_listen() {
         local i
@@ -61,18 +129,26 @@ if [[ ${1:-} == --inside ]]; then
         awk '/^ *[0-9]+ +[0-9]+ +[0-9.]+/ { print; exit }' <<<"$out"
     }
 
+    # Every figure also goes to $out/figures, one per line, for the report at the end:
+    #   lat SIZE US (ib_write_lat typical)   bw SIZE GBITS (ib_write_bw average)
+    #   rdt TRANSPORT SIZE US BUSBW_GBYTES (rdt_bench, out of place)
+    figs=$out/figures
+    : >"$figs"
     printf '\nactive_mtu %s on %s\n' "$mtu" "$dev"
     printf '%-13s %9s %6s  %s\n' test bytes iters figures
-    for size in "$@"; do
+    for size in "${lat_sizes[@]}"; do
         iters=${LAT_ITERS:-$((size <= 65536 ? 1000 : 100))}
         if row=$(run_pair ib_write_lat -s "$size" -n "$iters"); then
             # bytes iters t_min t_max t_typical t_avg t_stdev p99 p99.9
             read -r -a f <<<"$row"
             printf '%-13s %9s %6s  typical %s us, avg %s us, p99 %s us\n' \
                 ib_write_lat "${f[0]}" "${f[1]}" "${f[4]}" "${f[5]}" "${f[7]}"
+            echo "lat $size ${f[4]}" >>"$figs"
         else
             fail=1
         fi
+    done
+    for size in "${bw_sizes[@]}"; do
         iters=$((${BW_BYTES:-268435456} / size))
         ((iters < 100)) && iters=100
         ((iters > 5000)) && iters=5000
@@ -81,47 +157,106 @@ if [[ ${1:-} == --inside ]]; then
             read -r -a f <<<"$row"
             printf '%-13s %9s %6s  avg %s Gb/s, %s Mmsg/s\n' \
                 ib_write_bw "${f[0]}" "${f[1]}" "${f[3]}" "${f[4]}"
+            echo "bw $size ${f[3]}" >>"$figs"
         else
             fail=1
         fi
     done
+    ((${#rdt_sizes[@]})) || exit "$fail"
+
+    # rdt_bench, one run per transport and size (the sizes are no geometric series): -b = -e,
+    # the row read from its JSON file rather than from the table.
+    bench=$build/tools/rdt_bench
+    opts=(-n 2 -c allreduce -d float32 -o sum)
+    [[ -n ${BENCH_ITERS:-} ]] && opts+=(-i "$BENCH_ITERS")
+    [[ -n ${BENCH_WARMUP:-} ]] && opts+=(-w "$BENCH_WARMUP")
+    json_num() { # json_num FILE KEY: the number after "KEY": in rdt_bench's one-row JSON
+        sed -n "s/.*\"$2\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
+    }
+    for tr in verbs tcp; do
+        for size in "${rdt_sizes[@]}"; do
+            j=$out/$tr.$size.json
+            if ! RDT_TRANSPORT=$tr "$bench" "${opts[@]}" -b "$size" -e "$size" -j "$j" \
+                >"$out/$tr.$size.log" 2>&1; then
+                echo "RDT_TRANSPORT=$tr rdt_bench ${opts[*]} -b $size -e $size: failed" >&2
+                cat "$out/$tr.$size.log" >&2
+                fail=1
+                continue
+            fi
+            t=$(json_num "$j" oop_time_us)
+            b=$(json_num "$j" oop_busbw)
+            if [[ -z $t || -z $b ]]; then
+                echo "rdt_bench $tr $size: no row in its JSON output:" >&2
+                cat "$j" "$out/$tr.$size.log" >&2
+                fail=1
+                continue
+            fi
+            echo "rdt $tr $size $t $b" >>"$figs"
+        done
+    done
+
+    # The report. A figure missing (its run failed) shows as "-", and so do the ratios using it.
+    # Bandwidth: the rdt sizes from the largest ib_write_bw size up, against the best ib_write_bw
+    # average of this run (the closest to the rate rxe streams at); rdt's busbw (GB/s, 1e9 bytes)
+    # x 8 is in perftest's decimal Gb/s (its --report_gbits divides bytes/s by 125000000).
+    awk -v mtu="$mtu" -v sizes="${rdt_sizes[*]}" '
+        function h(s) {
+            if (s >= 1048576 && s % 1048576 == 0) return s / 1048576 " MiB"
+            if (s >= 1024 && s % 1024 == 0) return s / 1024 " KiB"
+            return s " B"
+        }
+        function ratio(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2f", a / b) : "-" }
+        function v(x) { return x != "" ? x : "-" }
+        $1 == "lat" { lat[$2] = $3 }
+        $1 == "bw" { bw[$2] = $3; if (ref == "" || $3 > bw[ref]) ref = $2; if ($2 > big) big = $2 }
+        $1 == "rdt" { t[$2, $3] = $4; b[$2, $3] = $5 }
+        END {
+            n = split(sizes, s, " ")
+            printf "\nrdt_bench -n 2 allreduce float32 sum, out of place: time per call, busbw in GB/s\n"
+            printf "%9s %12s %12s %9s %12s %12s\n", "size", "verbs us", "tcp us", "verbs/tcp",
+                "verbs busbw", "tcp busbw"
+            for (i = 1; i <= n; i++)
+                printf "%9s %12s %12s %9s %12s %12s\n", h(s[i]), v(t["verbs", s[i]]),
+                    v(t["tcp", s[i]]), ratio(t["verbs", s[i]], t["tcp", s[i]]),
+                    v(b["verbs", s[i]]), v(b["tcp", s[i]])
+            printf "\nratios (active_mtu %s)\n", mtu
+            for (i = 1; i <= n; i++)
+                if (s[i] in lat)
+                    printf "  allreduce %s (verbs) / ib_write_lat %s typical: %s us / %s us = %s\n",
+                        h(s[i]), h(s[i]), v(t["verbs", s[i]]), lat[s[i]],
+                        ratio(t["verbs", s[i]], lat[s[i]])
+            for (i = 1; ref != "" && i <= n; i++) {
+                if (s[i] + 0 < big + 0) continue
+                x = b["verbs", s[i]]
+                printf "  allreduce %s (verbs) busbw / ib_write_bw %s: %s GB/s = %s Gb/s / %s Gb/s = %s\n",
+                    h(s[i]), h(ref), v(x), x != "" ? sprintf("%.3f", x * 8) : "-", bw[ref],
+                    ratio(x != "" ? x * 8 : "", bw[ref])
+            }
+            printf "  allreduce time verbs / tcp:"
+            for (i = 1; i <= n; i++)
+                printf "%s %s %s", (i > 1 ? "," : ""), h(s[i]), ratio(t["verbs", s[i]], t["tcp", s[i]])
+            printf "\n"
+        }' "$figs"
     exit "$fail"
 fi
 
 # ---------------------------------------------------------------- outside
-mtus=(1024 4096)
-sizes=(8 1048576)
-while (($#)); do
-    case $1 in
-    --mtu)
-        case ${2:-} in
-        1024 | 4096) mtus=("$2") ;;
-        all) mtus=(1024 4096) ;;
-        *) echo "softroce-bench.sh: --mtu takes 1024, 4096 or all" >&2 && exit 2 ;;
-        esac
-        shift 2
-        ;;
-    --sizes)
-        read -r -a sizes <<<"${2:-}"
-        shift 2
-        ;;
-    -h | --help)
-        sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
-        exit 0
-        ;;
-    *) echo "softroce-bench.sh: unknown argument '$1' (see --help)" >&2 && exit 2 ;;
-    esac
-done
-for s in "${sizes[@]}"; do
-    [[ $s =~ ^[1-9][0-9]*$ ]] || { echo "softroce-bench.sh: sizes are byte counts, not '$s'" >&2 && exit 2; }
-done
-
+# The VM replaces /tmp and /run: a checkout there must be shared explicitly. The build tree is
+# shared read-write (it may live anywhere, /tmp included), by its absolute path since the VM
+# runs in tools/.
+shares=()
+if ((${#rdt_sizes[@]})); then
+    [[ -x $build/tools/rdt_bench ]] || usage_error "$build/tools/rdt_bench not found: build first" \
+        "(cmake -S . -B build && cmake --build build), or pass --build DIR"
+    build=$(cd "$build" && pwd -P)
+    shares+=(--rw "$build")
+fi
+case $HERE/ in /tmp/* | /run/*) shares+=(--ro "$HERE") ;; esac
 cd "$HERE"
-# The VM replaces /tmp and /run: a checkout there must be shared explicitly.
-ro=()
-case $HERE/ in /tmp/* | /run/*) ro=(--ro "$HERE") ;; esac
 rc=0
 for mtu in "${mtus[@]}"; do
-    "$HERE/softroce.sh" --mtu "$mtu" "${ro[@]}" -- bash "$HERE/softroce-bench.sh" --inside "${sizes[@]}" || rc=1
+    "$HERE/softroce.sh" --mtu "$mtu" "${shares[@]}" -- bash "$HERE/softroce-bench.sh" --inside \
+        --build "$build" --lat-sizes "${lat_sizes[*]}" --bw-sizes "${bw_sizes[*]}" \
+        --rdt-sizes "${rdt_sizes[*]}" || rc=1
 done
 exit "$rc"

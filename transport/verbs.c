@@ -128,6 +128,7 @@
 #define VERBS_CONNECT_TIMEOUT_DEFAULT_MS 30000
 #define VERBS_ADDR_STR 96
 #define VERBS_WC_BATCH 32
+#define VERBS_NOTICE_MAX 400 /* bytes of a failure notice on the side channel */
 #define VERBS_SPIN_US 200 /* busy-poll the CQ this long before sleeping (bounded) */
 
 /*
@@ -432,10 +433,23 @@ static void verbs_complete_all(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st
         verbs_complete_list(tp, q[order[i]].head, st);
 }
 
-/* Stop a peer's traffic: close the side channel and move the QP to ERR (flushing its WRs, whose
- * completions are then ignored). Resources stay until close(). */
-static void verbs_peer_shut(rdt_verbs_t *tp, verbs_peer_t *p)
+/* Stop a peer's traffic: tell it why on the side channel (@p why, may be NULL), close the side
+ * channel and move the QP to ERR (flushing its WRs, whose completions are then ignored).
+ * Resources stay until close(). The notice is what lets a rank that only talked to the one who
+ * gave up name the rank that failed first: 'A', a 16-bit little-endian length, the sentence. */
+static void verbs_peer_shut(rdt_verbs_t *tp, verbs_peer_t *p, const char *why)
 {
+    if (why && *why && p->fd >= 0 && p->state == PEER_UP) {
+        unsigned char msg[3 + VERBS_NOTICE_MAX];
+        size_t n = strnlen(why, VERBS_NOTICE_MAX);
+        msg[0] = 'A';
+        msg[1] = (unsigned char)n;
+        msg[2] = (unsigned char)(n >> 8);
+        memcpy(msg + 3, why, n);
+        /* an idle socket takes a few hundred bytes at once; a dead peer's is simply closed */
+        if (send(p->fd, msg, 3 + n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            rdt_debug("verbs", "no failure notice to rank %d: %m", p->rank);
+    }
     verbs_close_fd(tp, p->fd);
     p->fd = -1;
     if (p->qp) {
@@ -462,7 +476,7 @@ static void verbs_peer_fail(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st, r
     vsnprintf(p->fail_msg, sizeof(p->fail_msg), fmt, ap);
     va_end(ap);
     busy = first || verbs_has_sends(p) || p->q[Q_RECV].head || p->q[Q_RRECV].head || p->filled;
-    verbs_peer_shut(tp, p);
+    verbs_peer_shut(tp, p, p->fail_msg);
     verbs_peer_state(tp, p, PEER_FAILED);
     p->fail_status = st;
     if (busy) {
@@ -1755,9 +1769,11 @@ static void verbs_pending_event(rdt_verbs_t *tp, verbs_pending_t *s)
     p->deadline = verbs_now_ms() + (uint64_t)tp->connect_timeout_ms;
 }
 
-/* Readable side channel of a connected peer: "ready" once (acceptor), then only EOF. */
+/* Readable side channel of a connected peer: "ready" once (acceptor), then only a failure
+ * notice (see verbs_peer_shut) or EOF. */
 static void verbs_side_event(rdt_verbs_t *tp, verbs_peer_t *p)
 {
+    unsigned char b[3 + VERBS_NOTICE_MAX + 1];
     char c;
     ssize_t n = recv(p->fd, &c, 1, 0);
 
@@ -1765,6 +1781,24 @@ static void verbs_side_event(rdt_verbs_t *tp, verbs_peer_t *p)
         return;
     if (n == 1 && p->state == PEER_READY_WAIT && c == 'R') {
         verbs_peer_up(tp, p);
+        return;
+    }
+    if (n == 1 && c == 'A') {
+        /* the peer gave up and says why (sent in one piece; a short read keeps what came) */
+        ssize_t k = recv(p->fd, b, sizeof(b) - 1, MSG_DONTWAIT);
+        size_t len = k >= 2 ? (size_t)(b[0] | (b[1] << 8)) : 0;
+        if (k < 2)
+            k = 2;
+        if (len > (size_t)k - 2)
+            len = (size_t)k - 2;
+        for (size_t i = 0; i < len; i++)
+            if (b[2 + i] < 0x20 || b[2 + i] > 0x7e)
+                b[2 + i] = '?'; /* printable only: it goes into logs */
+        b[2 + len] = 0;
+        verbs_cq_drain(tp); /* what it completed before giving up still counts */
+        verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
+                        "rank %d (host %s) gave up: %s", p->rank, verbs_host(p),
+                        len ? (const char *)b + 2 : "(no reason received)");
         return;
     }
     if (n == 1) {
@@ -1893,19 +1927,19 @@ static void verbs_abort_conns(rdt_verbs_t *tp)
         tp->pending[i].fd = -1;
     }
     tp->npending = 0;
+    if (!tp->base.error[0])
+        verbs_set_error(tp, "the verbs transport of rank %d was aborted", tp->rank);
     for (i = 0; i < tp->nranks; i++) {
         verbs_peer_t *p = &tp->peers[i];
         if (p->state == PEER_FAILED)
             continue;
-        verbs_peer_shut(tp, p);
+        verbs_peer_shut(tp, p, tp->base.error);
         verbs_peer_state(tp, p, PEER_FAILED);
         p->fail_status = RDT_ERR_ABORTED;
         snprintf(p->fail_msg, sizeof(p->fail_msg),
                  "the connection to rank %d (host %s) was closed by an abort", p->rank,
                  verbs_host(p));
     }
-    if (!tp->base.error[0])
-        verbs_set_error(tp, "the verbs transport of rank %d was aborted", tp->rank);
 }
 
 static void verbs_abort_deliver(rdt_verbs_t *tp)
@@ -2285,11 +2319,14 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
         tp->pending[i].fd = -1;
 
     tp->dev = verbs_dev_get(params->ib_dev, params->ib_gid_fixed ? params->ib_gid_index : -1,
-                            params->reg_cache,
-                            tp->base.error, sizeof(tp->base.error));
-    st = RDT_ERR_UNSUPPORTED;
+                            params->reg_cache, tp->base.error, sizeof(tp->base.error));
+    /* a device or GID the user named and that cannot be used is a configuration error (the
+     * engine then fails even under RDT_TRANSPORT=auto), no device at all is "unsupported" */
+    st = (params->ib_dev && params->ib_dev[0]) || params->ib_gid_fixed ? RDT_ERR_CONFIG
+                                                                         : RDT_ERR_UNSUPPORTED;
     if (!tp->dev)
         goto err;
+    st = RDT_ERR_UNSUPPORTED;
     /* one connection's ring and staging must fit under RLIMIT_MEMLOCK, or nothing can work */
     if (!verbs_memlock_ok(2 * VERBS_BUF_BYTES, "the buffers of one connection", tp->base.error,
                           sizeof(tp->base.error)))
