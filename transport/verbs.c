@@ -240,6 +240,7 @@ typedef struct verbs_peer {
     int have_hdr;         /* the message at rx_head has been matched with the RECV head */
     uint32_t cts_out;     /* CTS records sent */
     int eof;              /* the side channel closed: fail once the ring is drained */
+    char gave_up[VERBS_NOTICE_MAX + 1]; /* the peer's failure notice, if it sent one */
     rdt_status_t fail_status;
     char fail_msg[384];
 } verbs_peer_t;
@@ -278,6 +279,8 @@ typedef struct rdt_verbs {
     uint64_t ncompleted;
     unsigned quiet_polls;
     int rndv_warned;
+    int closing;    /* inside close() */
+    int failed_any; /* some peer failed: close() then still tells the others why */
     /* threads (see tcp.c) */
     pthread_mutex_t lock;
     uintptr_t driver;
@@ -476,6 +479,7 @@ static void verbs_peer_fail(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st, r
     vsnprintf(p->fail_msg, sizeof(p->fail_msg), fmt, ap);
     va_end(ap);
     busy = first || verbs_has_sends(p) || p->q[Q_RECV].head || p->q[Q_RRECV].head || p->filled;
+    tp->failed_any |= busy;
     verbs_peer_shut(tp, p, p->fail_msg);
     verbs_peer_state(tp, p, PEER_FAILED);
     p->fail_status = st;
@@ -495,6 +499,11 @@ static void verbs_peer_fail(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st, r
 static void verbs_peer_lost(rdt_verbs_t *tp, verbs_peer_t *p, int err)
 {
     char eb[128];
+    if (p->gave_up[0]) {
+        verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
+                        "rank %d (host %s) gave up: %s", p->rank, verbs_host(p), p->gave_up);
+        return;
+    }
     verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
                     "connection to rank %d (host %s) on qp 0x%x lost: side channel %s", p->rank,
                     verbs_host(p), verbs_qpn(p),
@@ -1784,22 +1793,22 @@ static void verbs_side_event(rdt_verbs_t *tp, verbs_peer_t *p)
         return;
     }
     if (n == 1 && c == 'A') {
-        /* the peer gave up and says why (sent in one piece; a short read keeps what came) */
+        /* the peer gave up and says why (sent in one piece; a short read keeps what came).
+         * Then as EOF: what it wrote before still counts, and only what is left waiting fails,
+         * with its reason. */
         ssize_t k = recv(p->fd, b, sizeof(b) - 1, MSG_DONTWAIT);
-        size_t len = k >= 2 ? (size_t)(b[0] | (b[1] << 8)) : 0;
+        size_t len = k >= 2 ? (size_t)(b[0] | (b[1] << 8)) : 0, i;
         if (k < 2)
             k = 2;
         if (len > (size_t)k - 2)
             len = (size_t)k - 2;
-        for (size_t i = 0; i < len; i++)
+        for (i = 0; i < len; i++)
             if (b[2 + i] < 0x20 || b[2 + i] > 0x7e)
                 b[2 + i] = '?'; /* printable only: it goes into logs */
-        b[2 + len] = 0;
-        verbs_cq_drain(tp); /* what it completed before giving up still counts */
-        verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
-                        "rank %d (host %s) gave up: %s", p->rank, verbs_host(p),
-                        len ? (const char *)b + 2 : "(no reason received)");
-        return;
+        snprintf(p->gave_up, sizeof(p->gave_up), "%.*s", (int)len, (const char *)b + 2);
+        if (!p->gave_up[0])
+            snprintf(p->gave_up, sizeof(p->gave_up), "(no reason received)");
+        n = 0;
     }
     if (n == 1) {
         verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
@@ -1918,6 +1927,8 @@ static int verbs_abort_requested(rdt_verbs_t *tp)
 static void verbs_abort_conns(rdt_verbs_t *tp)
 {
     int i;
+    /* close() after a clean run (rdt_comm_destroy) is not giving up: no notice then */
+    const char *why = tp->closing && !tp->failed_any ? NULL : tp->base.error;
 
     if (tp->closed_all)
         return;
@@ -1933,7 +1944,7 @@ static void verbs_abort_conns(rdt_verbs_t *tp)
         verbs_peer_t *p = &tp->peers[i];
         if (p->state == PEER_FAILED)
             continue;
-        verbs_peer_shut(tp, p, tp->base.error);
+        verbs_peer_shut(tp, p, why);
         verbs_peer_state(tp, p, PEER_FAILED);
         p->fail_status = RDT_ERR_ABORTED;
         snprintf(p->fail_msg, sizeof(p->fail_msg),
@@ -2460,6 +2471,7 @@ static void verbs_close(rdt_transport_t *t)
         return;
     __atomic_store_n(&tp->abort_req, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_lock(&tp->lock);
+    tp->closing = 1;
     verbs_abort_conns(tp);
     verbs_abort_deliver(tp);
     pthread_mutex_unlock(&tp->lock);
