@@ -257,12 +257,24 @@ typedef struct blob {
     char host[RDT_HOST_MAX];
 } blob_t;
 
-/* Open @p c's transport as RDT_TRANSPORT says: verbs, tcp, or auto = verbs when this build has
- * it and a port can be opened, else tcp, saying why at info level. */
+/*
+ * Open @p c's transport as RDT_TRANSPORT says:
+ *   auto   the mux (transport/mux.c): shm between ranks of one host, and between hosts verbs
+ *          when this build has it and a port can be opened, else tcp (saying why at info
+ *          level). Which peers share a host is only known after the address exchange, so the
+ *          mux opens both up front (shm's open is cheap: its segment stays sparse and unmapped
+ *          until addrs_set).
+ *   tcp, verbs  that transport for every peer.
+ *   shm    shm for every peer; addrs_set fails naming a rank on another host.
+ */
 static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
 {
     int want_verbs = strcmp(cfg->transport, "verbs") == 0;
+    int want_auto = strcmp(cfg->transport, "auto") == 0;
     rdt_transport_params_t tpp;
+    rdt_shm_opts_t so;
+    rdt_transport_t *net = NULL;
+    const char *net_name = "tcp";
     char why[RDT_ERRMSG_LEN] = "";
     rdt_status_t st;
 
@@ -282,19 +294,31 @@ static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
     tpp.reg_cache = cfg->ib_reg_cache;
     tpp.open_error = why;
     tpp.open_error_len = sizeof(why);
-    if (want_verbs || strcmp(cfg->transport, "auto") == 0) {
-#ifdef RDT_HAVE_VERBS
-        st = rdt_verbs_ops.open(&tpp, &c->tp);
-        if (st == RDT_SUCCESS) {
-            rdt_info("comm", "transport verbs (RDT_TRANSPORT=%s)", cfg->transport);
-            return st;
-        }
-        if (want_verbs || st == RDT_ERR_CONFIG) { /* RDT_IB_DEV / RDT_IB_GID_INDEX unusable */
-            rdt_set_thread_error("RDT_TRANSPORT=%s on rank %d (host %s): %s", cfg->transport,
+    memset(&so, 0, sizeof(so));
+    so.ring_bytes = cfg->shm_ring;
+    so.rndv_bytes = cfg->shm_rndv ? cfg->shm_rndv : SIZE_MAX;
+    if (strcmp(cfg->transport, "shm") == 0) {
+        st = rdt_shm_open_opts(&tpp, &so, &c->tp);
+        if (st != RDT_SUCCESS)
+            rdt_set_thread_error("cannot open the shm transport on rank %d (host %s): %s",
                                  c->rank, c->host, why[0] ? why : rdt_status_str(st));
+        else
+            rdt_info("comm", "transport shm (RDT_TRANSPORT=shm)");
+        return st;
+    }
+    if (want_verbs || want_auto) {
+#ifdef RDT_HAVE_VERBS
+        st = rdt_verbs_ops.open(&tpp, &net);
+        if (st == RDT_SUCCESS) {
+            net_name = "verbs";
+        } else if (want_verbs) {
+            rdt_set_thread_error("RDT_TRANSPORT=verbs on rank %d (host %s): %s", c->rank, c->host,
+                                 why[0] ? why : rdt_status_str(st));
             return st;
+        } else {
+            rdt_info("comm", "verbs not usable (%s): using tcp",
+                     why[0] ? why : rdt_status_str(st));
         }
-        rdt_info("comm", "verbs not usable (%s): using tcp", why[0] ? why : rdt_status_str(st));
 #else
         if (want_verbs) {
             rdt_set_thread_error("RDT_TRANSPORT=verbs: this build has no verbs transport "
@@ -304,13 +328,35 @@ static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
         rdt_info("comm", "this build has no verbs transport: using tcp");
 #endif
     }
-    st = rdt_tcp_ops.open(&tpp, &c->tp);
-    if (st != RDT_SUCCESS)
-        rdt_set_thread_error("cannot open the tcp transport on %s: %s", tpp.bind_ip,
-                             rdt_status_str(st));
-    else
-        rdt_info("comm", "transport tcp on %s (RDT_TRANSPORT=%s)", tpp.bind_ip, cfg->transport);
-    return st;
+    if (!net) {
+        st = rdt_tcp_ops.open(&tpp, &net);
+        if (st != RDT_SUCCESS) {
+            rdt_set_thread_error("cannot open the tcp transport on %s: %s", tpp.bind_ip,
+                                 rdt_status_str(st));
+            return st;
+        }
+    }
+    if (!want_auto) {
+        c->tp = net;
+        if (want_verbs)
+            rdt_info("comm", "transport verbs (RDT_TRANSPORT=%s)", cfg->transport);
+        else
+            rdt_info("comm", "transport tcp on %s (RDT_TRANSPORT=%s)", tpp.bind_ip,
+                     cfg->transport);
+        return RDT_SUCCESS;
+    }
+    why[0] = '\0';
+    st = rdt_mux_open(&tpp, &so, net, &c->tp);
+    if (st != RDT_SUCCESS) {
+        net->ops->close(net);
+        rdt_set_thread_error("cannot open the shm transport on rank %d (host %s): %s", c->rank,
+                             c->host, why[0] ? why : rdt_status_str(st));
+        return st;
+    }
+    rdt_info("comm", "transport auto: shm within host %s, %s%s%s between hosts", c->host,
+             net_name, strcmp(net_name, "tcp") ? "" : " on ",
+             strcmp(net_name, "tcp") ? "" : tpp.bind_ip);
+    return RDT_SUCCESS;
 }
 
 /* Open the transport, exchange addresses, hand them over. */
@@ -345,6 +391,9 @@ static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void 
         memcpy(comm->hosts + (size_t)i * RDT_HOST_MAX, table[i].host, RDT_HOST_MAX);
     }
     st = comm->tp->ops->addrs_set(comm->tp, addrs, comm->hosts);
+    if (st != RDT_SUCCESS)
+        rdt_set_thread_error("rank %d (host %s): %s", comm->rank, comm->host,
+                             comm->tp->error[0] ? comm->tp->error : rdt_status_str(st));
 out:
     free(table);
     free(addrs);
@@ -789,8 +838,11 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
     st = nc->tp->ops->addrs_set(nc->tp, addrs, nc->hosts);
     free(addrs);
     addrs = NULL;
-    if (st != RDT_SUCCESS)
+    if (st != RDT_SUCCESS) {
+        rdt_comm_set_error(comm, st, "split on rank %d: %s", comm->rank,
+                           nc->tp->error[0] ? nc->tp->error : rdt_status_str(st));
         goto err;
+    }
     st = rdt_select_validate(nc);
     if (st != RDT_SUCCESS)
         goto err;

@@ -79,6 +79,11 @@ struct rdt_comm {
     unsigned char token[RDT_TOKEN_LEN];
     char host[RDT_HOST_MAX];
     char *hosts;              /* nranks * RDT_HOST_MAX */
+    /* topology, from hosts (select.c, at creation): per rank the host index (the lowest rank
+     * with the same host name), and whether it is a hierarchy (several hosts, several ranks on
+     * some host). Freed with the plans built from it (rdt_exec_plans_free). */
+    int *host_of;
+    int hier;
     char bind_ip[64];
     rdt_config_t cfg;
     rdt_transport_t *tp;

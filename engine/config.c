@@ -37,7 +37,7 @@ static const knob_t knobs[] = {
      "seconds the rendezvous and each connection to a peer may take"},
     {"RDT_ALGO", "", K_STR, S(algo),
      "force algorithms per collective, e.g. allreduce:ring,broadcast:tree "
-     "(ring, recdbl, rabenseifner, tree, pairwise)"},
+     "(ring, recdbl, rabenseifner, tree, pairwise, hier)"},
     {"RDT_CHUNK", "0", K_SIZE, F(chunk), 0,
      "bytes per pipelined slice (suffix k, m, g); 0 = chosen per call by the cost model"},
     {"RDT_SLICES", "3", K_INT, F(slices), 0, "slices of one collective in flight at once (1-16)"},
@@ -49,8 +49,16 @@ static const knob_t knobs[] = {
     {"RDT_IFNAME", "", K_STR, S(ifname),
      "network interface for data connections; empty = the one that reaches the root"},
     {"RDT_TRANSPORT", "auto", K_STR, S(transport),
-     "transport: tcp, verbs (RDMA: the first device with an active port), or auto = verbs "
-     "when a device can be opened, else tcp"},
+     "transport: auto = shared memory between ranks of one host and, between hosts, verbs when "
+     "a device can be opened, else tcp; tcp or verbs (RDMA: the first device with an active "
+     "port) for every peer; shm for every peer (all ranks on one host)"},
+    {"RDT_SHM_RING", "256k", K_SIZE, F(shm_ring), 0,
+     "shm: bytes of the ring for each ordered pair of ranks of a host (rounded up to a power "
+     "of two, 4k to 1g)"},
+    {"RDT_SHM_RNDV", "32k", K_SIZE, F(shm_rndv), 0,
+     "shm: messages of this many bytes or more are copied once, by the receiver straight from "
+     "the sender's memory (process_vm_readv); smaller ones through the ring; 0 = always the "
+     "ring"},
     {"RDT_IB_DEV", "", K_STR, S(ib_dev),
      "RDMA device and port for verbs, name[:port] (e.g. mlx5_0:1, rxe0); empty = the first "
      "device with an active port"},
@@ -220,9 +228,14 @@ rdt_status_t rdt_config_load(rdt_config_t *cfg, char *err, size_t errlen)
             return st;
     }
     if (strcmp(cfg->transport, "auto") && strcmp(cfg->transport, "tcp") &&
-        strcmp(cfg->transport, "verbs")) {
-        snprintf(err, errlen, "RDT_TRANSPORT='%s' is not a transport (auto, tcp or verbs)",
+        strcmp(cfg->transport, "verbs") && strcmp(cfg->transport, "shm")) {
+        snprintf(err, errlen, "RDT_TRANSPORT='%s' is not a transport (auto, tcp, verbs or shm)",
                  cfg->transport);
+        return RDT_ERR_CONFIG;
+    }
+    if (cfg->shm_ring < ((size_t)4 << 10) || cfg->shm_ring > ((size_t)1 << 30)) {
+        snprintf(err, errlen, "RDT_SHM_RING=%zu is out of range (4k to 1g bytes)",
+                 cfg->shm_ring);
         return RDT_ERR_CONFIG;
     }
     return RDT_SUCCESS;

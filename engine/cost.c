@@ -2,6 +2,9 @@
  * cost.c - alpha-beta-gamma costs: schedules priced round by round (rdt_sim_price), closed forms
  * for the selector (rdt_cost_model) and lower bounds (rdt_cost_lower_bound).
  *
+ * Two levels (rdt_sim_price_topo, rdt_cost_model_topo, rdt_cost_select): shared memory inside a
+ * host, the network between hosts with each host's link shared by its ranks.
+ *
  * Notation: p ranks, n bytes per unit, alpha per message (round), beta per byte on the wire,
  * gamma per byte reduced; p' = 2^floor(log2 p), e = p - p' (ranks folded away), L = ceil(log2 p).
  */
@@ -83,6 +86,152 @@ double rdt_sim_price(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes,
         total += worst[t];
     free(worst);
     return total;
+}
+
+/*
+ * Two levels (sched.h): the schedules of one host at a time, twice over: first the bytes the
+ * host's ranks send to and receive from other hosts per round (its shared network link), then
+ * each rank's rounds priced with max(shared-memory term, the host's network term) + gamma.
+ */
+typedef struct topo_round {
+    double sent, recvd; /* bytes between hosts, the whole host */
+} topo_round_t;
+
+static int grow_rounds(double **worst, topo_round_t **hr, uint32_t *n, uint32_t want)
+{
+    uint32_t t;
+    double *w;
+    topo_round_t *h;
+
+    if (want <= *n)
+        return 0;
+    w = realloc(*worst, (size_t)want * sizeof(*w));
+    if (!w)
+        return -1;
+    *worst = w;
+    h = realloc(*hr, (size_t)want * sizeof(*h));
+    if (!h)
+        return -1;
+    *hr = h;
+    for (t = *n; t < want; t++) {
+        w[t] = 0;
+        h[t].sent = h[t].recvd = 0;
+    }
+    *n = want;
+    return 0;
+}
+
+double rdt_sim_price_topo(rdt_coll_t coll, rdt_algo_t algo, int nranks, const int *host_of,
+                          size_t bytes, const rdt_cost_params_t *net,
+                          const rdt_cost_params_t *shm, rdt_price_info_t *info_p)
+{
+    rdt_hosts_t hs;
+    rdt_sched_t **sc = NULL;
+    topo_round_t *hr = NULL;
+    double *worst = NULL, total = -1.0, inter = 0, host_max = 0;
+    uint32_t nr = 0, i, t;
+    int h, k;
+
+    if (info_p)
+        info_p->inter_host_bytes = info_p->max_host_bytes = 0;
+    if (!host_of)
+        return rdt_sim_price(coll, algo, nranks, bytes, net);
+    if (!net || !shm || nranks < 1 || !rdt_sched_supported(coll, algo) ||
+        rdt_hosts_init(&hs, nranks, host_of) != RDT_SUCCESS)
+        return -1.0;
+    if (coll == RDT_COLL_BARRIER)
+        bytes = 0;
+    sc = calloc((size_t)hs.lmax, sizeof(*sc));
+    if (!sc)
+        goto out;
+    for (h = 0; h < hs.nhosts; h++) {
+        int L = rdt_hosts_size(&hs, h);
+        double hbytes = 0;
+
+        for (k = 0; k < L; k++) {
+            int r = hs.members[hs.first[h] + k];
+            if (rdt_sched_build_topo(coll, algo, r, nranks, 0, host_of, &sc[k]) != RDT_SUCCESS ||
+                grow_rounds(&worst, &hr, &nr, sc[k]->nrounds))
+                goto out;
+            for (i = 0; i < sc[k]->nops; i++) {
+                const rdt_sched_op_t *o = &sc[k]->ops[i];
+                double b = (double)rdt_sched_region_len(sc[k], o->blk_begin, o->blk_end, bytes);
+                if (o->kind == RDT_OPK_COPY || hs.host[o->peer] == h)
+                    continue;
+                if (o->kind == RDT_OPK_SEND) {
+                    hr[o->round].sent += b;
+                    hbytes += b;
+                } else {
+                    hr[o->round].recvd += b;
+                }
+            }
+        }
+        inter += hbytes;
+        host_max = hbytes > host_max ? hbytes : host_max;
+        for (k = 0; k < L; k++) {
+            const rdt_sched_t *s = sc[k];
+            price_round_t cur = {0, 0, 0, 0};
+            int net_msg = 0;
+            for (i = 0; i < s->nops; i++) {
+                const rdt_sched_op_t *o = &s->ops[i];
+                double b = (double)rdt_sched_region_len(s, o->blk_begin, o->blk_end, bytes);
+                if (o->kind != RDT_OPK_COPY) {
+                    if (hs.host[o->peer] != h) {
+                        net_msg = 1;
+                    } else {
+                        cur.msg = 1;
+                        if (o->kind == RDT_OPK_SEND)
+                            cur.sent += b;
+                        else
+                            cur.recvd += b;
+                    }
+                    if (o->kind == RDT_OPK_RECV_REDUCE)
+                        cur.reduced += b;
+                }
+                if (i + 1 == s->nops || s->ops[i + 1].round != o->round) {
+                    const topo_round_t *x = &hr[o->round];
+                    double wire = x->sent > x->recvd ? x->sent : x->recvd;
+                    double c_net = net_msg ? net->alpha + net->beta * wire : 0.0;
+                    double c_shm = (cur.msg ? shm->alpha : 0.0) +
+                                   shm->beta * (cur.sent > cur.recvd ? cur.sent : cur.recvd);
+                    double c = (c_net > c_shm ? c_net : c_shm) + net->gamma * cur.reduced;
+                    if (c > worst[o->round])
+                        worst[o->round] = c;
+                    cur.sent = cur.recvd = cur.reduced = 0;
+                    cur.msg = 0;
+                    net_msg = 0;
+                }
+            }
+        }
+        for (k = 0; k < L; k++) {
+            rdt_sched_destroy(sc[k]);
+            sc[k] = NULL;
+        }
+        for (t = 0; t < nr; t++)
+            hr[t].sent = hr[t].recvd = 0;
+    }
+    total = 0;
+    for (t = 0; t < nr; t++)
+        total += worst[t];
+    if (info_p) {
+        info_p->inter_host_bytes = inter;
+        info_p->max_host_bytes = host_max;
+    }
+out:
+    for (k = 0; sc && k < hs.lmax; k++)
+        rdt_sched_destroy(sc[k]);
+    free(sc);
+    free(worst);
+    free(hr);
+    rdt_hosts_fini(&hs);
+    return total;
+}
+
+void rdt_cost_shm_params(const rdt_cost_params_t *net, rdt_cost_params_t *shm_p)
+{
+    shm_p->alpha = net->alpha < RDT_COST_SHM_ALPHA ? net->alpha : RDT_COST_SHM_ALPHA;
+    shm_p->beta = net->beta < RDT_COST_SHM_BETA ? net->beta : RDT_COST_SHM_BETA;
+    shm_p->gamma = net->gamma;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -197,6 +346,8 @@ double rdt_cost_model(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes
         if (algo == RDT_ALGO_RABENSEIFNER) /* 2 log2(p') a + 2(p'-1)/p' n b + (p'-1)/p' n g */
             return 2 * m * a + (pp - 1) / (double)pp * n * (2 * b + g) +
                    (e ? 2 * a + 2 * n * b + n * g : 0);
+        if (algo == RDT_ALGO_HIER) /* one host: the ring's rounds, in chunks of n/p */
+            return 2 * (p - 1) * (a + ceil(n / p) * b) + (p - 1) * ceil(n / p) * g;
         /* tree: U rounds up with half the vector, D rounds down sending it to two children */
         dbtree_rounds(nranks, &up, &down);
         return up * (a + n / 2 * (b + g)) + down * dbtree_down_round(nranks, n, a, b);
@@ -219,4 +370,119 @@ double rdt_cost_model(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes
     default:
         return HUGE_VAL;
     }
+}
+
+/*
+ * Hierarchical allreduce in the two-level model (sched_hier.c; G = most ranks on a host, H
+ * hosts, a host of L ranks cuts the vector into chunks of at most ceil(G/L) groups of n/G):
+ *   intra-host reduce-scatter: round t costs the most over the hosts with L - 1 > t of
+ *       shm.alpha + ceil(G/L) n/G (shm.beta + gamma)
+ *   between hosts, 2(H-1) rounds: every host sends one sub-block of every group per round,
+ *       n/H bytes on its link: net.alpha + n/H net.beta, plus gamma on the H-1 reduce-scatter
+ *       rounds for the rank owning the most groups, max ceil(G/L) n/(G H)
+ *   intra-host allgather: as the reduce-scatter without gamma.
+ */
+static double hier_allreduce_model(const rdt_hosts_t *hs, double n, const rdt_cost_params_t *net,
+                                   const rdt_cost_params_t *shm)
+{
+    int G = hs->lmax, H = hs->nhosts, t, h;
+    double total = 0, kmax = 0;
+
+    for (t = 0; t < G - 1; t++) {
+        double rs = 0, ag = 0;
+        for (h = 0; h < H; h++) {
+            int L = rdt_hosts_size(hs, h);
+            double chunk = ceil((double)G / L) * n / G;
+            if (L - 1 <= t)
+                continue;
+            if (shm->alpha + chunk * (shm->beta + net->gamma) > rs)
+                rs = shm->alpha + chunk * (shm->beta + net->gamma);
+            if (shm->alpha + chunk * shm->beta > ag)
+                ag = shm->alpha + chunk * shm->beta;
+        }
+        total += rs + ag;
+    }
+    for (h = 0; h < H; h++) {
+        double k = ceil((double)G / rdt_hosts_size(hs, h));
+        kmax = k > kmax ? k : kmax;
+    }
+    if (H > 1)
+        total += 2 * (H - 1) * (net->alpha + ceil(n / H) * net->beta) +
+                 (H - 1) * kmax * ceil(n / ((double)G * H)) * net->gamma;
+    return total;
+}
+
+/*
+ * Recursive doubling and Rabenseifner allreduce in the two-level model, for hosts of
+ * consecutive ranks, G = most ranks on a host, 2^k = the largest power of two <= G: the steps
+ * between partners closer than 2^k stay inside a host (shared memory), the others cross, with
+ * all G ranks of a host on its link at once (G times the bytes). Fold rounds at network cost.
+ *   recdbl:       k (shm.a + n shm.b + n g) + (m - k)(net.a + G n net.b + n g)
+ *   rabenseifner: 2 k shm.a + 2 (m - k) net.a + 2 (1 - 2^k/p') G n net.b
+ *                 + 2 (2^k - 1)/p' n shm.b + (p'-1)/p' n g
+ */
+static double halving_model(rdt_algo_t algo, int p, int G, double n,
+                            const rdt_cost_params_t *net, const rdt_cost_params_t *shm)
+{
+    int pp = rdt_pow2_floor(p), e = p - pp, m = rdt_log2_floor((uint32_t)pp);
+    int k = rdt_log2_floor((uint32_t)G), kk;
+    double fold = e ? 2 * net->alpha + 2 * n * net->beta + n * net->gamma : 0;
+
+    kk = k < m ? k : m;
+    if (algo == RDT_ALGO_RECDBL)
+        return kk * (shm->alpha + n * (shm->beta + net->gamma)) +
+               (m - kk) * (net->alpha + G * n * net->beta + n * net->gamma) + fold;
+    return 2 * kk * shm->alpha + 2 * (m - kk) * net->alpha +
+           2 * (1 - (double)(1 << kk) / pp) * G * n * net->beta +
+           2 * ((double)(1 << kk) - 1) / pp * n * shm->beta + (pp - 1) / (double)pp * n * net->gamma +
+           fold;
+}
+
+double rdt_cost_model_topo(rdt_coll_t coll, rdt_algo_t algo, int nranks, const int *host_of,
+                           size_t bytes, const rdt_cost_params_t *net,
+                           const rdt_cost_params_t *shm)
+{
+    rdt_hosts_t hs;
+    double t;
+    int halving = coll == RDT_COLL_ALLREDUCE &&
+                  (algo == RDT_ALGO_RECDBL || algo == RDT_ALGO_RABENSEIFNER);
+
+    if (!host_of || (algo != RDT_ALGO_HIER && !halving) || !rdt_sched_supported(coll, algo) ||
+        nranks <= 1)
+        return rdt_cost_model(coll, algo, nranks, bytes, net);
+    if (!net || !shm || rdt_hosts_init(&hs, nranks, host_of) != RDT_SUCCESS)
+        return HUGE_VAL;
+    if (halving)
+        t = hs.nhosts == 1 || hs.lmax == 1
+                ? rdt_cost_model(coll, algo, nranks, bytes, net)
+                : halving_model(algo, nranks, hs.lmax, (double)bytes, net, shm);
+    else
+        t = hier_allreduce_model(&hs, (double)bytes, net, shm);
+    rdt_hosts_fini(&hs);
+    return t;
+}
+
+rdt_algo_t rdt_cost_select(rdt_coll_t coll, int nranks, const int *host_of, size_t bytes,
+                           const rdt_cost_params_t *net)
+{
+    rdt_cost_params_t shm;
+    int nhosts = 1, lmax = nranks, hier, a, best = -1;
+    double best_t = 0;
+
+    if (host_of && rdt_sched_host_shape(nranks, host_of, &nhosts, &lmax) != 0)
+        nhosts = 1;
+    hier = nhosts > 1 && lmax > 1;
+    rdt_cost_shm_params(net, &shm);
+    for (a = 0; a < RDT_ALGO_COUNT; a++) {
+        double t;
+        if (!rdt_sched_supported(coll, a) || (a == RDT_ALGO_HIER && !hier))
+            continue;
+        t = hier ? rdt_cost_model_topo(coll, a, nranks, host_of, bytes, net, &shm)
+                 : rdt_cost_model(coll, a, nranks, bytes, net);
+        if (best < 0 || t < best_t) {
+            best = a;
+            best_t = t;
+        }
+    }
+    return (rdt_algo_t)best;
 }

@@ -115,6 +115,7 @@ static void plan_free(rdt_plan_t *p)
     free(p);
 }
 
+/* The plans, and the host map (comm->host_of, select.c) they were built from. */
 void rdt_exec_plans_free(rdt_comm_t *comm)
 {
     while (comm->plans) {
@@ -122,6 +123,8 @@ void rdt_exec_plans_free(rdt_comm_t *comm)
         plan_free(comm->plans);
         comm->plans = next;
     }
+    free(comm->host_of);
+    comm->host_of = NULL;
 }
 
 /* Count, per (peer, direction), the messages of one slice and each op's first number among
@@ -178,7 +181,9 @@ rdt_status_t rdt_exec_plan_get(rdt_comm_t *comm, rdt_coll_t coll, rdt_algo_t alg
     p = calloc(1, sizeof(*p));
     if (!p)
         return RDT_ERR_NO_MEMORY;
-    st = rdt_sched_build(coll, algo, comm->rank, comm->nranks, root, &p->sched);
+    /* the topology is fixed for the communicator's life: (coll, algo, root) stays the key */
+    st = rdt_sched_build_topo(coll, algo, comm->rank, comm->nranks, root, comm->host_of,
+                              &p->sched);
     if (st != RDT_SUCCESS) {
         free(p);
         return st;

@@ -13,7 +13,7 @@
 static const char *const coll_names[RDT_COLL_COUNT] = {
     "allreduce", "reduce_scatter", "allgather", "broadcast", "reduce", "barrier", "alltoall"};
 static const char *const algo_names[RDT_ALGO_COUNT] = {"ring", "recdbl", "rabenseifner", "tree",
-                                                       "pairwise"};
+                                                       "pairwise", "hier"};
 
 const char *rdt_coll_name(rdt_coll_t coll)
 {
@@ -52,7 +52,7 @@ int rdt_sched_supported(rdt_coll_t coll, rdt_algo_t algo)
     switch (coll) {
     case RDT_COLL_ALLREDUCE:
         return algo == RDT_ALGO_RING || algo == RDT_ALGO_RECDBL || algo == RDT_ALGO_RABENSEIFNER ||
-               algo == RDT_ALGO_TREE;
+               algo == RDT_ALGO_TREE || algo == RDT_ALGO_HIER;
     case RDT_COLL_REDUCE_SCATTER:
         return algo == RDT_ALGO_RING || algo == RDT_ALGO_RABENSEIFNER;
     case RDT_COLL_ALLGATHER:
@@ -186,6 +186,8 @@ static void build_dispatch(rdt_sched_builder_t *b)
             rdt_sched_recdbl_allreduce(b);
         else if (algo == RDT_ALGO_RABENSEIFNER)
             rdt_sched_rabenseifner_allreduce(b);
+        else if (algo == RDT_ALGO_HIER)
+            rdt_sched_hier_allreduce(b);
         else
             rdt_sched_dbtree_allreduce(b);
         break;
@@ -225,6 +227,12 @@ static void build_dispatch(rdt_sched_builder_t *b)
 rdt_status_t rdt_sched_build(rdt_coll_t coll, rdt_algo_t algo, int rank, int nranks, int root,
                              rdt_sched_t **sched_p)
 {
+    return rdt_sched_build_topo(coll, algo, rank, nranks, root, NULL, sched_p);
+}
+
+rdt_status_t rdt_sched_build_topo(rdt_coll_t coll, rdt_algo_t algo, int rank, int nranks,
+                                  int root, const int *host_of, rdt_sched_t **sched_p)
+{
     rdt_sched_builder_t b;
     rdt_sched_t *s;
     uint32_t i;
@@ -235,6 +243,9 @@ rdt_status_t rdt_sched_build(rdt_coll_t coll, rdt_algo_t algo, int rank, int nra
         return RDT_ERR_UNSUPPORTED;
     if (nranks < 1 || nranks > RDT_SCHED_MAX_RANKS || rank < 0 || rank >= nranks)
         return RDT_ERR_INVALID_ARG;
+    for (i = 0; host_of && i < (uint32_t)nranks; i++)
+        if (host_of[i] < 0 || host_of[i] >= nranks)
+            return RDT_ERR_INVALID_ARG;
     if (coll != RDT_COLL_BROADCAST && coll != RDT_COLL_REDUCE)
         root = 0;
     else if (root < 0 || root >= nranks)
@@ -250,6 +261,7 @@ rdt_status_t rdt_sched_build(rdt_coll_t coll, rdt_algo_t algo, int rank, int nra
     s->root = root;
     b.s = s;
     b.status = RDT_SUCCESS;
+    b.host_of = host_of;
     build_dispatch(&b);
     if (b.status != RDT_SUCCESS) {
         rdt_sched_destroy(s);

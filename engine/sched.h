@@ -84,6 +84,7 @@ typedef enum {
  *  reduce:         RING (chain), TREE (binomial)
  *  barrier:        RECDBL (dissemination)
  *  alltoall:       PAIRWISE
+ *  allreduce:      HIER (hierarchical: needs the host of every rank, see rdt_sched_build_topo)
  *
  * What the builders produce (p ranks, p' = largest power of two <= p; rounds for p >= 2; one
  * rank is always nunits 1, nblocks 1, a single COPY INPUT -> OUTPUT, none for barrier):
@@ -102,6 +103,10 @@ typedef enum {
  *  reduce ring / tree             1     1       p-1 / ceil(log2 p)     non-roots accumulate in it
  *  barrier recdbl                 1     1       ceil(log2 p)           no (regions [0,0))
  *  alltoall pairwise              p     p       p (p even), p+1 (odd)  yes, one unit per round
+ *  allreduce hier                 1     G*H     2(G-1) + 2(H-1)        no
+ *    (H hosts, G = most ranks on one host; sched_hier.c draws it: intra-host ring
+ *     reduce-scatter, inter-host ring allreduce of 1/G of the vector per group among the
+ *     ranks owning it, intra-host ring allgather)
  */
 typedef enum {
     RDT_ALGO_RING,
@@ -109,6 +114,7 @@ typedef enum {
     RDT_ALGO_RABENSEIFNER,
     RDT_ALGO_TREE,
     RDT_ALGO_PAIRWISE,
+    RDT_ALGO_HIER,
     RDT_ALGO_COUNT
 } rdt_algo_t;
 
@@ -173,6 +179,22 @@ void rdt_coll_extents(rdt_coll_t coll, size_t count, size_t es, int nranks, size
  */
 rdt_status_t rdt_sched_build(rdt_coll_t coll, rdt_algo_t algo, int rank, int nranks, int root,
                              rdt_sched_t **sched_p);
+
+/*
+ * Topology. @p host_of has nranks entries: the host of each rank, an index in [0, nranks)
+ * (any numbering: hosts are ordered by their lowest rank, and the ranks of a host, its *local
+ * ranks*, by rank). NULL means one host. Only hierarchical algorithms (RDT_ALGO_HIER) look at
+ * it; every other builder gives the same schedule as rdt_sched_build, which is
+ * rdt_sched_build_topo(..., NULL, ...). A schedule built from a topology is valid only for that
+ * topology: every rank must be given the same @p host_of. RDT_ERR_INVALID_ARG for an index out
+ * of range.
+ */
+rdt_status_t rdt_sched_build_topo(rdt_coll_t coll, rdt_algo_t algo, int rank, int nranks,
+                                  int root, const int *host_of, rdt_sched_t **sched_p);
+
+/* Number of hosts and the most ranks on one host of @p host_of (NULL: 1 host of nranks).
+ * Returns 0, or -1 (outputs untouched) if nranks < 1 or an index is out of range. O(nranks). */
+int rdt_sched_host_shape(int nranks, const int *host_of, int *nhosts_p, int *lmax_p);
 void rdt_sched_destroy(rdt_sched_t *sched);
 
 /*
@@ -223,6 +245,10 @@ typedef struct rdt_sim_params {
      * determinism that exact inputs cannot show). Ignored for other types and ops.
      */
     int inexact;
+    /* Host of each rank (nranks entries, see rdt_sched_build_topo), or NULL: one host. The
+     * schedules are built for it, and the messages between ranks of different hosts are
+     * counted in the result. */
+    const int *host_of;
 } rdt_sim_params_t;
 
 typedef struct rdt_sim_result {
@@ -232,6 +258,11 @@ typedef struct rdt_sim_result {
     uint32_t max_rounds;   /* longest schedule in rounds */
     uint64_t msgs;         /* messages per slice, all ranks */
     uint64_t max_rank_bytes; /* most bytes sent by one rank over the whole collective */
+    /* With params->host_of: bytes sent from one host to another over the whole collective
+     * (all slices), in total and for the host that sends the most and the least. 0 without. */
+    uint64_t inter_host_bytes;
+    uint64_t max_host_bytes;
+    uint64_t min_host_bytes;
 } rdt_sim_result_t;
 
 rdt_status_t rdt_sim_run(const rdt_sim_params_t *params, rdt_sim_result_t *result_p);
@@ -266,6 +297,38 @@ typedef struct rdt_cost_params {
 double rdt_sim_price(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes,
                      const rdt_cost_params_t *cost);
 
+/*
+ * Two levels. A message between ranks of one host (shared memory) costs @p shm's alpha and beta
+ * on the rank's own link; a message between hosts costs @p net's, and the ranks of a host share
+ * its network link: in round t, host h's network term is
+ *     alpha(net) + beta(net) * max(bytes all its ranks send to other hosts in t, bytes they
+ *                                  receive from other hosts in t),
+ * and a rank's round costs max(its shared-memory term, its host's network term) + gamma * bytes
+ * it reduces (gamma from @p net). The price is the sum over rounds of the most expensive rank.
+ * @p host_of NULL: schedules built for one host (rdt_sched_build) and priced as rdt_sim_price
+ * does, every message at @p net on its rank's own link. @p info_p, if not NULL, receives the
+ * bytes that cross between hosts (total and the most one host sends). Memory: the schedules
+ * of one host at a time. Returns -1 as rdt_sim_price does, or for a bad @p host_of.
+ */
+typedef struct rdt_price_info {
+    double inter_host_bytes; /* sent from one host to another, all ranks, one slice */
+    double max_host_bytes;   /* the most one host sends to others */
+} rdt_price_info_t;
+
+double rdt_sim_price_topo(rdt_coll_t coll, rdt_algo_t algo, int nranks, const int *host_of,
+                          size_t bytes, const rdt_cost_params_t *net,
+                          const rdt_cost_params_t *shm, rdt_price_info_t *info_p);
+
+/*
+ * Shared-memory cost parameters derived from the network's @p net (RDT_ALPHA/RDT_BETA/
+ * RDT_GAMMA): alpha RDT_COST_SHM_ALPHA and beta RDT_COST_SHM_BETA (one copy through a shared
+ * segment: about 1 us per message and 16 GB/s), each capped at the network's value (shared
+ * memory is never priced slower than the wire), gamma unchanged.
+ */
+#define RDT_COST_SHM_ALPHA 1e-6
+#define RDT_COST_SHM_BETA  6e-11
+void rdt_cost_shm_params(const rdt_cost_params_t *net, rdt_cost_params_t *shm_p);
+
 /* Alpha-beta-gamma lower bound for the collective on @p nranks ranks, @p bytes per unit, in the
  * model of rdt_sim_price (cost.c lists them; allreduce is DESIGN.md's
  * log2(p) alpha + 2(p-1)/p n beta + (p-1)/p n gamma). 0 for one rank. */
@@ -279,5 +342,29 @@ double rdt_cost_lower_bound(rdt_coll_t coll, int nranks, size_t bytes,
  */
 double rdt_cost_model(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes,
                       const rdt_cost_params_t *cost);
+
+/*
+ * The closed form in the two-level model of rdt_sim_price_topo, O(nranks). Hierarchical
+ * algorithms are priced from the host shape. Flat ones assume hosts of consecutive ranks (as
+ * launchers place them): the ring as rdt_cost_model(@p net) (one network message per host
+ * boundary and round: exact in the model), recursive doubling and Rabenseifner allreduce with
+ * their near steps in shared memory and their far ones sharing each host's link among its
+ * ranks (cost.c), the tree and the other collectives as rdt_cost_model(@p net). Ranks of a host
+ * interleaved with others' make the flat estimates optimistic. @p host_of NULL:
+ * rdt_cost_model(net).
+ */
+double rdt_cost_model_topo(rdt_coll_t coll, rdt_algo_t algo, int nranks, const int *host_of,
+                           size_t bytes, const rdt_cost_params_t *net,
+                           const rdt_cost_params_t *shm);
+
+/*
+ * The selector's choice (select.c) for @p bytes per unit: the algorithm of @p coll with the
+ * cheapest closed form. Without a hierarchy (@p host_of NULL, one host, or one rank per host)
+ * it compares the flat algorithms by rdt_cost_model(@p net), as always; with several hosts and
+ * several ranks on some host it also prices the hierarchical ones, everything by
+ * rdt_cost_model_topo with rdt_cost_shm_params(@p net). Ties go to the lower enum value.
+ */
+rdt_algo_t rdt_cost_select(rdt_coll_t coll, int nranks, const int *host_of, size_t bytes,
+                           const rdt_cost_params_t *net);
 
 #endif /* RDT_SCHED_H */

@@ -12,6 +12,7 @@
 typedef struct rdt_sched_builder {
     rdt_sched_t *s;
     rdt_status_t status;
+    const int *host_of; /* validated topology (sched.h), or NULL: one host */
 } rdt_sched_builder_t;
 
 /* Append one op (rounds must be appended in non-decreasing order, or sorted afterwards). */
@@ -109,6 +110,29 @@ void rdt_sched_binomial_broadcast(rdt_sched_builder_t *b);
 void rdt_sched_binomial_reduce(rdt_sched_builder_t *b);
 void rdt_sched_pairwise_alltoall(rdt_sched_builder_t *b);
 void rdt_sched_dissemination_barrier(rdt_sched_builder_t *b);
+void rdt_sched_hier_allreduce(rdt_sched_builder_t *b);
+
+/*
+ * Hosts of a topology (sched_hier.c), the plain-data view the hierarchical builders and the
+ * pricer use: hosts numbered 0..nhosts-1 by their lowest rank, ranks of host h (ascending) at
+ * members[first[h] .. first[h+1]). O(nranks) time and memory.
+ */
+typedef struct rdt_hosts {
+    int nranks, nhosts, lmax;
+    int *host;    /* per rank: its host number */
+    int *local;   /* per rank: its local rank */
+    int *first;   /* nhosts + 1 offsets into members */
+    int *members; /* nranks ranks, grouped by host */
+} rdt_hosts_t;
+
+/* @p host_of NULL: one host. RDT_ERR_INVALID_ARG for an index outside [0, nranks). */
+rdt_status_t rdt_hosts_init(rdt_hosts_t *h, int nranks, const int *host_of);
+void rdt_hosts_fini(rdt_hosts_t *h);
+
+static inline int rdt_hosts_size(const rdt_hosts_t *h, int host)
+{
+    return h->first[host + 1] - h->first[host];
+}
 
 /* Double binary tree (sched_tree.c), exposed for the tests: parent and children of @p rank in
  * tree 0 or 1 on @p nranks ranks (-1 where there is none). */

@@ -2,22 +2,72 @@
  * select.c - choose (algorithm, slice length) for one call.
  *
  * The choice is the cheapest algorithm by the closed-form alpha-beta-gamma model of cost.c
- * (alpha, beta, gamma from the configuration), unless RDT_ALGO forces one. It depends only on
- * (collective, count, dtype, ranks, configuration), so every rank makes the same choice without
- * talking; a rank configured differently is caught as a size mismatch by the transport.
+ * (alpha, beta, gamma from the configuration: the network's; shared memory's are derived,
+ * rdt_cost_shm_params), unless RDT_ALGO forces one. With several hosts and several ranks on
+ * some host the hierarchical algorithms compete too (rdt_cost_select). It depends only on
+ * (collective, count, dtype, ranks, hosts, configuration), so every rank makes the same choice
+ * without talking; a rank configured differently is caught as a size mismatch by the
+ * transport.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm.h"
 #include "log.h"
 
-/* Parse RDT_ALGO: "coll:algo,coll:algo" or a bare "algo" for every collective that has it. */
+/* Host names by name, then by rank (their address in comm->hosts). */
+static int name_cmp(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    int c = strncmp(x, y, RDT_HOST_MAX);
+    return c ? c : (x > y) - (x < y);
+}
+
+/*
+ * comm->host_of from the host names gathered at creation (comm->hosts; RDT_HOSTNAME overrides a
+ * rank's): rank r's host is the lowest rank with the same name. Sorted once per communicator.
+ */
+static rdt_status_t select_hosts(rdt_comm_t *comm)
+{
+    int n = comm->nranks, i, first = 0, nhosts = 1, lmax = n;
+    const char **names;
+
+    free(comm->host_of);
+    comm->host_of = malloc((size_t)n * sizeof(int));
+    names = malloc((size_t)n * sizeof(*names));
+    if (!comm->host_of || !names) {
+        free(names);
+        return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for the host map");
+    }
+    for (i = 0; i < n; i++)
+        names[i] = comm->hosts + (size_t)i * RDT_HOST_MAX;
+    qsort(names, (size_t)n, sizeof(*names), name_cmp);
+    for (i = 0; i < n; i++) {
+        if (i == 0 || strncmp(names[i], names[i - 1], RDT_HOST_MAX))
+            first = (int)((names[i] - comm->hosts) / RDT_HOST_MAX);
+        comm->host_of[(names[i] - comm->hosts) / RDT_HOST_MAX] = first;
+    }
+    free(names);
+    if (rdt_sched_host_shape(n, comm->host_of, &nhosts, &lmax) != 0)
+        return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for the host map");
+    comm->hier = nhosts > 1 && lmax > 1;
+    rdt_info("select", "%d ranks on %d hosts (at most %d on one)%s", n, nhosts, lmax,
+             comm->hier ? ": hierarchical algorithms enabled" : "");
+    return RDT_SUCCESS;
+}
+
+/* Parse RDT_ALGO: "coll:algo,coll:algo" or a bare "algo" for every collective that has it;
+ * derive the host map. */
 rdt_status_t rdt_select_validate(rdt_comm_t *comm)
 {
     char buf[sizeof(comm->cfg.algo)];
     char *save = NULL, *item;
     int c;
+    rdt_status_t st = select_hosts(comm);
+
+    if (st != RDT_SUCCESS)
+        return st;
 
     for (c = 0; c < RDT_COLL_COUNT; c++)
         comm->forced[c] = -1;
@@ -39,7 +89,7 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
         if (algo < 0)
             return rdt_comm_set_error(comm, RDT_ERR_CONFIG,
                                       "RDT_ALGO: '%s' is not an algorithm (ring, recdbl, "
-                                      "rabenseifner, tree, pairwise)", aname);
+                                      "rabenseifner, tree, pairwise, hier)", aname);
         for (c = 0; c < RDT_COLL_COUNT; c++) {
             if ((coll >= 0 && c != coll) || !rdt_sched_supported(c, algo))
                 continue;
@@ -72,23 +122,13 @@ rdt_status_t rdt_select(rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dty
     size_t es = rdt_dtype_size(dtype);
     size_t units = rdt_sched_nunits(coll, comm->nranks);
     size_t total = count * es * units, chunk, slice;
-    int best = -1, a, bucket;
-    double best_t = 0;
+    int best = -1, bucket;
 
-    if (comm->forced[coll] >= 0) {
+    if (comm->forced[coll] >= 0)
         best = comm->forced[coll];
-    } else {
-        for (a = 0; a < RDT_ALGO_COUNT; a++) {
-            double t;
-            if (!rdt_sched_supported(coll, a))
-                continue;
-            t = rdt_cost_model(coll, a, comm->nranks, count * es, &cost);
-            if (best < 0 || t < best_t) {
-                best = a;
-                best_t = t;
-            }
-        }
-    }
+    else /* flat as ever without a hierarchy; flat or hierarchical with one (cost.c) */
+        best = (int)rdt_cost_select(coll, comm->nranks, comm->hier ? comm->host_of : NULL,
+                                    count * es, &cost);
     if (best < 0)
         return rdt_comm_set_error(comm, RDT_ERR_INTERNAL, "%s: no algorithm available",
                                   rdt_coll_name(coll));

@@ -22,6 +22,10 @@
  * for every slice, so a schedule that reads what it never wrote is caught. params->inexact
  * trades exactness for rounding sums, to check that all ranks of an allreduce agree bit for bit.
  *
+ * With params->host_of the schedules are built for that topology (rdt_sched_build_topo) and
+ * every segment moved between ranks of different hosts is counted, per sending host and in
+ * total (result: inter_host_bytes, max_host_bytes, min_host_bytes).
+ *
  * The reduction itself is engine/reduce.c's (rdt_reduce_local, rdt_reduce_scale_avg for AVG at
  * the end of each slice, as the executor does); the reference is computed here, with its own
  * scalar arithmetic and its own float16/bfloat16 conversions.
@@ -74,6 +78,7 @@ typedef struct sim {
     size_t words;
     int inexact; /* params->inexact and it applies (float SUM/AVG of a reducing collective) */
     int failed;
+    uint64_t *host_bytes; /* with params->host_of: bytes each host sent to other hosts */
 } sim_t;
 
 typedef struct sim_rec {
@@ -761,6 +766,10 @@ static void sim_move(sim_t *sm, int a, uint32_t sa, int b, uint32_t sb)
                              sm->prm->op == RDT_AVG ? RDT_SUM : sm->prm->op);
     }
     A->sent_bytes += ns * sm->es;
+    if (sm->host_bytes && sm->prm->host_of[a] != sm->prm->host_of[b]) {
+        sm->host_bytes[sm->prm->host_of[a]] += ns * sm->es;
+        sm->res->inter_host_bytes += ns * sm->es;
+    }
     if (sm->words) {
         size_t w;
         for (w = 0; w < sm->words; w++)
@@ -1145,6 +1154,7 @@ static void sim_free(sim_t *sm)
     }
     free(sm->rk);
     free(sm->stack);
+    free(sm->host_bytes);
 }
 
 static rdt_status_t sim_prepare_rank(sim_t *sm, int r)
@@ -1222,6 +1232,11 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
             sim_fail(&sm, RDT_ERR_INVALID_ARG, "no schedule for rank %d", r);
             return result_p->status;
         }
+        if (params->host_of && (params->host_of[r] < 0 || params->host_of[r] >= params->nranks)) {
+            sim_fail(&sm, RDT_ERR_INVALID_ARG, "host_of[%d] = %d is not in [0, %d)", r,
+                     params->host_of[r], params->nranks);
+            return result_p->status;
+        }
     }
     sm.p = params->nranks;
     sm.coll = params->coll;
@@ -1242,7 +1257,9 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
                  (params->op == RDT_SUM || params->op == RDT_AVG);
     sm.rk = calloc((size_t)sm.p, sizeof(*sm.rk));
     sm.stack = malloc((size_t)sm.p * 2 * sizeof(int) + sizeof(int));
-    if (!sm.rk || !sm.stack) {
+    if (params->host_of)
+        sm.host_bytes = calloc((size_t)sm.p, sizeof(uint64_t));
+    if (!sm.rk || !sm.stack || (params->host_of && !sm.host_bytes)) {
         sim_fail(&sm, RDT_ERR_NO_MEMORY, "out of memory for %d ranks", sm.p);
         goto out;
     }
@@ -1271,6 +1288,17 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
     for (r = 0; r < sm.p; r++)
         if (sm.rk && sm.rk[r].sent_bytes > result_p->max_rank_bytes)
             result_p->max_rank_bytes = sm.rk[r].sent_bytes;
+    if (sm.host_bytes) { /* over the hosts that exist: the values host_of uses */
+        int first = 1;
+        for (r = 0; r < sm.p; r++) {
+            uint64_t v = sm.host_bytes[params->host_of[r]];
+            if (first || v > result_p->max_host_bytes)
+                result_p->max_host_bytes = v;
+            if (first || v < result_p->min_host_bytes)
+                result_p->min_host_bytes = v;
+            first = 0;
+        }
+    }
 out:
     sim_free(&sm);
     return result_p->status;
@@ -1298,7 +1326,8 @@ rdt_status_t rdt_sim_run(const rdt_sim_params_t *params, rdt_sim_result_t *resul
         return result_p->status;
     }
     for (r = 0; r < n && st == RDT_SUCCESS; r++)
-        st = rdt_sched_build(params->coll, params->algo, r, n, params->root, &scheds[r]);
+        st = rdt_sched_build_topo(params->coll, params->algo, r, n, params->root,
+                                  params->host_of, &scheds[r]);
     if (st != RDT_SUCCESS) {
         result_p->status = st;
         snprintf(result_p->error, sizeof(result_p->error),

@@ -3,7 +3,7 @@
  * in the simulator.
  *
  *   rdt_sim --ranks 4096 --bytes 64M [--alpha 5e-6] [--beta 2.5e-10] [--gamma 1e-10]
- *           [--coll allreduce|...|all] [--json]
+ *           [--coll allreduce|...|all] [--json] [--hosts 3,1,4 | --hosts 8x8]
  *   rdt_sim --ranks 64 --bytes 1M --check [--algo ring] [--dtype float32] [--op sum]
  *           [--slice N] [--root R] [--inexact]
  *
@@ -13,6 +13,11 @@
  * is marked. --bytes is per rank (the count the user passes times the element size). --check
  * replays every rank's schedule on real memory, in place and out of place, and checks results
  * (--inexact: float sums that round; then every rank must agree bit for bit, see sched.h).
+ * --hosts gives the ranks per host (consecutive ranks on a host, as a launcher places them):
+ * schedules are built for it, priced in the two-level model (--alpha/--beta are the network's,
+ * shared memory's are derived: rdt_cost_shm_params), the selector's choice is the one it makes
+ * on that shape, and the bytes crossing between hosts are printed (total, and the most one host
+ * sends); --ranks may then be left out.
  */
 #include <getopt.h>
 #include <math.h>
@@ -37,6 +42,8 @@ typedef struct opts {
     rdt_op_t op;
     int root;
     int inexact;
+    int *host_of; /* --hosts: ranks entries, else NULL */
+    int nhosts;
 } opts_t;
 
 static double now(void)
@@ -52,11 +59,12 @@ static void usage(FILE *out)
             "usage: rdt_sim --ranks N --bytes SIZE [--alpha S] [--beta S/B] [--gamma S/B]\n"
             "               [--coll NAME|all] [--algo NAME] [--json]\n"
             "               [--check [--dtype T] [--op O] [--slice ELEMS] [--root R] [--inexact]]\n"
+            "               [--hosts N,N,... | --hosts HxL]   ranks per host (then --ranks may go)\n"
             "  SIZE takes K, M, G suffixes (powers of 1024) and is per rank, as the count passed\n"
             "  to the call times the element size. Defaults: --alpha 5e-6 --beta 2.5e-10\n"
             "  --gamma 1e-10 --coll allreduce --dtype float32 --op sum.\n"
             "  collectives: allreduce reduce_scatter allgather broadcast reduce barrier alltoall\n"
-            "  algorithms:  ring recdbl rabenseifner tree pairwise\n");
+            "  algorithms:  ring recdbl rabenseifner tree pairwise hier\n");
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -93,6 +101,49 @@ static int parse_size(const char *s, size_t *out)
     if (*end)
         return -1;
     *out = (size_t)(v * mult);
+    return 0;
+}
+
+/* "3,1,4" (ranks per host) or "8x8" (hosts x ranks per host) into o->host_of. */
+static int parse_hosts(const char *s, opts_t *o)
+{
+    int sizes[4096], n = 0, total = 0, h, k;
+    char *end;
+    long a = strtol(s, &end, 10);
+
+    if (end != s && (*end == 'x' || *end == 'X')) {
+        long b = strtol(end + 1, &end, 10);
+        if (*end || a < 1 || b < 1 || a > 4096 || a * b > (1 << 20))
+            return -1;
+        for (h = 0; h < a; h++)
+            sizes[n++] = (int)b;
+    } else {
+        for (;;) {
+            long v = strtol(s, &end, 10);
+            if (end == s || v < 1 || v > (1 << 20) || n == 4096)
+                return -1;
+            sizes[n++] = (int)v;
+            if (*end == '\0')
+                break;
+            if (*end != ',')
+                return -1;
+            s = end + 1;
+        }
+    }
+    for (h = 0; h < n; h++) {
+        total += sizes[h];
+        if (total > (1 << 20))
+            return -1;
+    }
+    free(o->host_of);
+    o->host_of = malloc((size_t)total * sizeof(int));
+    if (!o->host_of)
+        return -1;
+    for (h = 0, total = 0; h < n; h++)
+        for (k = 0; k < sizes[h]; k++)
+            o->host_of[total++] = h;
+    o->nhosts = n;
+    o->ranks = total;
     return 0;
 }
 
@@ -139,19 +190,22 @@ static void price_coll(const opts_t *o, rdt_coll_t coll, int first)
 {
     double priced[RDT_ALGO_COUNT], model[RDT_ALGO_COUNT], secs[RDT_ALGO_COUNT];
     double lb = rdt_cost_lower_bound(coll, o->ranks, o->bytes, &o->cost);
-    int a, best = -1, n = 0;
+    rdt_price_info_t info[RDT_ALGO_COUNT];
+    rdt_cost_params_t shm;
+    int a, best, n = 0;
     char hb[32];
 
+    rdt_cost_shm_params(&o->cost, &shm);
+    best = (int)rdt_cost_select(coll, o->ranks, o->host_of, o->bytes, &o->cost);
     for (a = 0; a < RDT_ALGO_COUNT; a++) {
         double t0;
         if (!rdt_sched_supported(coll, a) || (o->algo >= 0 && a != o->algo))
             continue;
         t0 = now();
-        priced[a] = rdt_sim_price(coll, a, o->ranks, o->bytes, &o->cost);
+        priced[a] = rdt_sim_price_topo(coll, a, o->ranks, o->host_of, o->bytes, &o->cost, &shm,
+                                       &info[a]);
         secs[a] = now() - t0;
-        model[a] = rdt_cost_model(coll, a, o->ranks, o->bytes, &o->cost);
-        if (best < 0 || model[a] < model[best])
-            best = a;
+        model[a] = rdt_cost_model_topo(coll, a, o->ranks, o->host_of, o->bytes, &o->cost, &shm);
     }
     human_bytes(o->bytes, hb, sizeof(hb));
     if (o->json) {
@@ -164,26 +218,42 @@ static void price_coll(const opts_t *o, rdt_coll_t coll, int first)
                 continue;
             printf("%s{\"algo\": \"%s\", \"priced\": %.9g, \"closed_form\": %.9g, "
                    "\"priced_over_bound\": %.6g, \"closed_form_over_bound\": %.6g, "
-                   "\"selected\": %s, \"pricing_seconds\": %.3f}",
+                   "\"selected\": %s, \"pricing_seconds\": %.3f",
                    n++ ? ", " : "", rdt_algo_name(a), priced[a], model[a],
                    lb > 0 ? priced[a] / lb : 1.0, lb > 0 ? model[a] / lb : 1.0,
                    a == best ? "true" : "false", secs[a]);
+            if (o->host_of)
+                printf(", \"inter_host_bytes\": %.0f, \"max_host_bytes\": %.0f",
+                       info[a].inter_host_bytes, info[a].max_host_bytes);
+            printf("}");
         }
-        printf("]}");
+        if (o->host_of)
+            printf("], \"hosts\": %d}", o->nhosts);
+        else
+            printf("]}");
         return;
     }
     printf("%s%s on %d ranks, %s per rank (alpha %g s, beta %g s/B, gamma %g s/B)\n",
            first ? "" : "\n", rdt_coll_name(coll), o->ranks, hb, o->cost.alpha, o->cost.beta,
            o->cost.gamma);
-    printf("  lower bound %.6g s\n", lb);
-    printf("  %-14s %14s %14s %9s %9s %10s\n", "algorithm", "priced (s)", "closed (s)", "pr/bound",
+    if (o->host_of)
+        printf("  %d hosts; shared memory inside a host: alpha %g s, beta %g s/B; inter-host "
+               "bytes: total, and the most one host sends\n",
+               o->nhosts, shm.alpha, shm.beta);
+    printf("  lower bound %.6g s (one level)\n", lb);
+    printf("  %-14s %14s %14s %9s %9s %10s", "algorithm", "priced (s)", "closed (s)", "pr/bound",
            "cf/bound", "pricing");
+    if (o->host_of)
+        printf(" %14s %14s", "inter-host B", "max/host B");
+    printf("\n");
     for (a = 0; a < RDT_ALGO_COUNT; a++) {
         if (!rdt_sched_supported(coll, a) || (o->algo >= 0 && a != o->algo))
             continue;
-        printf("  %-14s %14.6g %14.6g %9.3f %9.3f %9.3fs%s\n", rdt_algo_name(a), priced[a],
-               model[a], lb > 0 ? priced[a] / lb : 1.0, lb > 0 ? model[a] / lb : 1.0, secs[a],
-               a == best ? "   <- selected (cheapest closed form)" : "");
+        printf("  %-14s %14.6g %14.6g %9.3f %9.3f %9.3fs", rdt_algo_name(a), priced[a], model[a],
+               lb > 0 ? priced[a] / lb : 1.0, lb > 0 ? model[a] / lb : 1.0, secs[a]);
+        if (o->host_of)
+            printf(" %14.0f %14.0f", info[a].inter_host_bytes, info[a].max_host_bytes);
+        printf("%s\n", a == best ? "   <- selected (cheapest closed form)" : "");
     }
 }
 
@@ -207,17 +277,23 @@ static int check_coll(const opts_t *o, rdt_coll_t coll)
                                     .dtype = o->dtype,
                                     .op = o->op,
                                     .in_place = ip,
-                                    .inexact = o->inexact};
+                                    .inexact = o->inexact,
+                                    .host_of = o->host_of};
             rdt_sim_result_t res;
             double t0 = now();
             rdt_status_t st = rdt_sim_run(&prm, &res);
             printf("check %-14s %-13s %-12s %d ranks, %zu x %s, %s: %s (%u rounds, %llu "
-                   "messages per slice, %llu bytes sent by the busiest rank, %.2f s)\n",
+                   "messages per slice, %llu bytes sent by the busiest rank",
                    rdt_coll_name(coll), rdt_algo_name(a), ip ? "in place" : "out of place",
                    o->ranks, count, rdt_dtype_name(o->dtype), rdt_op_name(o->op),
                    st == RDT_SUCCESS ? "ok" : res.error, res.max_rounds,
-                   (unsigned long long)res.msgs, (unsigned long long)res.max_rank_bytes,
-                   now() - t0);
+                   (unsigned long long)res.msgs, (unsigned long long)res.max_rank_bytes);
+            if (o->host_of)
+                printf(", %llu bytes between hosts, %llu-%llu sent per host",
+                       (unsigned long long)res.inter_host_bytes,
+                       (unsigned long long)res.min_host_bytes,
+                       (unsigned long long)res.max_host_bytes);
+            printf(", %.2f s)\n", now() - t0);
             bad += st != RDT_SUCCESS;
         }
     }
@@ -234,19 +310,31 @@ int main(int argc, char **argv)
         {"check", no_argument, NULL, 'k'},       {"slice", required_argument, NULL, 's'},
         {"dtype", required_argument, NULL, 'd'}, {"op", required_argument, NULL, 'o'},
         {"root", required_argument, NULL, 'r'},  {"help", no_argument, NULL, 'h'},
-        {"inexact", no_argument, NULL, 'i'},     {NULL, 0, NULL, 0}};
+        {"inexact", no_argument, NULL, 'i'},     {"hosts", required_argument, NULL, 'H'},
+        {NULL, 0, NULL, 0}};
     opts_t o = {.cost = {5e-6, 2.5e-10, 1e-10},
                 .coll = RDT_COLL_ALLREDUCE,
                 .algo = -1,
                 .dtype = RDT_FLOAT32,
                 .op = RDT_SUM};
-    int c, have_bytes = 0, bad = 0, first = 1;
+    int c, have_bytes = 0, bad = 0, first = 1, ranks_arg = 0;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         int v;
         switch (c) {
         case 'n':
-            o.ranks = atoi(optarg);
+            ranks_arg = atoi(optarg);
+            if (ranks_arg < 1) {
+                fprintf(stderr, "rdt_sim: bad --ranks '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'H':
+            if (parse_hosts(optarg, &o)) {
+                fprintf(stderr, "rdt_sim: bad --hosts '%s' (ranks per host: 3,1,4; or hosts x "
+                                "ranks: 8x8)\n", optarg);
+                return 2;
+            }
             break;
         case 'b':
             if (parse_size(optarg, &o.bytes)) {
@@ -321,6 +409,12 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (o.host_of && ranks_arg && ranks_arg != o.ranks) {
+        fprintf(stderr, "rdt_sim: --ranks %d but --hosts places %d ranks\n", ranks_arg, o.ranks);
+        return 2;
+    }
+    if (!o.host_of)
+        o.ranks = ranks_arg;
     if (optind < argc || o.ranks < 1 || !have_bytes) {
         usage(stderr);
         return 2;
@@ -351,5 +445,6 @@ int main(int argc, char **argv)
     }
     if (o.json && !o.check)
         printf("]\n");
+    free(o.host_of);
     return bad ? 1 : 0;
 }

@@ -129,5 +129,30 @@ struct rdt_transport {
 
 extern const rdt_transport_ops_t rdt_tcp_ops;
 extern const rdt_transport_ops_t rdt_verbs_ops; /* built only when libibverbs is found */
+extern const rdt_transport_ops_t rdt_shm_ops;   /* ranks of one host: shared memory (shm.c) */
+extern const rdt_transport_ops_t rdt_mux_ops;   /* shm within a host, a network one between */
+
+/* shm.c with explicit settings (rdt_shm_ops.open uses the defaults, NULL here). */
+typedef struct rdt_shm_opts {
+    size_t ring_bytes;      /* per ordered pair of local ranks (power of two); 0 = 256 KiB */
+    size_t rndv_bytes;      /* from this size the receiver copies straight out of the sender's
+                             * memory (process_vm_readv); 0 = 32 KiB, SIZE_MAX = never */
+    int peers_elsewhere_ok; /* mux: ranks on other hosts are skipped, not an error */
+    char *error_mirror;     /* mux: errors are copied there too (its tp->error) */
+    size_t error_mirror_len;
+} rdt_shm_opts_t;
+rdt_status_t rdt_shm_open_opts(const rdt_transport_params_t *params, const rdt_shm_opts_t *opts,
+                               rdt_transport_t **tp_p);
+/* mux.c: shm for the ranks whose host name equals this rank's, @p net (already open: tcp or
+ * verbs) for the others. On success the mux owns @p net; on failure the caller still does. */
+rdt_status_t rdt_mux_open(const rdt_transport_params_t *params, const rdt_shm_opts_t *shm_opts,
+                          rdt_transport_t *net, rdt_transport_t **tp_p);
+/* shm.c hooks for mux.c: callbacks run so far; arm sleeping (returns the fd to poll, -1 when
+ * there is work, -2 when the peers cannot wake us and sleeps must stay short); disarm; whether a
+ * rank was found on this host (after addrs_set). */
+uint64_t rdt_shm_nevents(rdt_transport_t *shm);
+int rdt_shm_sleep_begin(rdt_transport_t *shm);
+void rdt_shm_sleep_end(rdt_transport_t *shm);
+int rdt_shm_peer_is_local(rdt_transport_t *shm, int rank);
 
 #endif /* RDT_TRANSPORT_H */

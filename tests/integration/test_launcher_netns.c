@@ -869,13 +869,16 @@ static int setup(void **state)
             "#!/bin/sh\n"
             "# rsh agent of test_launcher_netns: AGENT HOST COMMAND runs COMMAND in HOST's\n"
             "# network namespace, through a shell in a session of its own, as sshd would.\n"
+            "# RDT_HOSTNAME=HOST: namespaces share this machine's hostname, and the engine\n"
+            "# would rightly use shared memory between them; as separate machines they talk\n"
+            "# over their veths.\n"
             "host=$1; shift\n"
             "echo \"$host\" >> '%s/agent.log'\n"
             "case $host in\n"
             "  %s) ns=%s ;;\n  %s) ns=%s ;;\n  %s) ns=%s ;;\n"
             "  *) echo \"netns-agent: no namespace for host '$host'\" >&2; exit 255 ;;\n"
             "esac\n"
-            "exec '%s' netns exec \"$ns\" setsid -w /bin/sh -c \"$*\"\n",
+            "exec '%s' netns exec \"$ns\" env RDT_HOSTNAME=\"$host\" setsid -w /bin/sh -c \"$*\"\n",
             tmpdir, ns_addr[NS_A], ns_name[NS_A], ns_addr[NS_B], ns_name[NS_B], ns_addr[NS_C],
             ns_name[NS_C], ip_path);
     fclose(f);

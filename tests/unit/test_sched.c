@@ -187,8 +187,10 @@ static void test_supported_pairs_are_exactly_the_documented_ones(void **state)
     for (c = 0; c < RDT_COLL_COUNT; c++)
         for (a = 0; a < RDT_ALGO_COUNT; a++)
             n += rdt_sched_supported((rdt_coll_t)c, (rdt_algo_t)a);
-    assert_int_equal(n, 14);
+    assert_int_equal(n, 15);
     assert_true(rdt_sched_supported(RDT_COLL_ALLREDUCE, RDT_ALGO_TREE));
+    assert_true(rdt_sched_supported(RDT_COLL_ALLREDUCE, RDT_ALGO_HIER));
+    assert_false(rdt_sched_supported(RDT_COLL_BROADCAST, RDT_ALGO_HIER));
     assert_true(rdt_sched_supported(RDT_COLL_REDUCE_SCATTER, RDT_ALGO_RABENSEIFNER));
     assert_false(rdt_sched_supported(RDT_COLL_ALLGATHER, RDT_ALGO_TREE));
     assert_false(rdt_sched_supported(RDT_COLL_BARRIER, RDT_ALGO_RING));
@@ -468,7 +470,8 @@ static void test_pairwise_alltoall_is_correct_in_place_for_1_to_33_64_127_128_ra
 
 /* Every algorithm on 1,000 ranks (not a power of two: the folds are exercised), in place and
  * out of place, with counts that leave most of the p blocks of a slice empty. The ring
- * allreduce (2 million messages per slice) runs one slice, the others several. */
+ * allreduce (2 million messages per slice) runs one slice, the others several; so does the
+ * hierarchical one, which on one host (no host map) is a ring of 1,000 chunks. */
 static void test_every_algorithm_is_correct_on_1000_ranks(void **state)
 {
     int c, a, ip;
@@ -478,7 +481,7 @@ static void test_every_algorithm_is_correct_on_1000_ranks(void **state)
         for (a = 0; a < RDT_ALGO_COUNT; a++) {
             int per_rank = rdt_sched_nunits((rdt_coll_t)c, 1000) > 1;
             size_t count = per_rank ? 2 : 1500;
-            size_t slice = (per_rank || a == RDT_ALGO_RING) ? 0 : 700;
+            size_t slice = (per_rank || a == RDT_ALGO_RING || a == RDT_ALGO_HIER) ? 0 : 700;
             if (!rdt_sched_supported((rdt_coll_t)c, (rdt_algo_t)a))
                 continue;
             for (ip = 0; ip < 2; ip++)
