@@ -254,7 +254,7 @@ static int add_sysfs_rdma(hwloc_topology_t topo, const char *root, nic_vec_t *nv
         if (nic->kind == RDT_TOPO_NIC_RDMA && nic->is_virtual && !nic->netdev[0] &&
             (read_attr(root, nic->name, "parent", buf, sizeof(buf)) == 0 ||
              read_attr(root, nic->name, "ports/1/gid_attrs/ndevs/0", buf, sizeof(buf)) == 0)) {
-            snprintf(nic->netdev, sizeof(nic->netdev), "%s", buf);
+            snprintf(nic->netdev, sizeof(nic->netdev), "%.*s", (int)sizeof(nic->netdev) - 1, buf);
             locate_through_netdev(topo, nic);
         }
     }
@@ -279,10 +279,10 @@ static int add_sysfs_rdma(hwloc_topology_t topo, const char *root, nic_vec_t *nv
             break;
         }
         nic->kind = RDT_TOPO_NIC_RDMA;
-        snprintf(nic->name, sizeof(nic->name), "%s", name);
+        snprintf(nic->name, sizeof(nic->name), "%.*s", (int)sizeof(nic->name) - 1, name);
         if (read_attr(root, nic->name, "parent", buf, sizeof(buf)) == 0 ||
             read_attr(root, nic->name, "ports/1/gid_attrs/ndevs/0", buf, sizeof(buf)) == 0)
-            snprintf(nic->netdev, sizeof(nic->netdev), "%s", buf);
+            snprintf(nic->netdev, sizeof(nic->netdev), "%.*s", (int)sizeof(nic->netdev) - 1, buf);
         /* a PCI device hwloc did not attach (hwloc without its PCI plugin): `device` links to
          * .../0000:3b:00.0; otherwise a virtual device, located through its netdev */
         snprintf(path, sizeof(path), "%s/class/infiniband/%s/device", root, name);
@@ -294,7 +294,7 @@ static int add_sysfs_rdma(hwloc_topology_t topo, const char *root, nic_vec_t *nv
         }
         if (len > 0 && strlen(base) < sizeof(nic->pci_busid) && strchr(base, ':')) {
             hwloc_obj_t pci = hwloc_get_pcidev_by_busidstring(topo, base);
-            snprintf(nic->pci_busid, sizeof(nic->pci_busid), "%s", base);
+            snprintf(nic->pci_busid, sizeof(nic->pci_busid), "%.*s", (int)sizeof(nic->pci_busid) - 1, base);
             nic->numa = pci ? io_numa(topo, pci) : -1;
         } else {
             nic->is_virtual = 1;
@@ -356,7 +356,7 @@ static int host_build(hwloc_topology_t topo, const char *sysfs_root, rdt_topo_ho
         goto err_oom;
     hn = hwloc_obj_get_info_by_name(hwloc_get_root_obj(topo), "HostName");
     if (hn)
-        snprintf(h->name, sizeof(h->name), "%s", hn);
+        snprintf(h->name, sizeof(h->name), "%.*s", (int)sizeof(h->name) - 1, hn);
     h->npackages = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PACKAGE);
     if (h->npackages < 1)
         h->npackages = 1; /* hwloc saw no package level: the machine is one */
@@ -395,14 +395,14 @@ static int host_build(hwloc_topology_t topo, const char *sysfs_root, rdt_topo_ho
         if (!(nic = nic_add(&nv)))
             goto err_oom;
         nic->kind = RDT_TOPO_NIC_RDMA;
-        snprintf(nic->name, sizeof(nic->name), "%s", o->name);
+        snprintf(nic->name, sizeof(nic->name), "%.*s", (int)sizeof(nic->name) - 1, o->name);
         pci = pci_parent(o);
         if (pci) {
             hwloc_obj_t nd = netdev_of_pci(pci);
             busid_str(pci, nic->pci_busid, sizeof(nic->pci_busid));
             nic->numa = io_numa(topo, pci);
             if (nd && nd->name)
-                snprintf(nic->netdev, sizeof(nic->netdev), "%s", nd->name);
+                snprintf(nic->netdev, sizeof(nic->netdev), "%.*s", (int)sizeof(nic->netdev) - 1, nd->name);
         } else {
             nic->is_virtual = 1;
         }
@@ -420,8 +420,8 @@ static int host_build(hwloc_topology_t topo, const char *sysfs_root, rdt_topo_ho
         if (!(nic = nic_add(&nv)))
             goto err_oom;
         nic->kind = RDT_TOPO_NIC_NET;
-        snprintf(nic->name, sizeof(nic->name), "%s", o->name);
-        snprintf(nic->netdev, sizeof(nic->netdev), "%s", o->name);
+        snprintf(nic->name, sizeof(nic->name), "%.*s", (int)sizeof(nic->name) - 1, o->name);
+        snprintf(nic->netdev, sizeof(nic->netdev), "%.*s", (int)sizeof(nic->netdev) - 1, o->name);
         busid_str(pci, nic->pci_busid, sizeof(nic->pci_busid));
         nic->numa = io_numa(topo, pci);
     }
@@ -602,7 +602,7 @@ int rdt_topo_from_host(const rdt_topo_host_t *host, const char *name, int nranks
         return -1;
     }
     for (l = 0; l < nranks; l++) {
-        snprintf(names[l], sizeof(names[l]), "%s", name);
+        snprintf(names[l], sizeof(names[l]), "%.*s", (int)sizeof(names[l]) - 1, name);
         loc[l].nnuma = host->nnuma;
         loc[l].numa = host->core_numa[core_of(l, nranks, host->ncores)];
         loc[l].nnics = host->nnics;
@@ -661,8 +661,8 @@ int rdt_topo_local_probe(int local_rank, rdt_topo_probe_t *probe_p, char *err, s
         p.loc.numa = numa_containing(topo, last);
     p.loc.nic = rdt_topo_host_pick_nic(h, p.loc.numa, local_rank);
     if (p.loc.nic >= 0) {
-        snprintf(p.nic_name, sizeof(p.nic_name), "%s", h->nics[p.loc.nic].name);
-        snprintf(p.nic_netdev, sizeof(p.nic_netdev), "%s", h->nics[p.loc.nic].netdev);
+        snprintf(p.nic_name, sizeof(p.nic_name), "%.*s", (int)sizeof(p.nic_name) - 1, h->nics[p.loc.nic].name);
+        snprintf(p.nic_netdev, sizeof(p.nic_netdev), "%.*s", (int)sizeof(p.nic_netdev) - 1, h->nics[p.loc.nic].netdev);
     }
     *probe_p = p;
     rc = 0;
