@@ -3,14 +3,17 @@
  *
  * Creation is the same three steps whatever the source of truth:
  *   1. open this rank's transport (a listening endpoint on the chosen address),
- *   2. exchange {transport address, host name} with every rank (rendezvous, the framework's
- *      out-of-band allgather, or an allgather on the parent communicator for split),
+ *   2. exchange {transport address, host name, locality} with every rank (rendezvous, the
+ *      framework's out-of-band allgather, or an allgather on the parent communicator for split),
  *   3. hand the table to the transport, which connects lazily to the peers actually used.
+ * Around them, topo/: RDT_BIND and the probe of this rank's NUMA node and nearest NIC before 1
+ * (the NIC may choose the RDMA device), comm->topo from the table after 2.
  */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@
 #include "bootstrap.h"
 #include "comm.h"
 #include "log.h"
+#include "topo.h"
 
 static __thread char thread_error[RDT_ERRMSG_LEN];
 
@@ -148,6 +152,7 @@ void rdt_comm_destroy(rdt_comm_t *comm)
     rdt_exec_plans_free(comm);
     rdt_exec_slots_free(comm);
     rdt_comm_scratch_set(comm, NULL, 0);
+    rdt_topo_destroy(comm->topo);
     free(comm->hosts);
     free(comm->send_seq);
     free(comm->recv_seq);
@@ -255,7 +260,115 @@ typedef rdt_status_t (*exchange_fn_t)(void *ctx, const void *blob, size_t bytes,
 typedef struct blob {
     unsigned char addr[RDT_ADDR_MAX];
     char host[RDT_HOST_MAX];
+    rdt_topo_loc_t loc; /* NUMA node and nearest NIC, -1 unknown (checked by topo/) */
 } blob_t;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Locality: RDT_BIND, the probe, comm->topo                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const bind_names[] = {"none", "numa", "core"};
+
+/* RDT_BIND binds the process once: the first communicator that binds does it, later ones (a
+ * second communicator from the environment) find it done and leave it. */
+static pthread_mutex_t bind_lock = PTHREAD_MUTEX_INITIALIZER;
+static int bind_done;
+
+/* Bind local rank @p lrank of @p lsize as RDT_BIND says. A failure is a warning: the job runs
+ * where the launcher put it. */
+static void bind_apply(const rdt_comm_t *c, int lrank, int lsize, const char *from)
+{
+    const char *mode = bind_names[c->cfg.bind_mode];
+    char msg[256] = "";
+
+    pthread_mutex_lock(&bind_lock);
+    if (bind_done) {
+        rdt_debug("comm", "RDT_BIND=%s: this process is bound already", mode);
+    } else if (rdt_topo_bind((rdt_topo_bind_t)c->cfg.bind_mode, lrank, lsize, msg,
+                             sizeof(msg)) == 0) {
+        bind_done = 1;
+        rdt_info("comm", "RDT_BIND=%s: local rank %d of %d (from %s) bound to %s", mode, lrank,
+                 lsize, from, msg);
+    } else {
+        rdt_warn("comm", "RDT_BIND=%s: local rank %d of %d (from %s) not bound: %s", mode, lrank,
+                 lsize, from, msg);
+    }
+    pthread_mutex_unlock(&bind_lock);
+}
+
+/*
+ * Before the transport opens: bind if the launcher told the local rank and size (else RDT_BIND
+ * waits for the host table: *late_p), then probe where this rank runs (hwloc's discovery is
+ * cached per process) for the blob, and pick the RDMA device on this rank's NUMA node for
+ * RDT_IB_DEV="" when that is known. Never fails: what hwloc cannot tell is -1.
+ */
+static void locality_prepare(rdt_comm_t *c, int lrank, int lsize, rdt_topo_loc_t *loc_p,
+                             int *late_p)
+{
+    rdt_topo_loc_t loc = {-1, 0, -1, 0};
+    rdt_topo_probe_t p;
+    char err[256] = "";
+    int known = lsize >= 1 && lrank >= 0 && lrank < lsize;
+
+    *late_p = 0;
+    c->ib_dev_near[0] = '\0';
+    if (c->cfg.bind_mode != RDT_TOPO_BIND_NONE) {
+        if (known)
+            bind_apply(c, lrank, lsize, "the launcher");
+        else
+            *late_p = 1;
+    }
+    if (rdt_topo_local_probe_cached(known ? lrank : 0, &p, err, sizeof(err)) != 0) {
+        rdt_debug("comm", "locality of rank %d unknown: %s", c->rank, err);
+        *loc_p = loc;
+        return;
+    }
+    loc = p.loc;
+    if (*late_p) {
+        /* it is about to move: where it runs now would be wrong */
+        loc.numa = -1;
+        loc.nic = -1;
+        rdt_debug("comm", "RDT_BIND=%s: no local size from the launcher, binding after the "
+                  "address exchange; NUMA node and NIC of rank %d reported unknown",
+                  bind_names[c->cfg.bind_mode], c->rank);
+    } else {
+        rdt_debug("comm", "locality of rank %d: cpu %d, NUMA node %d of %d, nearest NIC %s "
+                  "(NUMA node %d)", c->rank, p.cpu, p.loc.numa, p.loc.nnuma,
+                  p.loc.nic >= 0 ? p.nic_name : "none", p.nic_numa);
+    }
+    *loc_p = loc;
+    if (c->cfg.ib_dev[0] || loc.nic < 0 || !p.nic_rdma || loc.numa < 0 || p.nic_numa != loc.numa)
+        return; /* named, or nothing known to be near: the first active port, as ever */
+    snprintf(c->ib_dev_near, sizeof(c->ib_dev_near), "%s", p.nic_name);
+#ifdef RDT_HAVE_VERBS
+    if (strcmp(c->cfg.transport, "auto") == 0 || strcmp(c->cfg.transport, "verbs") == 0)
+        rdt_info("comm", "RDT_IB_DEV unset: using %s, nearest to this rank's NUMA node %d",
+                 c->ib_dev_near, loc.numa);
+#endif
+}
+
+/*
+ * comm->topo from the host table and every rank's locality (NULL: unknown). Ranks that share a
+ * host name but not its hardware (two machines with one name, or network namespaces seeing
+ * different NICs) leave locality unknown rather than fail: every rank has the same table, so
+ * every rank takes the same way.
+ */
+static rdt_status_t topo_build(rdt_comm_t *c, const rdt_topo_loc_t *locs)
+{
+    char err[512] = "";
+
+    if (rdt_topo_from_hosts(c->nranks, c->hosts, RDT_HOST_MAX, locs, &c->topo, err,
+                            sizeof(err)) == 0)
+        return RDT_SUCCESS;
+    if (locs) {
+        rdt_debug("comm", "locality of the ranks left unknown: %s", err);
+        if (rdt_topo_from_hosts(c->nranks, c->hosts, RDT_HOST_MAX, NULL, &c->topo, err,
+                                sizeof(err)) == 0)
+            return RDT_SUCCESS;
+    }
+    rdt_set_thread_error("rank %d: cannot group the ranks by host: %s", c->rank, err);
+    return RDT_ERR_INTERNAL;
+}
 
 /*
  * Open @p c's transport as RDT_TRANSPORT says:
@@ -287,7 +400,7 @@ static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
     tpp.connect_timeout_ms = (int)(cfg->connect_timeout_s * 1000);
     tpp.sockbuf = cfg->sockbuf;
     tpp.host = c->host;
-    tpp.ib_dev = cfg->ib_dev;
+    tpp.ib_dev = cfg->ib_dev[0] ? cfg->ib_dev : c->ib_dev_near;
     tpp.ib_gid_fixed = cfg->ib_gid_index >= 0;
     tpp.ib_gid_index = cfg->ib_gid_index;
     tpp.rndv_threshold = cfg->ib_rndv;
@@ -309,6 +422,13 @@ static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
     if (want_verbs || want_auto) {
 #ifdef RDT_HAVE_VERBS
         st = rdt_verbs_ops.open(&tpp, &net);
+        if (st != RDT_SUCCESS && tpp.ib_dev == c->ib_dev_near && c->ib_dev_near[0]) {
+            rdt_info("comm", "RDMA device %s (nearest to this rank) cannot be used (%s): trying "
+                     "the first active port", c->ib_dev_near, why[0] ? why : rdt_status_str(st));
+            why[0] = '\0';
+            tpp.ib_dev = "";
+            st = rdt_verbs_ops.open(&tpp, &net);
+        }
         if (st == RDT_SUCCESS) {
             net_name = "verbs";
         } else if (want_verbs) {
@@ -359,15 +479,21 @@ static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
     return RDT_SUCCESS;
 }
 
-/* Open the transport, exchange addresses, hand them over. */
-static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void *ctx)
+/*
+ * Locality, open the transport, exchange addresses, group the ranks, hand the addresses over.
+ * @p lrank, @p lsize: this rank's local rank and size from the launcher, -1 unknown.
+ */
+static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void *ctx, int lrank,
+                                 int lsize)
 {
     blob_t mine, *table = NULL;
     unsigned char *addrs = NULL;
+    rdt_topo_loc_t loc, *locs = NULL;
     size_t alen = RDT_ADDR_MAX;
     rdt_status_t st;
-    int i;
+    int i, late;
 
+    locality_prepare(comm, lrank, lsize, &loc, &late);
     st = transport_open(comm, &comm->cfg);
     if (st != RDT_SUCCESS)
         return st;
@@ -376,9 +502,11 @@ static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void 
     if (st != RDT_SUCCESS)
         return st;
     snprintf(mine.host, sizeof(mine.host), "%s", comm->host);
+    mine.loc = loc;
     table = calloc((size_t)comm->nranks, sizeof(*table));
     addrs = calloc((size_t)comm->nranks, RDT_ADDR_MAX);
-    if (!table || !addrs) {
+    locs = calloc((size_t)comm->nranks, sizeof(*locs));
+    if (!table || !addrs || !locs) {
         st = RDT_ERR_NO_MEMORY;
         goto out;
     }
@@ -389,6 +517,25 @@ static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void 
         memcpy(addrs + (size_t)i * RDT_ADDR_MAX, table[i].addr, RDT_ADDR_MAX);
         table[i].host[RDT_HOST_MAX - 1] = '\0';
         memcpy(comm->hosts + (size_t)i * RDT_HOST_MAX, table[i].host, RDT_HOST_MAX);
+        locs[i] = table[i].loc;
+    }
+    st = topo_build(comm, locs);
+    if (st != RDT_SUCCESS)
+        goto out;
+    {
+        const rdt_topo_t *t = comm->topo;
+        int tl = t->local_rank[comm->rank], ts = t->local_size[t->host_of[comm->rank]];
+
+        if (late) /* before any connection: the transport's threads and buffers follow */
+            bind_apply(comm, tl, ts, "the host table");
+        else if (lsize >= 1 && (tl != lrank || ts != lsize))
+            rdt_debug("comm", "the launcher says local rank %d of %d, the host names %d of %d "
+                      "(RDT_HOSTNAME?): RDT_BIND followed the launcher", lrank, lsize, tl, ts);
+        if (comm->rank == 0 && rdt_log_enabled(RDT_LOG_INFO, "comm")) {
+            char sum[512];
+            rdt_topo_summary(t, sum, sizeof(sum));
+            rdt_info("comm", "topology: %s", sum);
+        }
     }
     st = comm->tp->ops->addrs_set(comm->tp, addrs, comm->hosts);
     if (st != RDT_SUCCESS)
@@ -397,6 +544,7 @@ static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void 
 out:
     free(table);
     free(addrs);
+    free(locs);
     return st;
 }
 
@@ -422,22 +570,45 @@ typedef struct env_ids {
     const char *rank_var, *size_var;
     const char *rank, *size;
     const char *job_id; /* where the job token comes from when RDT_TOKEN is unset */
+    const char *lrank, *lsize; /* local rank and size (RDT_BIND, the NIC), NULL unknown */
 } env_ids_t;
+
+/* The local rank and size a launcher gave (*lrank_p, *lsize_p), -1 for what it did not give
+ * or gave malformed: only a hint (the host table is the truth), so never an error. */
+static void env_local(const env_ids_t *e, int size, int *lrank_p, int *lsize_p)
+{
+    long l = -1, n = -1;
+
+    if (e->lrank && parse_int(e->lrank, 0, size - 1, &l))
+        l = -1;
+    if (e->lsize && parse_int(e->lsize, 1, size, &n))
+        n = -1;
+    if ((e->lrank && l < 0) || (e->lsize && n < 0) || (l >= 0 && n >= 0 && l >= n)) {
+        rdt_debug("comm", "local rank '%s' of '%s' from %s ignored (not 0 <= rank < size <= %d)",
+                  e->lrank ? e->lrank : "unset", e->lsize ? e->lsize : "unset", e->source, size);
+        l = n = -1;
+    }
+    *lrank_p = (int)l;
+    *lsize_p = (int)n;
+}
 
 /* Rank and size from the first source that sets them, innermost launcher first: mpirun or
  * torchrun started inside a Slurm allocation inherit SLURM_* from it, and their own variables
- * are the ones that describe this process. *job_id_p: that source's job id (may be NULL). */
+ * are the ones that describe this process. *job_id_p: that source's job id (may be NULL);
+ * *lrank_p, *lsize_p: its local rank and size, -1 unknown (Slurm gives no local size). */
 static rdt_status_t env_rank_size(const rdt_config_t *cfg, int *rank_p, int *size_p,
-                                  const char **source_p, const char **job_id_p)
+                                  const char **source_p, const char **job_id_p, int *lrank_p,
+                                  int *lsize_p)
 {
     const env_ids_t srcs[] = {
-        {"the rdmatrain launcher", "RDT_RANK", "RDT_SIZE", cfg->rdt_rank, cfg->rdt_size, NULL},
+        {"the rdmatrain launcher", "RDT_RANK", "RDT_SIZE", cfg->rdt_rank, cfg->rdt_size, NULL,
+         cfg->rdt_local_rank, cfg->rdt_local_size},
         {"Open MPI", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", cfg->ompi_rank,
-         cfg->ompi_size, cfg->ompi_jobid},
+         cfg->ompi_size, cfg->ompi_jobid, cfg->ompi_local_rank, cfg->ompi_local_size},
         {"torchrun", "RANK", "WORLD_SIZE", cfg->torch_rank, cfg->torch_world_size,
-         cfg->torch_run_id},
+         cfg->torch_run_id, cfg->torch_local_rank, cfg->torch_local_world_size},
         {"Slurm", "SLURM_PROCID", "SLURM_NTASKS", cfg->slurm_procid, cfg->slurm_ntasks,
-         cfg->slurm_job_id},
+         cfg->slurm_job_id, cfg->slurm_localid, NULL},
     };
     size_t i;
     long r, n;
@@ -466,10 +637,13 @@ static rdt_status_t env_rank_size(const rdt_config_t *cfg, int *rank_p, int *siz
         *size_p = (int)n;
         *source_p = e->source;
         *job_id_p = e->job_id;
+        env_local(e, (int)n, lrank_p, lsize_p);
         return RDT_SUCCESS;
     }
     *rank_p = 0;
     *size_p = 1;
+    *lrank_p = 0;
+    *lsize_p = 1;
     *source_p = "no launcher variables (a single rank)";
     *job_id_p = NULL;
     return RDT_SUCCESS;
@@ -540,7 +714,7 @@ rdt_status_t rdt_comm_create_from_env(rdt_comm_t **comm_p)
     char err[512];
     const char *source, *job_id, *tok_src = NULL;
     char root_host[256] = "127.0.0.1";
-    int rank, size, root_port = 0;
+    int rank, size, lrank, lsize, root_port = 0;
     rdt_status_t st;
 
     thread_error[0] = '\0';
@@ -554,7 +728,7 @@ rdt_status_t rdt_comm_create_from_env(rdt_comm_t **comm_p)
         return st;
     }
     rdt_log_configure(cfg.log_level, cfg.log_subsys);
-    st = env_rank_size(&cfg, &rank, &size, &source, &job_id);
+    st = env_rank_size(&cfg, &rank, &size, &source, &job_id, &lrank, &lsize);
     if (st != RDT_SUCCESS)
         return st;
 
@@ -619,7 +793,7 @@ rdt_status_t rdt_comm_create_from_env(rdt_comm_t **comm_p)
     bs.params.root_port = root_port;
     memcpy(bs.params.token, comm->token, RDT_TOKEN_LEN);
     bs.params.timeout_ms = (int)(cfg.connect_timeout_s * 1000);
-    st = comm_wire_up(comm, bootstrap_exchange, &bs);
+    st = comm_wire_up(comm, bootstrap_exchange, &bs, lrank, lsize);
     if (st != RDT_SUCCESS)
         goto err_destroy;
     st = comm_finish_create(comm, comm_p);
@@ -699,7 +873,8 @@ rdt_status_t rdt_comm_create_oob(int rank, int size, rdt_oob_allgather_fn_t allg
         snprintf(comm->bind_ip, sizeof(comm->bind_ip), "127.0.0.1");
     if (st != RDT_SUCCESS)
         goto err_destroy;
-    st = comm_wire_up(comm, oob_exchange, &oc);
+    /* no launcher: the host table decides, but for a job of one rank */
+    st = comm_wire_up(comm, oob_exchange, &oc, size == 1 ? 0 : -1, size == 1 ? 1 : -1);
     if (st != RDT_SUCCESS)
         goto err_destroy;
     st = comm_finish_create(comm, comm_p);
@@ -738,6 +913,7 @@ static int split_cmp(const void *a, const void *b)
 rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **newcomm_p)
 {
     split_entry_t mine, *all = NULL, *members;
+    rdt_topo_loc_t *locs = NULL;
     rdt_comm_t *nc = NULL;
     unsigned char *addrs = NULL;
     size_t alen = RDT_ADDR_MAX;
@@ -805,6 +981,8 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
     snprintf(nc->bind_ip, sizeof(nc->bind_ip), "%s", comm->bind_ip);
     snprintf(nc->host, sizeof(nc->host), "%s", comm->host);
     nc->id = id;
+    /* the parent's device: the process's locality has not changed since */
+    snprintf(nc->ib_dev_near, sizeof(nc->ib_dev_near), "%s", comm->ib_dev_near);
     st = transport_open(nc, &comm->cfg);
     if (st == RDT_SUCCESS)
         st = nc->tp->ops->addr_get(nc->tp, mine.addr, &alen);
@@ -823,7 +1001,8 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
         goto err;
     }
     addrs = calloc((size_t)n, RDT_ADDR_MAX);
-    if (!addrs) {
+    locs = calloc((size_t)n, sizeof(*locs));
+    if (!addrs || !locs) {
         free(members);
         st = rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "split: out of memory");
         goto err;
@@ -833,8 +1012,22 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
         memcpy(addrs + (size_t)i * RDT_ADDR_MAX, all[old].addr, RDT_ADDR_MAX);
         memcpy(nc->hosts + (size_t)i * RDT_HOST_MAX, comm->hosts + (size_t)old * RDT_HOST_MAX,
                RDT_HOST_MAX);
+        if (comm->topo) { /* the parent's locality: split does not bind nor probe again */
+            const rdt_topo_t *pt = comm->topo;
+            locs[i].numa = pt->numa_of[old];
+            locs[i].nnuma = pt->nnuma[pt->host_of[old]];
+            locs[i].nic = pt->nic_of[old];
+            locs[i].nnics = pt->nnics[pt->host_of[old]];
+        }
     }
     free(members);
+    st = topo_build(nc, comm->topo ? locs : NULL);
+    free(locs);
+    locs = NULL;
+    if (st != RDT_SUCCESS) {
+        rdt_comm_set_error(comm, st, "split on rank %d: %s", comm->rank, thread_error);
+        goto err;
+    }
     st = nc->tp->ops->addrs_set(nc->tp, addrs, nc->hosts);
     free(addrs);
     addrs = NULL;
@@ -853,6 +1046,7 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
 err:
     free(all);
     free(addrs);
+    free(locs);
     rdt_comm_destroy(nc);
     return st;
 }

@@ -84,6 +84,12 @@ struct rdt_comm {
      * some host). Freed with the plans built from it (rdt_exec_plans_free). */
     int *host_of;
     int hier;
+    /* topo/'s view of the same grouping (comm.c, at creation): hosts numbered by lowest rank,
+     * local ranks and sizes, each rank's NUMA node and nearest NIC (-1 unknown) */
+    struct rdt_topo *topo;
+    char ib_dev_near[64];     /* RDMA device nearest this rank, used if RDT_IB_DEV is empty */
+    int oversub;       /* exec.c: 0 until known, then 2 if more local ranks than CPUs, else 1 */
+    unsigned npolls;   /* exec.c: polls so far, to read the clock on some only */
     char bind_ip[64];
     rdt_config_t cfg;
     rdt_transport_t *tp;

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "topo.h"
 
 /* K_INT: an integer from 1 to 16; K_BOOL: 0 or 1; K_INDEX: "auto" (-1) or 0 to 65535. */
 typedef enum { K_LOG, K_STR, K_SECONDS, K_SIZE, K_INT, K_BOOL, K_INDEX, K_DOUBLE, K_RAW } knob_kind_t;
@@ -73,6 +74,10 @@ static const knob_t knobs[] = {
      "but only safe if the program never frees such a buffer while the communicator lives; "
      "rdt_mem_register is the safe way to keep a buffer registered)"},
     {"RDT_HOSTNAME", "", K_STR, S(hostname), "host identity of this rank; empty = gethostname()"},
+    {"RDT_BIND", "none", K_STR, S(bind),
+     "bind each rank at communicator creation, within the CPUs it may use: none; core = one "
+     "core (local rank l of L on its host: core l*C/L of the C cores); numa = every CPU of that "
+     "core's NUMA node"},
     {"RDT_ALPHA", "10e-6", K_DOUBLE, F(alpha), 0,
      "cost model: seconds of latency per message, for algorithm selection"},
     {"RDT_BETA", "3.3e-10", K_DOUBLE, F(beta), 0, "cost model: seconds per byte on the wire"},
@@ -80,6 +85,8 @@ static const knob_t knobs[] = {
     {"RDT_RANK", NULL, K_RAW, F(rdt_rank), 0, "rank of this process (set by the launcher)"},
     {"RDT_SIZE", NULL, K_RAW, F(rdt_size), 0, "number of ranks (set by the launcher)"},
     {"RDT_LOCAL_RANK", NULL, K_RAW, F(rdt_local_rank), 0, "rank on this host (launcher)"},
+    {"RDT_LOCAL_SIZE", NULL, K_RAW, F(rdt_local_size), 0,
+     "ranks on this host (launcher; lets RDT_BIND bind before the address exchange)"},
     {"RDT_ROOT", NULL, K_RAW, F(rdt_root), 0, "rendezvous address host:port; rank 0 listens"},
     {"RDT_TOKEN", NULL, K_RAW, F(rdt_token), 0, "job token every connection must present"},
     {"SLURM_PROCID", NULL, K_RAW, F(slurm_procid), 0, "rank under srun"},
@@ -89,10 +96,14 @@ static const knob_t knobs[] = {
     {"OMPI_COMM_WORLD_RANK", NULL, K_RAW, F(ompi_rank), 0, "rank under Open MPI's mpirun"},
     {"OMPI_COMM_WORLD_SIZE", NULL, K_RAW, F(ompi_size), 0, "ranks under Open MPI's mpirun"},
     {"OMPI_COMM_WORLD_LOCAL_RANK", NULL, K_RAW, F(ompi_local_rank), 0, "local rank under mpirun"},
+    {"OMPI_COMM_WORLD_LOCAL_SIZE", NULL, K_RAW, F(ompi_local_size), 0,
+     "ranks on this host under mpirun"},
     {"OMPI_MCA_ess_base_jobid", NULL, K_RAW, F(ompi_jobid), 0, "token source under mpirun"},
     {"RANK", NULL, K_RAW, F(torch_rank), 0, "rank under torchrun"},
     {"WORLD_SIZE", NULL, K_RAW, F(torch_world_size), 0, "ranks under torchrun"},
     {"LOCAL_RANK", NULL, K_RAW, F(torch_local_rank), 0, "local rank under torchrun"},
+    {"LOCAL_WORLD_SIZE", NULL, K_RAW, F(torch_local_world_size), 0,
+     "ranks on this host under torchrun"},
     {"MASTER_ADDR", NULL, K_RAW, F(master_addr), 0, "rendezvous host when RDT_ROOT is unset"},
     {"MASTER_PORT", NULL, K_RAW, F(master_port), 0, "rendezvous port when RDT_ROOT is unset"},
     {"TORCHELASTIC_RUN_ID", NULL, K_RAW, F(torch_run_id), 0, "token source under torchrun"},
@@ -211,6 +222,7 @@ static rdt_status_t apply(const knob_t *k, const char *val, rdt_config_t *cfg, c
 
 rdt_status_t rdt_config_load(rdt_config_t *cfg, char *err, size_t errlen)
 {
+    rdt_topo_bind_t bind;
     size_t i;
     rdt_status_t st;
 
@@ -233,6 +245,9 @@ rdt_status_t rdt_config_load(rdt_config_t *cfg, char *err, size_t errlen)
                  cfg->transport);
         return RDT_ERR_CONFIG;
     }
+    if (rdt_topo_bind_parse(cfg->bind, &bind, err, errlen) != 0)
+        return RDT_ERR_CONFIG; /* "RDT_BIND='x' is not one of none, numa, core" */
+    cfg->bind_mode = (int)bind;
     if (cfg->shm_ring < ((size_t)4 << 10) || cfg->shm_ring > ((size_t)1 << 30)) {
         snprintf(err, errlen, "RDT_SHM_RING=%zu is out of range (4k to 1g bytes)",
                  cfg->shm_ring);

@@ -33,13 +33,15 @@ typedef struct rdt_config {
     size_t shm_ring;           /* RDT_SHM_RING, bytes per ring of a pair of local ranks */
     size_t shm_rndv;           /* RDT_SHM_RNDV, single-copy threshold, 0 = never */
     char hostname[64];         /* RDT_HOSTNAME */
+    char bind[16];             /* RDT_BIND as given */
+    int bind_mode;             /* RDT_BIND parsed: an rdt_topo_bind_t (0 = none) */
     double alpha, beta, gamma; /* RDT_ALPHA, RDT_BETA, RDT_GAMMA */
     /* how the job told us who we are (raw strings, NULL when unset) */
-    const char *rdt_rank, *rdt_size, *rdt_local_rank, *rdt_root, *rdt_token;
+    const char *rdt_rank, *rdt_size, *rdt_local_rank, *rdt_local_size, *rdt_root, *rdt_token;
     const char *slurm_procid, *slurm_ntasks, *slurm_localid, *slurm_job_id;
-    const char *ompi_rank, *ompi_size, *ompi_local_rank, *ompi_jobid;
-    const char *torch_rank, *torch_world_size, *torch_local_rank, *master_addr, *master_port,
-        *torch_run_id;
+    const char *ompi_rank, *ompi_size, *ompi_local_rank, *ompi_local_size, *ompi_jobid;
+    const char *torch_rank, *torch_world_size, *torch_local_rank, *torch_local_world_size,
+        *master_addr, *master_port, *torch_run_id;
 } rdt_config_t;
 
 /* Read the environment into @p cfg. On a malformed value returns RDT_ERR_CONFIG with a sentence

@@ -351,15 +351,15 @@ double rdt_cost_model(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes
         /* tree: U rounds up with half the vector, D rounds down sending it to two children */
         dbtree_rounds(nranks, &up, &down);
         return up * (a + n / 2 * (b + g)) + down * dbtree_down_round(nranks, n, a, b);
-    case RDT_COLL_REDUCE_SCATTER:
-        if (algo == RDT_ALGO_RING)
+    case RDT_COLL_REDUCE_SCATTER: /* hier on one host: the ring of the sets, one unit each */
+        if (algo == RDT_ALGO_RING || algo == RDT_ALGO_HIER)
             return (p - 1) * (a + n * b + n * g);
         return m * a + fold_units(pp, e) * n * (b + g) + (e ? 2 * a + p * n * (b + g) + n * b : 0);
     case RDT_COLL_ALLGATHER:
-        if (algo == RDT_ALGO_RING)
+        if (algo == RDT_ALGO_RING || algo == RDT_ALGO_HIER)
             return (p - 1) * (a + n * b);
         return m * a + fold_units(pp, e) * n * b + (e ? 2 * a + n * b + p * n * b : 0);
-    case RDT_COLL_BROADCAST:
+    case RDT_COLL_BROADCAST: /* tree and hier (one host: the binomial tree) */
         return (algo == RDT_ALGO_RING ? p - 1 : L) * (a + n * b);
     case RDT_COLL_REDUCE:
         return (algo == RDT_ALGO_RING ? p - 1 : L) * (a + n * b + n * g);
@@ -413,6 +413,58 @@ static double hier_allreduce_model(const rdt_hosts_t *hs, double n, const rdt_co
 }
 
 /*
+ * Hierarchical broadcast and reduce (sched_hier_coll.c), priced at root 0: T = ceil(log2 H)
+ * network rounds with one N-byte message on the root host's link each, then (broadcast) the
+ * shared-memory rounds that remain after round T: host h's intra-host tree starts the round after
+ * its leader received (T - ctz(h); round 0 on the root host) and takes ceil(log2 L_h) rounds:
+ *   broadcast: T (net.a + N net.b) + max(0, max_h(start_h + ceil(log2 L_h)) - T)(shm.a + N shm.b)
+ *   reduce:    ceil(log2 G)(shm.a + N (shm.b + g)) + T (net.a + N (net.b + g))
+ */
+static double hier_tree_model(rdt_coll_t coll, const rdt_hosts_t *hs, double n,
+                              const rdt_cost_params_t *net, const rdt_cost_params_t *shm)
+{
+    int H = hs->nhosts, T = rdt_log2_ceil((uint32_t)H), h, end = 0;
+
+    if (coll == RDT_COLL_REDUCE)
+        return rdt_log2_ceil((uint32_t)hs->lmax) * (shm->alpha + n * (shm->beta + net->gamma)) +
+               T * (net->alpha + n * (net->beta + net->gamma));
+    for (h = 0; h < H; h++) {
+        int e = (h == 0 ? 0 : T - __builtin_ctz((unsigned)h)) +
+                rdt_log2_ceil((uint32_t)rdt_hosts_size(hs, h));
+        end = e > end ? e : end;
+    }
+    return T * (net->alpha + n * net->beta) +
+           (end > T ? end - T : 0) * (shm->alpha + n * shm->beta);
+}
+
+/*
+ * Hierarchical allgather and reduce-scatter (sched_hier_coll.c), n bytes per unit: H-1 network
+ * rounds in which a host's link carries at most G units each way, and the intra-host ring of the
+ * sets, whose largest on host h holds about S_h = 1 + (p - L_h) / L_h units (exact when every
+ * host size is a multiple of L_h); step s costs the most over the hosts with L_h - 1 > s:
+ *   allgather:      (H-1)(net.a + G n net.b) + sum_s max_h (shm.a + S_h n shm.b)
+ *   reduce_scatter: sum_s max_h (shm.a + S_h n (shm.b + g)) + (H-1)(net.a + G n net.b + n g)
+ */
+static double hier_sets_model(rdt_coll_t coll, const rdt_hosts_t *hs, double n,
+                              const rdt_cost_params_t *net, const rdt_cost_params_t *shm)
+{
+    int G = hs->lmax, H = hs->nhosts, p = hs->nranks, s, h;
+    double g = coll == RDT_COLL_REDUCE_SCATTER ? net->gamma : 0.0, total = 0;
+
+    for (s = 0; s < G - 1; s++) {
+        double worst = 0;
+        for (h = 0; h < H; h++) {
+            int L = rdt_hosts_size(hs, h);
+            double S = 1 + ceil((double)(p - L) / L), c = shm->alpha + S * n * (shm->beta + g);
+            if (L - 1 > s && c > worst)
+                worst = c;
+        }
+        total += worst;
+    }
+    return total + (H - 1) * (net->alpha + G * n * net->beta + n * g);
+}
+
+/*
  * Recursive doubling and Rabenseifner allreduce in the two-level model, for hosts of
  * consecutive ranks, G = most ranks on a host, 2^k = the largest power of two <= G: the steps
  * between partners closer than 2^k stay inside a host (shared memory), the others cross, with
@@ -456,8 +508,12 @@ double rdt_cost_model_topo(rdt_coll_t coll, rdt_algo_t algo, int nranks, const i
         t = hs.nhosts == 1 || hs.lmax == 1
                 ? rdt_cost_model(coll, algo, nranks, bytes, net)
                 : halving_model(algo, nranks, hs.lmax, (double)bytes, net, shm);
-    else
+    else if (coll == RDT_COLL_ALLREDUCE)
         t = hier_allreduce_model(&hs, (double)bytes, net, shm);
+    else if (coll == RDT_COLL_BROADCAST || coll == RDT_COLL_REDUCE)
+        t = hier_tree_model(coll, &hs, (double)bytes, net, shm);
+    else
+        t = hier_sets_model(coll, &hs, (double)bytes, net, shm);
     rdt_hosts_fini(&hs);
     return t;
 }

@@ -54,12 +54,12 @@ int rdt_sched_supported(rdt_coll_t coll, rdt_algo_t algo)
         return algo == RDT_ALGO_RING || algo == RDT_ALGO_RECDBL || algo == RDT_ALGO_RABENSEIFNER ||
                algo == RDT_ALGO_TREE || algo == RDT_ALGO_HIER;
     case RDT_COLL_REDUCE_SCATTER:
-        return algo == RDT_ALGO_RING || algo == RDT_ALGO_RABENSEIFNER;
+        return algo == RDT_ALGO_RING || algo == RDT_ALGO_RABENSEIFNER || algo == RDT_ALGO_HIER;
     case RDT_COLL_ALLGATHER:
-        return algo == RDT_ALGO_RING || algo == RDT_ALGO_RECDBL;
+        return algo == RDT_ALGO_RING || algo == RDT_ALGO_RECDBL || algo == RDT_ALGO_HIER;
     case RDT_COLL_BROADCAST:
     case RDT_COLL_REDUCE:
-        return algo == RDT_ALGO_RING || algo == RDT_ALGO_TREE;
+        return algo == RDT_ALGO_RING || algo == RDT_ALGO_TREE || algo == RDT_ALGO_HIER;
     case RDT_COLL_BARRIER:
         return algo == RDT_ALGO_RECDBL;
     case RDT_COLL_ALLTOALL:
@@ -194,24 +194,32 @@ static void build_dispatch(rdt_sched_builder_t *b)
     case RDT_COLL_REDUCE_SCATTER:
         if (algo == RDT_ALGO_RING)
             rdt_sched_ring_reduce_scatter(b);
+        else if (algo == RDT_ALGO_HIER)
+            rdt_sched_hier_reduce_scatter(b);
         else
             rdt_sched_rabenseifner_reduce_scatter(b);
         break;
     case RDT_COLL_ALLGATHER:
         if (algo == RDT_ALGO_RING)
             rdt_sched_ring_allgather(b);
+        else if (algo == RDT_ALGO_HIER)
+            rdt_sched_hier_allgather(b);
         else
             rdt_sched_recdbl_allgather(b);
         break;
     case RDT_COLL_BROADCAST:
         if (algo == RDT_ALGO_RING)
             rdt_sched_chain_broadcast(b);
+        else if (algo == RDT_ALGO_HIER)
+            rdt_sched_hier_broadcast(b);
         else
             rdt_sched_binomial_broadcast(b);
         break;
     case RDT_COLL_REDUCE:
         if (algo == RDT_ALGO_RING)
             rdt_sched_chain_reduce(b);
+        else if (algo == RDT_ALGO_HIER)
+            rdt_sched_hier_reduce(b);
         else
             rdt_sched_binomial_reduce(b);
         break;

@@ -84,7 +84,8 @@ typedef enum {
  *  reduce:         RING (chain), TREE (binomial)
  *  barrier:        RECDBL (dissemination)
  *  alltoall:       PAIRWISE
- *  allreduce:      HIER (hierarchical: needs the host of every rank, see rdt_sched_build_topo)
+ *  allreduce, reduce_scatter, allgather, broadcast, reduce:
+ *                  HIER (hierarchical: needs the host of every rank, see rdt_sched_build_topo)
  *
  * What the builders produce (p ranks, p' = largest power of two <= p; rounds for p >= 2; one
  * rank is always nunits 1, nblocks 1, a single COPY INPUT -> OUTPUT, none for barrier):
@@ -107,6 +108,13 @@ typedef enum {
  *    (H hosts, G = most ranks on one host; sched_hier.c draws it: intra-host ring
  *     reduce-scatter, inter-host ring allreduce of 1/G of the vector per group among the
  *     ranks owning it, intra-host ring allgather)
+ *  reduce_scatter hier            p     p       (G-1) + (H-1)          yes, partial sums
+ *  allgather hier                 p     p       (H-1) + (L-1) (+1 copy) no
+ *  broadcast hier                 1     1       <= ceil(log2 H) + ceil(log2 G) (+1 copy) no
+ *  reduce hier                    1     1       ceil(log2 G) + ceil(log2 H)  non-roots
+ *    (sched_hier_coll.c: binomial trees over host leaders and inside hosts for broadcast and
+ *     reduce; for allgather and reduce_scatter a direct exchange between hosts in which every
+ *     unit crosses to every other host once, and an intra-host ring of "sets" of units)
  */
 typedef enum {
     RDT_ALGO_RING,
@@ -263,6 +271,9 @@ typedef struct rdt_sim_result {
     uint64_t inter_host_bytes;
     uint64_t max_host_bytes;
     uint64_t min_host_bytes;
+    /* ... and received by one host from the others: the most and the least over the hosts. */
+    uint64_t max_host_recv_bytes;
+    uint64_t min_host_recv_bytes;
 } rdt_sim_result_t;
 
 rdt_status_t rdt_sim_run(const rdt_sim_params_t *params, rdt_sim_result_t *result_p);

@@ -111,6 +111,10 @@ void rdt_sched_binomial_reduce(rdt_sched_builder_t *b);
 void rdt_sched_pairwise_alltoall(rdt_sched_builder_t *b);
 void rdt_sched_dissemination_barrier(rdt_sched_builder_t *b);
 void rdt_sched_hier_allreduce(rdt_sched_builder_t *b);
+void rdt_sched_hier_broadcast(rdt_sched_builder_t *b);
+void rdt_sched_hier_reduce(rdt_sched_builder_t *b);
+void rdt_sched_hier_allgather(rdt_sched_builder_t *b);
+void rdt_sched_hier_reduce_scatter(rdt_sched_builder_t *b);
 
 /*
  * Hosts of a topology (sched_hier.c), the plain-data view the hierarchical builders and the

@@ -23,8 +23,9 @@
  * trades exactness for rounding sums, to check that all ranks of an allreduce agree bit for bit.
  *
  * With params->host_of the schedules are built for that topology (rdt_sched_build_topo) and
- * every segment moved between ranks of different hosts is counted, per sending host and in
- * total (result: inter_host_bytes, max_host_bytes, min_host_bytes).
+ * every segment moved between ranks of different hosts is counted, per sending host, per
+ * receiving host and in total (result: inter_host_bytes, max/min_host_bytes,
+ * max/min_host_recv_bytes).
  *
  * The reduction itself is engine/reduce.c's (rdt_reduce_local, rdt_reduce_scale_avg for AVG at
  * the end of each slice, as the executor does); the reference is computed here, with its own
@@ -79,6 +80,7 @@ typedef struct sim {
     int inexact; /* params->inexact and it applies (float SUM/AVG of a reducing collective) */
     int failed;
     uint64_t *host_bytes; /* with params->host_of: bytes each host sent to other hosts */
+    uint64_t *host_recv;  /* ... and received from other hosts */
 } sim_t;
 
 typedef struct sim_rec {
@@ -768,6 +770,7 @@ static void sim_move(sim_t *sm, int a, uint32_t sa, int b, uint32_t sb)
     A->sent_bytes += ns * sm->es;
     if (sm->host_bytes && sm->prm->host_of[a] != sm->prm->host_of[b]) {
         sm->host_bytes[sm->prm->host_of[a]] += ns * sm->es;
+        sm->host_recv[sm->prm->host_of[b]] += ns * sm->es;
         sm->res->inter_host_bytes += ns * sm->es;
     }
     if (sm->words) {
@@ -1155,6 +1158,7 @@ static void sim_free(sim_t *sm)
     free(sm->rk);
     free(sm->stack);
     free(sm->host_bytes);
+    free(sm->host_recv);
 }
 
 static rdt_status_t sim_prepare_rank(sim_t *sm, int r)
@@ -1257,9 +1261,11 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
                  (params->op == RDT_SUM || params->op == RDT_AVG);
     sm.rk = calloc((size_t)sm.p, sizeof(*sm.rk));
     sm.stack = malloc((size_t)sm.p * 2 * sizeof(int) + sizeof(int));
-    if (params->host_of)
+    if (params->host_of) {
         sm.host_bytes = calloc((size_t)sm.p, sizeof(uint64_t));
-    if (!sm.rk || !sm.stack || (params->host_of && !sm.host_bytes)) {
+        sm.host_recv = calloc((size_t)sm.p, sizeof(uint64_t));
+    }
+    if (!sm.rk || !sm.stack || (params->host_of && (!sm.host_bytes || !sm.host_recv))) {
         sim_fail(&sm, RDT_ERR_NO_MEMORY, "out of memory for %d ranks", sm.p);
         goto out;
     }
@@ -1292,10 +1298,15 @@ rdt_status_t rdt_sim_run_scheds(const rdt_sim_params_t *params, rdt_sched_t *con
         int first = 1;
         for (r = 0; r < sm.p; r++) {
             uint64_t v = sm.host_bytes[params->host_of[r]];
+            uint64_t w = sm.host_recv[params->host_of[r]];
             if (first || v > result_p->max_host_bytes)
                 result_p->max_host_bytes = v;
             if (first || v < result_p->min_host_bytes)
                 result_p->min_host_bytes = v;
+            if (first || w > result_p->max_host_recv_bytes)
+                result_p->max_host_recv_bytes = w;
+            if (first || w < result_p->min_host_recv_bytes)
+                result_p->min_host_recv_bytes = w;
             first = 0;
         }
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench-peers.sh - rdmatrain's allreduce against Open MPI's MPI_Allreduce, back to back on this
-# machine, over loopback only.
+# machine, over loopback TCP (WIRE=tcp, the default) or shared memory (WIRE=shm).
 #
 #   tools/bench-peers.sh            (about 2-3 minutes with the defaults, as root)
 #
@@ -8,6 +8,8 @@
 #   rdt_bench -n N -c allreduce -d float32 -o sum -b MINB -e MAXB -T TARGET_S
 #   mpirun --oversubscribe --allow-run-as-root --mca pml ob1 --mca btl tcp,self \
 #          --mca btl_tcp_if_include lo -np N mpi_allreduce_bench -b MINB -e MAXB -T TARGET_S
+# with RDT_TRANSPORT=tcp for rdt_bench; WIRE=shm uses RDT_TRANSPORT=shm and Open MPI's
+# `--mca btl vader,self` instead.
 # The two programs measure the same way (exact check, warmup, -T seconds in 5 batches each
 # after a barrier, per-rank mean averaged across ranks, median batch); the MPI one is
 # tools/peers/mpi_allreduce_bench.c, carried here so that nothing outside the repository is read.
@@ -19,7 +21,7 @@
 # Exit status 1 if a run failed or reported wrong elements.
 #
 # Knobs (environment):
-#   ROUNDS (3), NPS ("2 4"), MINB (8), MAXB (64M), TARGET_S (0.2 s per size and mode),
+#   WIRE (tcp or shm), ROUNDS (3), NPS ("2 4"), MINB (8), MAXB (64M), TARGET_S (0.2 s per size and mode),
 #   RUN_TIMEOUT (600 s per run), VERBOSE=1 (print every raw table),
 #   RDT_BENCH      an rdt_bench to use; default: build it with CMake into BUILD_DIR
 #   BUILD_DIR      (default /tmp/rdt-bench-peers-build)
@@ -39,6 +41,15 @@ MAXB=${MAXB:-64M}
 TARGET_S=${TARGET_S:-0.2}
 RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 VERBOSE=${VERBOSE:-0}
+WIRE=${WIRE:-tcp}
+case $WIRE in
+tcp) BTL=(--mca btl "tcp,self" --mca btl_tcp_if_include lo) ;;
+shm) BTL=(--mca btl "vader,self") ;;
+*)
+    echo "bench-peers.sh: WIRE=$WIRE: expected tcp or shm" >&2
+    exit 2
+    ;;
+esac
 BUILD_DIR=${BUILD_DIR:-/tmp/rdt-bench-peers-build}
 KEEP_DIR=${KEEP_DIR:-}
 read -r -a MPI_EXTRA_ARGS <<<"${MPI_EXTRA:-}"
@@ -91,15 +102,15 @@ elif [[ ! -x "$RDT_BENCH" ]]; then
     failed=1
 fi
 
-MPIRUN=(mpirun --oversubscribe --allow-run-as-root --mca pml ob1 --mca btl "tcp,self"
-    --mca btl_tcp_if_include lo "${MPI_EXTRA_ARGS[@]}")
+MPIRUN=(mpirun --oversubscribe --allow-run-as-root --mca pml ob1 "${BTL[@]}" "${MPI_EXTRA_ARGS[@]}")
+BENCH_ENV+=("RDT_TRANSPORT=$WIRE") # the same wire as Open MPI's
 
 # ------------------------------------------------------------------------------- header
 echo "# bench-peers.sh  $(date -Is)"
 echo "# host: $(uname -srm), $(nproc) cpus, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p')"
 echo "# $(mpirun --version 2>/dev/null | head -1); rdt_bench: $RDT_BENCH$( ((rdt_ok)) || echo ' (unavailable)')"
 echo "# rounds $ROUNDS, ranks $NPS, sizes $MINB..$MAXB, ~$TARGET_S s per size and mode"
-echo "# rdt: rdt_bench -n N -c allreduce -d float32 -o sum -b $MINB -e $MAXB -T $TARGET_S"
+echo "# wire: $WIRE; rdt: RDT_TRANSPORT=$WIRE rdt_bench -n N -c allreduce -d float32 -o sum -b $MINB -e $MAXB -T $TARGET_S"
 echo "# mpi: ${MPIRUN[*]} -np N mpi_allreduce_bench -b $MINB -e $MAXB -T $TARGET_S"
 env | grep '^RDT_' | sed 's/^/# env: /' || true
 echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -17,7 +17,8 @@
  * schedules are built for it, priced in the two-level model (--alpha/--beta are the network's,
  * shared memory's are derived: rdt_cost_shm_params), the selector's choice is the one it makes
  * on that shape, and the bytes crossing between hosts are printed (total, and the most one host
- * sends); --ranks may then be left out.
+ * sends; --check also the least and most one host sends and receives); --ranks may then be left
+ * out. Every collective takes --hosts; prices are for root 0, --check uses --root.
  */
 #include <getopt.h>
 #include <math.h>
@@ -289,10 +290,13 @@ static int check_coll(const opts_t *o, rdt_coll_t coll)
                    st == RDT_SUCCESS ? "ok" : res.error, res.max_rounds,
                    (unsigned long long)res.msgs, (unsigned long long)res.max_rank_bytes);
             if (o->host_of)
-                printf(", %llu bytes between hosts, %llu-%llu sent per host",
+                printf(", %llu bytes between hosts, %llu-%llu sent and %llu-%llu received per "
+                       "host",
                        (unsigned long long)res.inter_host_bytes,
                        (unsigned long long)res.min_host_bytes,
-                       (unsigned long long)res.max_host_bytes);
+                       (unsigned long long)res.max_host_bytes,
+                       (unsigned long long)res.min_host_recv_bytes,
+                       (unsigned long long)res.max_host_recv_bytes);
             printf(", %.2f s)\n", now() - t0);
             bad += st != RDT_SUCCESS;
         }

@@ -798,3 +798,54 @@ char *rdt_topo_to_json(const rdt_topo_t *topo)
 {
     return to_string(topo, 1);
 }
+
+/* Append to buf (size len, NUL-terminated); what does not fit is dropped. */
+static void cat(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void cat(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t used = strnlen(buf, len);
+    va_list ap;
+
+    if (used + 1 >= len)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, len - used, fmt, ap);
+    va_end(ap);
+}
+
+/* "a/b/c" of one per-host array, the first SUMMARY_HOSTS hosts; 0 (unknown) as "?". */
+#define SUMMARY_HOSTS 16
+static void cat_per_host(char *buf, size_t len, const rdt_topo_t *t, const int *v, int zero_unknown)
+{
+    int h;
+
+    for (h = 0; h < t->nhosts && h < SUMMARY_HOSTS; h++) {
+        if (zero_unknown && v[h] == 0)
+            cat(buf, len, "%s?", h ? "/" : "");
+        else
+            cat(buf, len, "%s%d", h ? "/" : "", v[h]);
+    }
+    if (t->nhosts > SUMMARY_HOSTS)
+        cat(buf, len, "/...");
+}
+
+void rdt_topo_summary(const rdt_topo_t *t, char *buf, size_t len)
+{
+    int r, numa_known = 0, nic_known = 0;
+
+    if (!buf || len == 0)
+        return;
+    buf[0] = '\0';
+    for (r = 0; r < t->nranks; r++) {
+        numa_known += t->numa_of[r] >= 0;
+        nic_known += t->nic_of[r] >= 0;
+    }
+    cat(buf, len, "%d host%s, ranks per host ", t->nhosts, t->nhosts == 1 ? "" : "s");
+    cat_per_host(buf, len, t, t->local_size, 0);
+    cat(buf, len, ", NUMA nodes per host ");
+    cat_per_host(buf, len, t, t->nnuma, 1);
+    cat(buf, len, " (node known for %d of %d ranks), NICs per host ", numa_known, t->nranks);
+    cat_per_host(buf, len, t, t->nnics, 1);
+    cat(buf, len, " (nearest known for %d of %d ranks)", nic_known, t->nranks);
+}

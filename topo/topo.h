@@ -131,6 +131,13 @@ int rdt_topo_write_text(const rdt_topo_t *topo, FILE *f);
  */
 int rdt_topo_write_json(const rdt_topo_t *topo, FILE *f, int indent);
 
+/**
+ * One line for a log: "2 hosts, ranks per host 2/2, NUMA nodes per host 1/1 (node known for 4 of
+ * 4 ranks), NICs per host 3/3 (nearest known for 4 of 4 ranks)". Per-host lists show the first
+ * 16 hosts then "/..."; an unknown count (0) shows as "?". Truncated to fit buflen (>= 1).
+ */
+void rdt_topo_summary(const rdt_topo_t *topo, char *buf, size_t buflen);
+
 /** The same two in a malloc'd string (NULL when out of memory); the caller frees it. */
 char *rdt_topo_to_text(const rdt_topo_t *topo);
 char *rdt_topo_to_json(const rdt_topo_t *topo);
@@ -217,6 +224,8 @@ typedef struct rdt_topo_probe {
     int npackages, ncores, npus;      /* this host */
     char nic_name[RDT_TOPO_NAME_MAX]; /* loc.nic's name, "" none */
     char nic_netdev[RDT_TOPO_NAME_MAX]; /* its network interface, "" none known */
+    int nic_rdma;                     /* 1 if loc.nic is an RDMA device (RDT_TOPO_NIC_RDMA) */
+    int nic_numa;                     /* NUMA node loc.nic hangs off, -1 unknown or none */
 } rdt_topo_probe_t;
 
 /**
@@ -225,6 +234,16 @@ typedef struct rdt_topo_probe {
  * ranks of one NUMA node over its NICs).
  */
 int rdt_topo_local_probe(int local_rank, rdt_topo_probe_t *probe_p, char *err, size_t errlen);
+
+/**
+ * The same, for the engine at every communicator creation: hwloc's discovery (about 30 ms) runs
+ * once per process, on the first call, and its result is kept for the life of the process (the
+ * hardware of a host does not change under a job); later calls only ask the kernel where the
+ * thread runs now (binding, last CPU), so they see a binding made in between. A failure of the
+ * first discovery is kept too: every call then fails with the same sentence, at once.
+ */
+int rdt_topo_local_probe_cached(int local_rank, rdt_topo_probe_t *probe_p, char *err,
+                                size_t errlen);
 
 int rdt_topo_probe_write_json(const rdt_topo_probe_t *probe, FILE *f, int indent);
 

@@ -618,22 +618,18 @@ int rdt_topo_from_host(const rdt_topo_host_t *host, const char *name, int nranks
  * This process.
  * ------------------------------------------------------------------------------------------- */
 
-int rdt_topo_local_probe(int local_rank, rdt_topo_probe_t *probe_p, char *err, size_t errlen)
+/* Where this thread runs on the loaded topology `topo`, whose plain-data copy is `h`. */
+static int probe_on(hwloc_topology_t topo, const rdt_topo_host_t *h, int local_rank,
+                    rdt_topo_probe_t *probe_p, char *err, size_t errlen)
 {
     rdt_topo_probe_t p;
-    hwloc_topology_t topo;
-    hwloc_bitmap_t bind = NULL, last = NULL;
-    rdt_topo_host_t *h = NULL;
+    hwloc_bitmap_t bind = hwloc_bitmap_alloc(), last = hwloc_bitmap_alloc();
     int rc = -1;
 
-    if (local_rank < 0) {
-        seterr(err, errlen, "bad local rank %d", local_rank);
-        return -1;
-    }
-    if (topo_load(SRC_LIVE, NULL, 0, &topo, err, errlen))
-        return -1;
-    if (host_build(topo, "/sys", &h, err, errlen))
+    if (!bind || !last) {
+        seterr(err, errlen, "out of memory for a CPU set");
         goto out;
+    }
     memset(&p, 0, sizeof(p));
     p.npackages = h->npackages;
     p.ncores = h->ncores;
@@ -642,13 +638,7 @@ int rdt_topo_local_probe(int local_rank, rdt_topo_probe_t *probe_p, char *err, s
     p.loc.nnics = h->nnics;
     p.loc.numa = -1;
     p.cpu = -1;
-
-    bind = hwloc_bitmap_alloc();
-    last = hwloc_bitmap_alloc();
-    if (!bind || !last) {
-        seterr(err, errlen, "out of memory for a CPU set");
-        goto out;
-    }
+    p.nic_numa = -1;
     if (hwloc_get_last_cpu_location(topo, last, HWLOC_CPUBIND_THREAD) == 0 &&
         !hwloc_bitmap_iszero(last))
         p.cpu = hwloc_bitmap_first(last);
@@ -661,17 +651,76 @@ int rdt_topo_local_probe(int local_rank, rdt_topo_probe_t *probe_p, char *err, s
         p.loc.numa = numa_containing(topo, last);
     p.loc.nic = rdt_topo_host_pick_nic(h, p.loc.numa, local_rank);
     if (p.loc.nic >= 0) {
-        snprintf(p.nic_name, sizeof(p.nic_name), "%.*s", (int)sizeof(p.nic_name) - 1, h->nics[p.loc.nic].name);
-        snprintf(p.nic_netdev, sizeof(p.nic_netdev), "%.*s", (int)sizeof(p.nic_netdev) - 1, h->nics[p.loc.nic].netdev);
+        const rdt_topo_nic_t *nic = &h->nics[p.loc.nic];
+        snprintf(p.nic_name, sizeof(p.nic_name), "%.*s", (int)sizeof(p.nic_name) - 1, nic->name);
+        snprintf(p.nic_netdev, sizeof(p.nic_netdev), "%.*s", (int)sizeof(p.nic_netdev) - 1,
+                 nic->netdev);
+        p.nic_rdma = nic->kind == RDT_TOPO_NIC_RDMA;
+        p.nic_numa = nic->numa;
     }
     *probe_p = p;
     rc = 0;
 out:
     hwloc_bitmap_free(bind);
     hwloc_bitmap_free(last);
+    return rc;
+}
+
+int rdt_topo_local_probe(int local_rank, rdt_topo_probe_t *probe_p, char *err, size_t errlen)
+{
+    hwloc_topology_t topo;
+    rdt_topo_host_t *h = NULL;
+    int rc = -1;
+
+    if (local_rank < 0) {
+        seterr(err, errlen, "bad local rank %d", local_rank);
+        return -1;
+    }
+    if (topo_load(SRC_LIVE, NULL, 0, &topo, err, errlen))
+        return -1;
+    if (host_build(topo, "/sys", &h, err, errlen) == 0)
+        rc = probe_on(topo, h, local_rank, probe_p, err, errlen);
     rdt_topo_host_destroy(h);
     hwloc_topology_destroy(topo);
     return rc;
+}
+
+/*
+ * The process's loaded topology for rdt_topo_local_probe_cached: loaded on first use, never
+ * destroyed (reachable until exit, so not a leak; it also keeps hwloc's plugins loaded). Only
+ * read afterwards, which hwloc allows from several threads at once.
+ */
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static hwloc_topology_t cache_topo;
+static rdt_topo_host_t *cache_host;
+static char cache_err[256];
+
+static void cache_init(void)
+{
+    if (topo_load(SRC_LIVE, NULL, 0, &cache_topo, cache_err, sizeof(cache_err)) != 0) {
+        cache_topo = NULL;
+        return;
+    }
+    if (host_build(cache_topo, "/sys", &cache_host, cache_err, sizeof(cache_err)) != 0) {
+        hwloc_topology_destroy(cache_topo);
+        cache_topo = NULL;
+        cache_host = NULL;
+    }
+}
+
+int rdt_topo_local_probe_cached(int local_rank, rdt_topo_probe_t *probe_p, char *err,
+                                size_t errlen)
+{
+    if (local_rank < 0) {
+        seterr(err, errlen, "bad local rank %d", local_rank);
+        return -1;
+    }
+    pthread_once(&cache_once, cache_init);
+    if (!cache_topo) {
+        seterr(err, errlen, "%s", cache_err[0] ? cache_err : "hwloc discovery failed");
+        return -1;
+    }
+    return probe_on(cache_topo, cache_host, local_rank, probe_p, err, errlen);
 }
 
 int rdt_topo_bind_parse(const char *s, rdt_topo_bind_t *mode_p, char *err, size_t errlen)
@@ -853,6 +902,8 @@ int rdt_topo_probe_write_json(const rdt_topo_probe_t *p, FILE *f, int ind)
     json_str(f, p->nic_name);
     fprintf(f, ",\n%*s\"nic_netdev\": ", ind + 2, "");
     json_str(f, p->nic_netdev);
-    fprintf(f, "\n%*s}", ind, "");
+    fprintf(f, ",\n%*s\"nic_kind\": \"%s\",\n%*s\"nic_numa\": %d\n%*s}", ind + 2, "",
+            p->loc.nic < 0 ? "none" : p->nic_rdma ? "rdma" : "net", ind + 2, "", p->nic_numa, ind,
+            "");
     return ferror(f) ? -1 : 0;
 }

@@ -307,11 +307,20 @@ static int make_dirs(const char *dir)
     return 0;
 }
 
+/* Ranks of the job placed on the host of rank @p r (RDT_LOCAL_SIZE). */
+static int local_size(const rdt_launch_t *o, int np, int r)
+{
+    int i, n = 0;
+    for (i = 0; i < np; i++)
+        n += o->place[i].host == o->place[r].host;
+    return n;
+}
+
 /* The variables the launcher owns: -x cannot set them. */
 static int is_job_var(const char *name, size_t len)
 {
-    static const char *const vars[] = {"RDT_RANK", "RDT_SIZE", "RDT_LOCAL_RANK", "RDT_ROOT",
-                                       "RDT_TOKEN"};
+    static const char *const vars[] = {"RDT_RANK", "RDT_SIZE", "RDT_LOCAL_RANK", "RDT_LOCAL_SIZE",
+                                       "RDT_ROOT", "RDT_TOKEN"};
     size_t i;
     for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         if (strlen(vars[i]) == len && memcmp(vars[i], name, len) == 0)
@@ -622,6 +631,8 @@ static char *remote_command(const job_t *j, int r)
     rc |= sh_quote_kv(&buf, &len, &cap, "RDT_SIZE", num);
     snprintf(num, sizeof(num), "%d", o->place[r].local_rank);
     rc |= sh_quote_kv(&buf, &len, &cap, "RDT_LOCAL_RANK", num);
+    snprintf(num, sizeof(num), "%d", local_size(o, j->np, r));
+    rc |= sh_quote_kv(&buf, &len, &cap, "RDT_LOCAL_SIZE", num);
     rc |= sh_quote_kv(&buf, &len, &cap, "RDT_ROOT", j->root);
     for (e = environ; *e && rc == 0; e++) {
         size_t n = strcspn(*e, "=");
@@ -689,6 +700,8 @@ child_exec(job_t *j, int r, int in_fd, int out_fd, int err_fd, char *remote_cmd)
     setenv("RDT_SIZE", num, 1);
     snprintf(num, sizeof(num), "%d", o->place[r].local_rank);
     setenv("RDT_LOCAL_RANK", num, 1);
+    snprintf(num, sizeof(num), "%d", local_size(o, j->np, r));
+    setenv("RDT_LOCAL_SIZE", num, 1);
     setenv("RDT_ROOT", j->root, 1);
     setenv("RDT_TOKEN", j->token, 1);
     execv(j->prog, o->argv);

@@ -361,6 +361,7 @@ typedef struct job {
     int all_types;     /* every dtype and op at the small sizes */
     int large;         /* include 1 MiB + 3 bytes and 16 MiB (battery_large) */
     int only_large;    /* only the large sizes (the small ones run in the default suite) */
+    const char *hosts; /* RDT_HOSTNAME of rank r: character r of this string (faked hosts) */
     uint64_t rng_seed; /* random counts; set by run_job */
 } job_t;
 
@@ -434,6 +435,10 @@ static int body_battery(int rank, int nranks, void *arg)
 
     if (job->algo)
         setenv("RDT_ALGO", job->algo, 1);
+    if (job->hosts) {
+        char host[8] = {'h', job->hosts[rank], 0};
+        setenv("RDT_HOSTNAME", host, 1);
+    }
     setenv("RDT_TIMEOUT", "60", 1);
     comm = create_or_die();
     sizes[5] = 2 + rdt_test_rand(&rng) % 5000;
@@ -554,6 +559,25 @@ static void forced_algorithms(int big)
 static void test_every_forced_algorithm_is_exact_on_3_and_4_ranks(void **state)
 {
     forced_algorithms(1);
+}
+
+/* The hierarchical schedules through the executor, on hosts faked with RDT_HOSTNAME (shared
+ * memory inside a host, TCP between, as a user's multi-host job): 2 hosts x 2 ranks, and 3 hosts
+ * of 2, 1 and 2 ranks with their ranks interleaved. */
+static void test_every_hierarchical_algorithm_is_exact_on_faked_hosts(void **state)
+{
+    static const char *const algos[] = {"allreduce:hier", "reduce_scatter:hier",
+                                        "allgather:hier", "broadcast:hier", "reduce:hier"};
+    static const struct {
+        int p;
+        const char *hosts;
+    } shapes[] = {{4, "0011"}, {5, "01202"}};
+    size_t i, k;
+    for (k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++)
+        for (i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
+            job_t job = {.algo = algos[i], .big = 1, .hosts = shapes[k].hosts};
+            run_job(shapes[k].p, &job, body_battery);
+        }
 }
 
 /* Several nonblocking operations in flight on one communicator, and two communicators (the world
@@ -1324,6 +1348,7 @@ static int run_default(void)
         cmocka_unit_test(test_every_collective_dtype_and_op_is_exact_on_5_ranks),
         cmocka_unit_test(test_every_collective_is_exact_on_8_ranks),
         cmocka_unit_test(test_every_forced_algorithm_is_exact_on_3_and_4_ranks),
+        cmocka_unit_test(test_every_hierarchical_algorithm_is_exact_on_faked_hosts),
         cmocka_unit_test(test_many_nonblocking_operations_on_two_communicators_are_exact),
         cmocka_unit_test(test_split_communicators_work_beside_their_parent),
         cmocka_unit_test(test_send_and_recv_exchange_large_messages_in_a_ring),

@@ -282,7 +282,8 @@ static void test_allreduce_on_1_2_4_and_7_local_ranks(void **state)
 
 static void test_default_is_two_local_ranks_and_environment_is_fresh(void **state)
 {
-    const char *args[] = {RDT_TEST_PROG, "--env", "RDT_TOKEN", "--env", "RDT_ROOT", "@M", NULL};
+    const char *args[] = {RDT_TEST_PROG, "--env", "RDT_TOKEN", "--env", "RDT_ROOT", "--env",
+                          "RDT_LOCAL_RANK", "--env", "RDT_LOCAL_SIZE", "@M", NULL};
     run_t a, b;
     char tok_a[64] = "", tok_b[64] = "";
     const char *p;
@@ -291,6 +292,9 @@ static void test_default_is_two_local_ranks_and_environment_is_fresh(void **stat
     expect_exit(&a, 0);
     expect_allreduce_lines(&a, 2, NULL);
     expect_in(a.out.p, "[1] rank 1 RDT_ROOT=127.0.0.1:");
+    expect_in(a.out.p, "[1] rank 1 RDT_LOCAL_RANK=1");
+    expect_in(a.out.p, "[0] rank 0 RDT_LOCAL_SIZE=2");
+    expect_in(a.out.p, "[1] rank 1 RDT_LOCAL_SIZE=2");
     p = strstr(a.out.p, "[0] rank 0 RDT_TOKEN=");
     assert_non_null(p);
     sscanf(p + strlen("[0] rank 0 RDT_TOKEN="), "%63s", tok_a);

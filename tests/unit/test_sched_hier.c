@@ -162,8 +162,13 @@ static void test_build_rejects_a_bad_host_map_and_flat_builders_ignore_it(void *
     assert_int_equal(rdt_sched_build_topo(RDT_COLL_ALLREDUCE, RDT_ALGO_RING, 0, 4, 0, bad, &s),
                      RDT_ERR_INVALID_ARG);
     assert_ptr_equal(s, (rdt_sched_t *)0x1);
-    assert_int_equal(rdt_sched_build_topo(RDT_COLL_BROADCAST, RDT_ALGO_HIER, 0, 5, 0, hof, &s),
+    assert_int_equal(rdt_sched_build_topo(RDT_COLL_ALLTOALL, RDT_ALGO_HIER, 0, 5, 0, hof, &s),
                      RDT_ERR_UNSUPPORTED);
+    assert_int_equal(rdt_sched_build_topo(RDT_COLL_BARRIER, RDT_ALGO_HIER, 0, 5, 0, hof, &s),
+                     RDT_ERR_UNSUPPORTED);
+    for (c = 0; c < RDT_COLL_COUNT; c++)
+        assert_int_equal(rdt_sched_supported(c, RDT_ALGO_HIER),
+                         c != RDT_COLL_BARRIER && c != RDT_COLL_ALLTOALL);
     assert_string_equal(rdt_algo_name(RDT_ALGO_HIER), "hier");
     assert_int_equal(rdt_algo_from_name("hier"), RDT_ALGO_HIER);
     for (c = 0; c < RDT_COLL_COUNT; c++) {
@@ -566,9 +571,445 @@ static void test_selector_picks_hier_for_large_messages_across_hosts_only(void *
                          flat_choice(4, b));
     }
     /* collectives without a hierarchical algorithm keep their flat choice on 2x2 */
-    for (b = 1; b <= (64u << 20); b *= 8)
-        assert_int_equal(rdt_cost_select(RDT_COLL_BROADCAST, 4, s22.host_of, b, &net_cost),
-                         rdt_cost_select(RDT_COLL_BROADCAST, 4, NULL, b, &net_cost));
+    for (b = 1; b <= (64u << 20); b *= 8) {
+        assert_int_equal(rdt_cost_select(RDT_COLL_ALLTOALL, 4, s22.host_of, b, &net_cost),
+                         rdt_cost_select(RDT_COLL_ALLTOALL, 4, NULL, b, &net_cost));
+        assert_int_equal(rdt_cost_select(RDT_COLL_BARRIER, 4, s22.host_of, b, &net_cost),
+                         rdt_cost_select(RDT_COLL_BARRIER, 4, NULL, b, &net_cost));
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Broadcast, allgather, reduce_scatter and reduce (sched_hier_coll.c)                          */
+/* ------------------------------------------------------------------------------------------ */
+
+static rdt_sim_result_t sim_coll(const shape_t *s, rdt_coll_t coll, rdt_algo_t algo, int root,
+                                 size_t count, size_t slice, rdt_dtype_t dt, rdt_op_t op,
+                                 int in_place, int inexact)
+{
+    rdt_sim_params_t prm = {.coll = coll,
+                            .algo = algo,
+                            .nranks = s->p,
+                            .root = root,
+                            .count = count,
+                            .slice = slice,
+                            .dtype = dt,
+                            .op = op,
+                            .in_place = in_place,
+                            .inexact = inexact,
+                            .host_of = s->host_of};
+    rdt_sim_result_t res;
+    char name[400];
+
+    rdt_sim_run(&prm, &res);
+    if (res.status != RDT_SUCCESS) {
+        shape_name(s, name, sizeof(name));
+        fail_msg("%s %s on %s, root %d, count %zu, slice %zu, %s %s, %s%s: %s",
+                 rdt_algo_name(algo), rdt_coll_name(coll), name, root, count, slice,
+                 rdt_dtype_name(dt), rdt_op_name(op), in_place ? "in place" : "out of place",
+                 inexact ? ", inexact" : "", res.error);
+    }
+    return res;
+}
+
+/* Roots worth trying on a shape: rank 0, the last rank, a rank that is not local rank 0 of the
+ * biggest host, and the rank of a host of one rank (if any). */
+static int shape_roots(const shape_t *s, int *roots)
+{
+    int n = 0, r, q, big = -1, bigsize = 0, lone = -1;
+
+    roots[n++] = 0;
+    if (s->p > 1)
+        roots[n++] = s->p - 1;
+    for (r = 0; r < s->p; r++) {
+        int size = 0, local = 0;
+        for (q = 0; q < s->p; q++) {
+            size += s->host_of[q] == s->host_of[r];
+            local += q < r && s->host_of[q] == s->host_of[r];
+        }
+        if (local > 0 && size > bigsize) {
+            bigsize = size;
+            big = r;
+        }
+        if (size == 1 && lone < 0 && r != 0 && r != s->p - 1)
+            lone = r;
+    }
+    if (big > 0 && big != s->p - 1)
+        roots[n++] = big;
+    if (lone > 0)
+        roots[n++] = lone;
+    return n;
+}
+
+/* The matrix of sim_matrix for any collective: counts (per unit) 1, p + 1 and a larger one,
+ * slices one / three / tiny, in and out of place, dtype and op rotating, and every root of
+ * shape_roots for broadcast and reduce. */
+static void sim_coll_matrix(const shape_t *s, rdt_coll_t coll, unsigned *rot)
+{
+    int units = coll == RDT_COLL_ALLGATHER || coll == RDT_COLL_REDUCE_SCATTER;
+    size_t counts[3] = {1, (size_t)s->p + 1, units ? 301 : 4099};
+    int roots[4], nroots = 1, ri, ip;
+    unsigned ci, si;
+
+    roots[0] = 0;
+    if (coll == RDT_COLL_BROADCAST || coll == RDT_COLL_REDUCE)
+        nroots = shape_roots(s, roots);
+    for (ci = 0; ci < 3; ci++) {
+        size_t n = counts[ci], slices[3] = {0, n / 3 + 1, 5};
+        for (si = 0; si < 3; si++) {
+            if ((si == 1 && n < 3) || (si == 2 && n > 64 * (size_t)s->p))
+                continue;
+            for (ri = 0; ri < nroots; ri++)
+                for (ip = 0; ip < 2; ip++, (*rot)++)
+                    sim_coll(s, coll, RDT_ALGO_HIER, roots[(ri + ci) % nroots], n, slices[si],
+                             (rdt_dtype_t)(*rot % RDT_DTYPE_COUNT),
+                             (rdt_op_t)((*rot / RDT_DTYPE_COUNT) % RDT_OP_COUNT), ip, 0);
+        }
+    }
+}
+
+/* The shapes of the allreduce tests: 1 host x n and n hosts x 1 (n = 1..9), 2x2, 2x4, 4x2,
+ * 2/1/3, 3/1/4, 1/5/1/2, 4x8, 8x8, and interleaved 4x3 and 3/1/4. */
+static void hier_coll_named_shapes(rdt_coll_t coll)
+{
+    static const int s213[] = {2, 1, 3}, s314[] = {3, 1, 4}, s1512[] = {1, 5, 1, 2};
+    uint64_t rng = 0xc011ULL;
+    unsigned rot = (unsigned)coll;
+    shape_t sh;
+    int n;
+
+    for (n = 1; n <= 9; n++) {
+        shape_grid(&sh, 1, n);
+        sim_coll_matrix(&sh, coll, &rot);
+        shape_grid(&sh, n, 1);
+        sim_coll_matrix(&sh, coll, &rot);
+    }
+    shape_grid(&sh, 2, 2);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_grid(&sh, 2, 4);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_grid(&sh, 4, 2);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_make(&sh, 3, s213);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_make(&sh, 3, s314);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_make(&sh, 4, s1512);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_grid(&sh, 4, 8);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_grid(&sh, 8, 8);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_grid(&sh, 4, 3);
+    shape_shuffle(&sh, &rng);
+    sim_coll_matrix(&sh, coll, &rot);
+    shape_make(&sh, 3, s314);
+    shape_shuffle(&sh, &rng);
+    sim_coll_matrix(&sh, coll, &rot);
+}
+
+static void test_hier_broadcast_is_correct_on_the_named_shapes(void **state)
+{
+    (void)state;
+    hier_coll_named_shapes(RDT_COLL_BROADCAST);
+}
+
+static void test_hier_allgather_is_correct_on_the_named_shapes(void **state)
+{
+    (void)state;
+    hier_coll_named_shapes(RDT_COLL_ALLGATHER);
+}
+
+static void test_hier_reduce_scatter_is_correct_on_the_named_shapes(void **state)
+{
+    (void)state;
+    hier_coll_named_shapes(RDT_COLL_REDUCE_SCATTER);
+}
+
+static void test_hier_reduce_is_correct_on_the_named_shapes(void **state)
+{
+    (void)state;
+    hier_coll_named_shapes(RDT_COLL_REDUCE);
+}
+
+/* Every dtype and op on uneven shapes, and float sums that round (checked within the rounding
+ * bound of any order). */
+static void test_hier_collectives_are_exact_for_every_dtype_and_op(void **state)
+{
+    static const rdt_coll_t colls[] = {RDT_COLL_BROADCAST, RDT_COLL_ALLGATHER,
+                                       RDT_COLL_REDUCE_SCATTER, RDT_COLL_REDUCE};
+    static const int s213[] = {2, 1, 3}, s314[] = {3, 1, 4};
+    shape_t shapes[2];
+    int si, dt, op, ip;
+    unsigned ci;
+
+    (void)state;
+    shape_make(&shapes[0], 3, s213);
+    shape_make(&shapes[1], 3, s314);
+    for (ci = 0; ci < 4; ci++)
+        for (si = 0; si < 2; si++)
+            for (dt = 0; dt < RDT_DTYPE_COUNT; dt++)
+                for (op = 0; op < RDT_OP_COUNT; op++)
+                    for (ip = 0; ip < 2; ip++) {
+                        sim_coll(&shapes[si], colls[ci], RDT_ALGO_HIER, (dt + op) % shapes[si].p,
+                                 13, 4, dt, op, ip, 0);
+                        if (op == RDT_SUM || op == RDT_AVG)
+                            sim_coll(&shapes[si], colls[ci], RDT_ALGO_HIER, 2, 29, 0, dt, op, ip,
+                                     1);
+                    }
+}
+
+/*
+ * Bytes between hosts (H hosts, L_h ranks on host h, p ranks, G = max L_h, Lmin = min L_h):
+ *  - broadcast of N bytes: (H-1) N in total and N received by the most receiving host: each
+ *    non-root host receives the vector exactly once (the root's host nothing);
+ *  - reduce: (H-1) N in total, N sent by the most sending host: each non-root host sends it once;
+ *  - allgather of p units of n bytes: (H-1) p n in total, host h receives (p - L_h) n (the
+ *    least possible: every unit reaches every other host exactly once), so the most is
+ *    (p - Lmin) n and the least (p - G) n; with equal hosts every host sends and receives
+ *    (H-1)/H p n;
+ *  - reduce_scatter: the same figures with sending and receiving swapped.
+ * Flat trees and chains move at least as much, and more on interleaved or uneven shapes.
+ */
+static void check_hier_bytes(const shape_t *s, int root)
+{
+    int H = s->nhosts, G = 0, Lmin = s->p, h, equal = 1;
+    size_t count = 96;
+    uint64_t n = count * 4, p = (uint64_t)s->p, tot;
+    rdt_sim_result_t res, flat;
+
+    for (h = 0; h < H; h++) {
+        G = s->size[h] > G ? s->size[h] : G;
+        Lmin = s->size[h] < Lmin ? s->size[h] : Lmin;
+        equal &= s->size[h] == s->size[0];
+    }
+    res = sim_coll(s, RDT_COLL_BROADCAST, RDT_ALGO_HIER, root, count, 0, RDT_FLOAT32, RDT_SUM, 0,
+                   0);
+    assert_int_equal(res.inter_host_bytes, (uint64_t)(H - 1) * n);
+    assert_int_equal(res.max_host_recv_bytes, H > 1 ? n : 0);
+    assert_int_equal(res.min_host_recv_bytes, 0); /* the root's host */
+    res = sim_coll(s, RDT_COLL_BROADCAST, RDT_ALGO_HIER, root, count, 7, RDT_FLOAT32, RDT_SUM, 1,
+                   0); /* sliced: the same bytes */
+    assert_int_equal(res.inter_host_bytes, (uint64_t)(H - 1) * n);
+    flat = sim_coll(s, RDT_COLL_BROADCAST, RDT_ALGO_TREE, root, count, 0, RDT_FLOAT32, RDT_SUM, 0,
+                    0);
+    assert_true(flat.inter_host_bytes >= res.inter_host_bytes);
+    flat = sim_coll(s, RDT_COLL_BROADCAST, RDT_ALGO_RING, root, count, 0, RDT_FLOAT32, RDT_SUM, 0,
+                    0);
+    assert_true(flat.inter_host_bytes >= res.inter_host_bytes);
+
+    res = sim_coll(s, RDT_COLL_REDUCE, RDT_ALGO_HIER, root, count, 0, RDT_INT32, RDT_SUM, 1, 0);
+    assert_int_equal(res.inter_host_bytes, (uint64_t)(H - 1) * n);
+    assert_int_equal(res.max_host_bytes, H > 1 ? n : 0);
+    assert_int_equal(res.min_host_bytes, 0);
+
+    tot = (uint64_t)(H - 1) * p * n;
+    res = sim_coll(s, RDT_COLL_ALLGATHER, RDT_ALGO_HIER, 0, count, 0, RDT_FLOAT32, RDT_SUM, 0, 0);
+    assert_int_equal(res.inter_host_bytes, tot);
+    assert_int_equal(res.max_host_recv_bytes, H > 1 ? (p - (uint64_t)Lmin) * n : 0);
+    assert_int_equal(res.min_host_recv_bytes, H > 1 ? (p - (uint64_t)G) * n : 0);
+    if (equal) {
+        assert_int_equal(res.max_host_bytes, tot / (uint64_t)H);
+        assert_int_equal(res.min_host_bytes, tot / (uint64_t)H);
+        assert_int_equal(res.max_host_recv_bytes, (uint64_t)(H - 1) * p * n / (uint64_t)H);
+    }
+    flat = sim_coll(s, RDT_COLL_ALLGATHER, RDT_ALGO_RING, 0, count, 0, RDT_FLOAT32, RDT_SUM, 0, 0);
+    assert_true(flat.inter_host_bytes >= tot);
+
+    res = sim_coll(s, RDT_COLL_REDUCE_SCATTER, RDT_ALGO_HIER, 0, count, 5, RDT_FLOAT32, RDT_SUM, 1,
+                   0);
+    assert_int_equal(res.inter_host_bytes, tot);
+    assert_int_equal(res.max_host_bytes, H > 1 ? (p - (uint64_t)Lmin) * n : 0);
+    assert_int_equal(res.min_host_bytes, H > 1 ? (p - (uint64_t)G) * n : 0);
+    if (equal) {
+        assert_int_equal(res.max_host_recv_bytes, tot / (uint64_t)H);
+        assert_int_equal(res.min_host_recv_bytes, tot / (uint64_t)H);
+        assert_int_equal(res.max_host_bytes, (uint64_t)(H - 1) * p * n / (uint64_t)H);
+    }
+    flat = sim_coll(s, RDT_COLL_REDUCE_SCATTER, RDT_ALGO_RING, 0, count, 0, RDT_FLOAT32, RDT_SUM, 0,
+                    0);
+    assert_true(flat.inter_host_bytes >= tot);
+}
+
+static void test_hier_collectives_cross_between_hosts_once_per_unit_and_host(void **state)
+{
+    static const int s213[] = {2, 1, 3}, s314[] = {3, 1, 4}, s1512[] = {1, 5, 1, 2};
+    uint64_t rng = 17;
+    shape_t sh;
+    int roots[4], n, k, it;
+    rdt_sim_result_t hier, flat;
+
+    (void)state;
+    shape_grid(&sh, 2, 2);
+    check_hier_bytes(&sh, 3);
+    shape_grid(&sh, 2, 4);
+    check_hier_bytes(&sh, 5);
+    shape_grid(&sh, 4, 2);
+    check_hier_bytes(&sh, 1);
+    shape_grid(&sh, 4, 8);
+    check_hier_bytes(&sh, 13);
+    shape_grid(&sh, 8, 8);
+    check_hier_bytes(&sh, 0);
+    shape_grid(&sh, 5, 1);
+    check_hier_bytes(&sh, 2);
+    shape_make(&sh, 3, s213);
+    n = shape_roots(&sh, roots);
+    for (k = 0; k < n; k++)
+        check_hier_bytes(&sh, roots[k]);
+    shape_make(&sh, 3, s314);
+    n = shape_roots(&sh, roots);
+    for (k = 0; k < n; k++)
+        check_hier_bytes(&sh, roots[k]);
+    shape_make(&sh, 4, s1512);
+    check_hier_bytes(&sh, 4);
+    for (it = 0; it < 4; it++) {
+        shape_grid(&sh, 3 + it, 4);
+        shape_shuffle(&sh, &rng);
+        check_hier_bytes(&sh, it);
+    }
+    /* interleaved hosts: the flat tree and chain cross far more often than once per host */
+    shape_grid(&sh, 4, 4);
+    shape_shuffle(&sh, &rng);
+    hier = sim_coll(&sh, RDT_COLL_BROADCAST, RDT_ALGO_HIER, 0, 96, 0, RDT_INT32, RDT_SUM, 0, 0);
+    flat = sim_coll(&sh, RDT_COLL_BROADCAST, RDT_ALGO_RING, 0, 96, 0, RDT_INT32, RDT_SUM, 0, 0);
+    assert_true(flat.inter_host_bytes > hier.inter_host_bytes);
+    flat = sim_coll(&sh, RDT_COLL_ALLGATHER, RDT_ALGO_RING, 0, 96, 0, RDT_INT32, RDT_SUM, 0, 0);
+    hier = sim_coll(&sh, RDT_COLL_ALLGATHER, RDT_ALGO_HIER, 0, 96, 0, RDT_INT32, RDT_SUM, 0, 0);
+    assert_true(flat.inter_host_bytes > hier.inter_host_bytes);
+}
+
+/* Random uneven shapes up to 64 ranks, half of them interleaved, each collective. */
+static void test_hier_collectives_are_correct_on_random_uneven_shapes_up_to_64_ranks(
+    void **state)
+{
+    static const rdt_coll_t colls[] = {RDT_COLL_BROADCAST, RDT_COLL_ALLGATHER,
+                                       RDT_COLL_REDUCE_SCATTER, RDT_COLL_REDUCE};
+    uint64_t rng = 0x5eed5ULL;
+    unsigned rot = 3;
+    int it;
+
+    (void)state;
+    for (it = 0; it < 48; it++) {
+        shape_t sh;
+        int sizes[MAX_RANKS], nh = 1 + (int)(rdt_test_rand(&rng) % 9), h, total = 0;
+        for (h = 0; h < nh; h++) {
+            int cap = 64 - total - (nh - h - 1);
+            sizes[h] = 1 + (int)(rdt_test_rand(&rng) % (uint64_t)(cap < 12 ? cap : 12));
+            total += sizes[h];
+        }
+        shape_make(&sh, nh, sizes);
+        if (it % 2)
+            shape_shuffle(&sh, &rng);
+        sim_coll_matrix(&sh, colls[it % 4], &rot);
+        check_hier_bytes(&sh, (int)(rdt_test_rand(&rng) % (uint64_t)sh.p));
+    }
+}
+
+/* The closed forms of the four against their priced schedules, within the factor the flat ones
+ * are held to. */
+static void test_hier_collectives_closed_forms_track_the_priced_schedules(void **state)
+{
+    static const rdt_coll_t colls[] = {RDT_COLL_BROADCAST, RDT_COLL_ALLGATHER,
+                                       RDT_COLL_REDUCE_SCATTER, RDT_COLL_REDUCE};
+    static const size_t sizes[] = {8, 1000, 1 << 20, 64u << 20};
+    static const int s213[] = {2, 1, 3}, s314[] = {3, 1, 4}, s91[] = {9, 1}, s1512[] = {1, 5, 1, 2};
+    uint64_t rng = 5;
+    shape_t shapes[12];
+    rdt_cost_params_t shm;
+    int si, n = 0;
+    unsigned zi, ci;
+
+    (void)state;
+    rdt_cost_shm_params(&net_cost, &shm);
+    shape_grid(&shapes[n++], 2, 2);
+    shape_grid(&shapes[n++], 2, 4);
+    shape_grid(&shapes[n++], 4, 8);
+    shape_grid(&shapes[n++], 8, 8);
+    shape_grid(&shapes[n++], 1, 6);
+    shape_grid(&shapes[n++], 6, 1);
+    shape_make(&shapes[n++], 3, s213);
+    shape_make(&shapes[n++], 3, s314);
+    shape_make(&shapes[n++], 2, s91);
+    shape_make(&shapes[n++], 4, s1512);
+    shape_grid(&shapes[n], 4, 5);
+    shape_shuffle(&shapes[n++], &rng);
+    for (ci = 0; ci < 4; ci++) {
+        for (si = 0; si < n; si++) {
+            for (zi = 0; zi < sizeof(sizes) / sizeof(sizes[0]); zi++) {
+                const shape_t *s = &shapes[si];
+                double pr = rdt_sim_price_topo(colls[ci], RDT_ALGO_HIER, s->p, s->host_of,
+                                               sizes[zi], &net_cost, &shm, NULL);
+                double cf = rdt_cost_model_topo(colls[ci], RDT_ALGO_HIER, s->p, s->host_of,
+                                                sizes[zi], &net_cost, &shm);
+                char name[400];
+                shape_name(s, name, sizeof(name));
+                if (!(pr > 0 && cf >= 0.67 * pr && cf <= 1.5 * pr))
+                    fail_msg("hier %s on %s, %zu bytes: closed form %g, priced %g",
+                             rdt_coll_name(colls[ci]), name, sizes[zi], cf, pr);
+            }
+        }
+    }
+}
+
+/* The flat choice of @p coll (no host map), from the flat closed forms. */
+static rdt_algo_t flat_choice_of(rdt_coll_t coll, int p, size_t bytes)
+{
+    int a, best = -1;
+    double bt = 0;
+    for (a = 0; a < RDT_ALGO_COUNT; a++) {
+        double t;
+        if (a == RDT_ALGO_HIER || !rdt_sched_supported(coll, a))
+            continue;
+        t = rdt_cost_model(coll, a, p, bytes, &net_cost);
+        if (best < 0 || t < bt) {
+            best = a;
+            bt = t;
+        }
+    }
+    return (rdt_algo_t)best;
+}
+
+static void test_selector_picks_hier_collectives_for_large_messages_across_hosts_only(
+    void **state)
+{
+    static const rdt_coll_t colls[] = {RDT_COLL_BROADCAST, RDT_COLL_ALLGATHER,
+                                       RDT_COLL_REDUCE_SCATTER, RDT_COLL_REDUCE};
+    shape_t s24, s48, one, per;
+    rdt_cost_params_t shm;
+    unsigned ci;
+    size_t b;
+
+    (void)state;
+    rdt_cost_shm_params(&net_cost, &shm);
+    shape_grid(&s24, 2, 4);
+    shape_grid(&s48, 4, 8);
+    shape_grid(&one, 1, 12);
+    shape_grid(&per, 12, 1);
+    for (ci = 0; ci < 4; ci++) {
+        rdt_coll_t c = colls[ci];
+        for (b = 1u << 20; b <= (64u << 20); b *= 8) {
+            const shape_t *sh[2] = {&s24, &s48};
+            int k;
+            for (k = 0; k < 2; k++) {
+                /* the model says hier is the cheapest: check that, then the choice */
+                double th = rdt_cost_model_topo(c, RDT_ALGO_HIER, sh[k]->p, sh[k]->host_of, b,
+                                                &net_cost, &shm);
+                int a;
+                for (a = 0; a < RDT_ALGO_COUNT; a++)
+                    if (a != RDT_ALGO_HIER && rdt_sched_supported(c, a))
+                        assert_true(th < rdt_cost_model_topo(c, a, sh[k]->p, sh[k]->host_of, b,
+                                                             &net_cost, &shm));
+                assert_int_equal(rdt_cost_select(c, sh[k]->p, sh[k]->host_of, b, &net_cost),
+                                 RDT_ALGO_HIER);
+            }
+        }
+        for (b = 1; b <= (256u << 20); b *= 4) {
+            rdt_algo_t want = flat_choice_of(c, 12, b);
+            assert_int_equal(rdt_cost_select(c, 12, one.host_of, b, &net_cost), want);
+            assert_int_equal(rdt_cost_select(c, 12, per.host_of, b, &net_cost), want);
+            assert_int_equal(rdt_cost_select(c, 12, NULL, b, &net_cost), want);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -724,6 +1165,16 @@ int main(void)
         cmocka_unit_test(test_flat_two_level_closed_forms_track_the_priced_schedules),
         cmocka_unit_test(test_two_level_prices_reduce_to_the_flat_ones),
         cmocka_unit_test(test_selector_picks_hier_for_large_messages_across_hosts_only),
+        cmocka_unit_test(test_hier_broadcast_is_correct_on_the_named_shapes),
+        cmocka_unit_test(test_hier_allgather_is_correct_on_the_named_shapes),
+        cmocka_unit_test(test_hier_reduce_scatter_is_correct_on_the_named_shapes),
+        cmocka_unit_test(test_hier_reduce_is_correct_on_the_named_shapes),
+        cmocka_unit_test(test_hier_collectives_are_exact_for_every_dtype_and_op),
+        cmocka_unit_test(test_hier_collectives_cross_between_hosts_once_per_unit_and_host),
+        cmocka_unit_test(test_hier_collectives_are_correct_on_random_uneven_shapes_up_to_64_ranks),
+        cmocka_unit_test(test_hier_collectives_closed_forms_track_the_priced_schedules),
+        cmocka_unit_test(
+            test_selector_picks_hier_collectives_for_large_messages_across_hosts_only),
         cmocka_unit_test(test_executor_runs_the_forced_hier_allreduce_on_2_faked_hosts_of_2),
         cmocka_unit_test(test_executor_runs_hier_on_uneven_interleaved_hosts_and_selects_by_itself),
     };

@@ -1063,6 +1063,107 @@ static void test_bind_arguments_and_modes(void **state)
     assert_string_equal(msg, "none");
 }
 
+/* The engine's probe: the same answer as the uncached one, and the NIC's kind and node. */
+static void test_cached_probe_matches_the_uncached_one(void **state)
+{
+    rdt_topo_probe_t a, b, c;
+    rdt_topo_host_t *h = NULL;
+    char err[256] = "";
+
+    assert_int_equal(rdt_topo_host_detect(&h, err, sizeof(err)), 0);
+    assert_int_equal(rdt_topo_local_probe(1, &a, err, sizeof(err)), 0);
+    assert_int_equal(rdt_topo_local_probe_cached(1, &b, err, sizeof(err)), 0);
+    assert_int_equal(rdt_topo_local_probe_cached(1, &c, err, sizeof(err)), 0);
+    assert_int_equal(b.loc.nnuma, a.loc.nnuma);
+    assert_int_equal(b.loc.nnics, a.loc.nnics);
+    assert_int_equal(b.ncores, a.ncores);
+    assert_int_equal(b.npus, a.npus);
+    assert_int_equal(b.npackages, a.npackages);
+    assert_int_equal(b.bound, a.bound);
+    if (a.loc.nnuma == 1) /* else the thread may have moved between the calls */
+        assert_int_equal(b.loc.numa, a.loc.numa);
+    assert_int_equal(c.loc.nic, b.loc.nic);
+    assert_string_equal(c.nic_name, b.nic_name);
+    if (b.loc.nic >= 0) {
+        assert_string_equal(b.nic_name, h->nics[b.loc.nic].name);
+        assert_int_equal(b.nic_rdma, h->nics[b.loc.nic].kind == RDT_TOPO_NIC_RDMA);
+        assert_int_equal(b.nic_numa, h->nics[b.loc.nic].numa);
+    } else {
+        assert_int_equal(b.nic_numa, -1);
+        assert_int_equal(b.nic_rdma, 0);
+    }
+    assert_int_equal(rdt_topo_local_probe_cached(-1, &c, err, sizeof(err)), -1);
+    assert_string_equal(err, "bad local rank -1");
+    rdt_topo_host_destroy(h);
+}
+
+/* The cache keeps the hardware, not the binding: a later binding shows in the next probe. */
+static void test_cached_probe_sees_a_later_binding(void **state)
+{
+    cpu_set_t allowed;
+    pid_t pid;
+    int status = -1;
+
+    assert_int_equal(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+    if (CPU_COUNT(&allowed) < 2)
+        skip();
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rdt_topo_probe_t p;
+        cpu_set_t one;
+        int cpu = 0, ok;
+
+        ok = rdt_topo_local_probe_cached(0, &p, NULL, 0) == 0 && !p.bound;
+        while (!CPU_ISSET(cpu, &allowed))
+            cpu++;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        ok = ok && sched_setaffinity(0, sizeof(one), &one) == 0;
+        ok = ok && rdt_topo_local_probe_cached(0, &p, NULL, 0) == 0 && p.bound && p.cpu == cpu &&
+             p.loc.numa >= 0;
+        _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_summary_lines(void **state)
+{
+    rdt_topo_t *t = NULL;
+    char err[256] = "", buf[512], small[24];
+    static const char *const names[] = {"a", "a", "b"};
+    rdt_topo_loc_t loc[3] = {{0, 2, 1, 2}, {1, 2, -1, 2}, {-1, 0, -1, 0}};
+    char *tab;
+
+    assert_int_equal(rdt_topo_from_spec("3,1,4:numa2:nic2", &t, err, sizeof(err)), 0);
+    rdt_topo_summary(t, buf, sizeof(buf));
+    assert_string_equal(buf, "3 hosts, ranks per host 3/1/4, NUMA nodes per host 2/2/2 (node "
+                             "known for 8 of 8 ranks), NICs per host 2/2/2 (nearest known for 8 "
+                             "of 8 ranks)");
+    rdt_topo_summary(t, small, sizeof(small));
+    assert_string_equal(small, "3 hosts, ranks per host");
+    rdt_topo_destroy(t);
+
+    assert_int_equal(rdt_topo_from_spec("20x1", &t, err, sizeof(err)), 0);
+    rdt_topo_summary(t, buf, sizeof(buf));
+    assert_string_equal(buf, "20 hosts, ranks per host 1/1/1/1/1/1/1/1/1/1/1/1/1/1/1/1/..., NUMA "
+                             "nodes per host ?/?/?/?/?/?/?/?/?/?/?/?/?/?/?/?/... (node known for "
+                             "0 of 20 ranks), NICs per host ?/?/?/?/?/?/?/?/?/?/?/?/?/?/?/?/... "
+                             "(nearest known for 0 of 20 ranks)");
+    rdt_topo_destroy(t);
+
+    tab = name_table(3, names);
+    assert_int_equal(rdt_topo_from_hosts(3, tab, RDT_TOPO_NAME_MAX, loc, &t, err, sizeof(err)), 0);
+    rdt_topo_summary(t, buf, sizeof(buf));
+    assert_string_equal(buf, "2 hosts, ranks per host 2/1, NUMA nodes per host 2/? (node known "
+                             "for 2 of 3 ranks), NICs per host 2/? (nearest known for 1 of 3 "
+                             "ranks)");
+    rdt_topo_destroy(t);
+    free(tab);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1090,6 +1191,9 @@ int main(void)
         cmocka_unit_test(test_bad_xml_is_refused_with_the_file_name),
         cmocka_unit_test(test_bind_core_partitions_the_allowed_cpus),
         cmocka_unit_test(test_bind_arguments_and_modes),
+        cmocka_unit_test(test_cached_probe_matches_the_uncached_one),
+        cmocka_unit_test(test_cached_probe_sees_a_later_binding),
+        cmocka_unit_test(test_summary_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
