@@ -10,6 +10,7 @@
  * (the NIC may choose the RDMA device), comm->topo from the table after 2.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -296,6 +297,27 @@ static void bind_apply(const rdt_comm_t *c, int lrank, int lsize, const char *fr
     pthread_mutex_unlock(&bind_lock);
 }
 
+/* Does anything depend on where this rank runs: RDT_BIND, or an RDMA device to choose
+ * (verbs possible, RDT_IB_DEV unset, and some device present)? */
+static int probe_needed(const rdt_comm_t *c)
+{
+    int rdma = 0;
+    if (c->cfg.bind_mode != RDT_TOPO_BIND_NONE)
+        return 1;
+#ifdef RDT_HAVE_VERBS
+    if (!c->cfg.ib_dev[0] &&
+        (strcmp(c->cfg.transport, "auto") == 0 || strcmp(c->cfg.transport, "verbs") == 0)) {
+        DIR *d = opendir("/sys/class/infiniband");
+        struct dirent *e;
+        while (d && !rdma && (e = readdir(d)) != NULL)
+            rdma = e->d_name[0] != '.';
+        if (d)
+            closedir(d);
+    }
+#endif
+    return rdma;
+}
+
 /*
  * Before the transport opens: bind if the launcher told the local rank and size (else RDT_BIND
  * waits for the host table: *late_p), then probe where this rank runs (hwloc's discovery is
@@ -317,6 +339,12 @@ static void locality_prepare(rdt_comm_t *c, int lrank, int lsize, rdt_topo_loc_t
             bind_apply(c, lrank, lsize, "the launcher");
         else
             *late_p = 1;
+    }
+    if (!probe_needed(c)) {
+        /* hwloc's discovery costs ~30 ms here (over a second under AddressSanitizer): only
+         * when binding or choosing an RDMA device depends on it */
+        *loc_p = loc;
+        return;
     }
     if (rdt_topo_local_probe_cached(known ? lrank : 0, &p, err, sizeof(err)) != 0) {
         rdt_debug("comm", "locality of rank %d unknown: %s", c->rank, err);
