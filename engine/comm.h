@@ -89,7 +89,6 @@ struct rdt_comm {
     struct rdt_topo *topo;
     char ib_dev_near[64];     /* RDMA device nearest this rank, used if RDT_IB_DEV is empty */
     int oversub;       /* exec.c: 0 until known, then 2 if more local ranks than CPUs, else 1 */
-    unsigned npolls;   /* exec.c: polls so far, to read the clock on some only */
     char bind_ip[64];
     rdt_config_t cfg;
     rdt_transport_t *tp;

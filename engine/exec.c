@@ -739,8 +739,9 @@ static void describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_
         snprintf(buf, len, "nothing posted yet");
 }
 
-/* Advance, then turn an abort request or an expired deadline into a failure. Never blocks. */
-void rdt_exec_poll(rdt_comm_t *comm)
+/* Advance, then turn an abort request or an expired deadline (looked at when @p clock) into a
+ * failure. Never blocks. */
+static void exec_poll(rdt_comm_t *comm, int clock)
 {
     rdt_request_t *head;
 
@@ -753,8 +754,7 @@ void rdt_exec_poll(rdt_comm_t *comm)
         return;
     }
     head = comm->head;
-    /* the deadline is in seconds: the clock is read on every 16th poll only */
-    if (head && head->started && (comm->npolls++ & 15) == 0 && rdt_now() > head->deadline) {
+    if (head && head->started && clock && rdt_now() > head->deadline) {
         char what[600];
         describe_wait(comm, head, what, sizeof(what));
         if (head->kind == RDT_REQ_COLL)
@@ -770,6 +770,11 @@ void rdt_exec_poll(rdt_comm_t *comm)
                                comm->cfg.timeout_s, comm->rank, comm->host, what);
         rdt_comm_fail(comm, RDT_ERR_TIMEOUT);
     }
+}
+
+void rdt_exec_poll(rdt_comm_t *comm)
+{
+    exec_poll(comm, 1);
 }
 
 /* More ranks of this communicator on this host than CPUs this process may run on? Then a
@@ -807,7 +812,7 @@ rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
     for (k = 0;; k++) {
         double left;
 
-        rdt_exec_poll(comm);
+        exec_poll(comm, (k & 15) == 0); /* the deadline is in seconds: every 16th poll */
         if (req ? req->done : comm->head == NULL)
             return req ? req->status : comm->failed;
         if (comm->failed) /* a request not in the queue any more cannot complete */
@@ -822,6 +827,7 @@ rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
         now = rdt_now();
         left = comm->head && comm->head->started ? comm->head->deadline - now : 0.1;
         comm->tp->ops->progress(comm->tp, left > 0.1 ? 100 : (int)(left * 1000) + 1);
+        k = (unsigned)-1; /* after a wait, the next poll looks at the deadline */
     }
 }
 
