@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "comm.h"
 #include "log.h"
@@ -777,17 +778,16 @@ void rdt_exec_poll(rdt_comm_t *comm)
     exec_poll(comm, 1);
 }
 
-/* More ranks of this communicator on this host than CPUs this process may run on? Then a
- * waiting rank must hand its core to the peer it waits for at every poll. Computed once. */
+/* More ranks of this communicator on this host than online CPUs? Then a waiting rank must
+ * hand its core to the peer it waits for at every poll. (Not this process's affinity: a rank
+ * pinned to one core is the normal, not an oversubscribed, case.) Computed once. */
 static int oversubscribed(rdt_comm_t *comm)
 {
     if (comm->oversub == 0) {
-        cpu_set_t set;
-        int local = 0, cpus = 0, i;
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        int local = 0, i;
         for (i = 0; i < comm->nranks; i++)
             local += !comm->host_of || comm->host_of[i] == comm->host_of[comm->rank];
-        if (sched_getaffinity(0, sizeof(set), &set) == 0)
-            cpus = CPU_COUNT(&set);
         comm->oversub = cpus > 0 && local > cpus ? 2 : 1;
     }
     return comm->oversub == 2;

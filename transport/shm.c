@@ -184,6 +184,7 @@ typedef struct rdt_shm {
     uint64_t nevents;     /* callbacks run and peers failed: lets mux.c see progress */
     uint64_t outstanding; /* posted, callback not yet run */
     uint64_t last_check_ms;
+    unsigned idle_polls; /* idle progress(0) calls: the clock is read on every 64th */
 
     pthread_mutex_t lock;
     uintptr_t driver;
@@ -937,7 +938,9 @@ static rdt_status_t shm_progress(rdt_transport_t *t, int timeout_ms)
             if (shm_abort_requested(tp))
                 goto aborted;
             shm_poll_all(tp);
-        } else if (timeout_ms == 0 && shm_now_ms() - tp->last_check_ms >= SHM_DEATH_CHECK_MS) {
+        } else if (timeout_ms == 0 && (++tp->idle_polls & 63) == 0 &&
+                   shm_now_ms() - tp->last_check_ms >= SHM_DEATH_CHECK_MS) {
+            /* the clock only every 64th idle poll: the engine polls back to back */
             shm_wait(tp, 0); /* the only system call of an idle progress(0), and a rare one */
         }
     } else if (tp->nevents == before && timeout_ms != 0) {
