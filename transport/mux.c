@@ -19,6 +19,7 @@
  * just the other side's.
  */
 #include "transport.h"
+#include "wire.h"
 
 #include "log.h"
 
@@ -134,17 +135,13 @@ static int mux_helper_start(rdt_mux_t *m)
 
 static void mux_helper_stop(rdt_mux_t *m)
 {
-    uint64_t one = 1;
-
     if (!m->helper_started)
         return;
     pthread_mutex_lock(&m->hlock);
     m->stop = 1;
     pthread_cond_signal(&m->hcond);
     pthread_mutex_unlock(&m->hlock);
-    if (write(m->kick_fd, &one, sizeof(one)) < 0) {
-        /* saturated: it wakes anyway */
-    }
+    rdt_wire_eventfd_kick(m->kick_fd);
     pthread_join(m->helper, NULL);
     close(m->kick_fd);
     m->helper_started = 0;

@@ -267,17 +267,12 @@ static void shm_ring_get(const unsigned char *data, uint64_t size, uint64_t pos,
  * wakeup. Called after publishing anything the peer waits for. */
 static void shm_wake(shm_peer_t *p)
 {
-    uint64_t one = 1;
-    ssize_t n;
-
     atomic_thread_fence(memory_order_seq_cst);
     if (p->efd < 0 || !atomic_load_explicit(&p->hdr->sleeping, memory_order_relaxed))
         return;
     if (!atomic_exchange_explicit(&p->hdr->sleeping, 0, memory_order_seq_cst))
         return; /* another writer claimed it and writes the eventfd */
-    do
-        n = write(p->efd, &one, sizeof(one));
-    while (n < 0 && errno == EINTR);
+    rdt_wire_eventfd_kick(p->efd);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1412,15 +1407,8 @@ out:
 
 static void shm_wakeup(rdt_transport_t *t)
 {
-    rdt_shm_t *tp = (rdt_shm_t *)t;
-    uint64_t one = 1;
-    ssize_t n;
-
-    if (!tp)
-        return;
-    do
-        n = write(tp->efd, &one, sizeof(one));
-    while (n < 0 && errno == EINTR);
+    if (t)
+        rdt_wire_eventfd_kick(((rdt_shm_t *)t)->efd);
 }
 
 /* As tcp_abort(): callbacks now from the driving thread, else by the driver's next call. */

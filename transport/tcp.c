@@ -1458,16 +1458,8 @@ static rdt_status_t tcp_addrs_set(rdt_transport_t *t, const void *addrs, const c
 
 static void tcp_wakeup(rdt_transport_t *t)
 {
-    rdt_tcp_t *tp = (rdt_tcp_t *)t;
-    uint64_t one = 1;
-    ssize_t n;
-
-    if (!tp)
-        return;
-    do
-        n = write(tp->evfd, &one, sizeof(one));
-    while (n < 0 && errno == EINTR);
-    /* EAGAIN: the counter is saturated, a wakeup is pending anyway */
+    if (t)
+        rdt_wire_eventfd_kick(((rdt_tcp_t *)t)->evfd);
 }
 
 /*

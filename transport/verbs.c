@@ -2433,15 +2433,8 @@ static rdt_status_t verbs_addrs_set(rdt_transport_t *t, const void *addrs, const
 
 static void verbs_wakeup(rdt_transport_t *t)
 {
-    rdt_verbs_t *tp = (rdt_verbs_t *)t;
-    uint64_t one = 1;
-    ssize_t n;
-
-    if (!tp)
-        return;
-    do
-        n = write(tp->evfd, &one, sizeof(one));
-    while (n < 0 && errno == EINTR);
+    if (t)
+        rdt_wire_eventfd_kick(((rdt_verbs_t *)t)->evfd);
 }
 
 /* As tcp_abort: callbacks now from the driving thread, else left to the driver. */

@@ -1,10 +1,12 @@
 /* wire.c - see wire.h. */
 #include "wire.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "transport.h"
 
@@ -116,4 +118,14 @@ int rdt_wire_sockaddr_unpack(const unsigned char *a, struct sockaddr_storage *ss
         return in6->sin6_port ? 0 : -1;
     }
     return -1;
+}
+
+void rdt_wire_eventfd_kick(int fd)
+{
+    uint64_t one = 1;
+    ssize_t n;
+
+    do
+        n = write(fd, &one, sizeof(one));
+    while (n < 0 && errno == EINTR);
 }

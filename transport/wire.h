@@ -35,4 +35,8 @@ size_t rdt_wire_sockaddr_pack(const struct sockaddr *sa, unsigned char *a);
 int rdt_wire_sockaddr_unpack(const unsigned char *a, struct sockaddr_storage *ss,
                              socklen_t *len_p);
 
+/* Add one to the eventfd @p fd, so that a thread waiting on it wakes (the transports' wakeup()).
+ * Thread safe; EAGAIN means the counter is saturated, a wakeup is pending anyway. */
+void rdt_wire_eventfd_kick(int fd);
+
 #endif /* RDT_WIRE_H */
