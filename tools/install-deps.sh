@@ -9,8 +9,10 @@ PKGS=(build-essential cmake pkg-config libcmocka-dev
     openssh-server           # the launcher test that reaches "remote" ranks through a real sshd
     openmpi-bin              # the launcher test that starts ranks with Open MPI's mpirun
     iproute2                 # the launcher test across network namespaces (ip netns)
-    libhwloc-dev)            # topology discovery (topo/)
-[[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev)
+    libhwloc-dev             # topology discovery (topo/)
+    libopenblas-dev zlib1g-dev # the trainer's math and its gzipped IDX reader
+    dataset-fashion-mnist)   # the trainer's dataset (/usr/share/datasets/fashion-mnist)
+[[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev python3-torch)
 # RDT_SOFTROCE=1: what tools/softroce.sh needs (rxe in a VM when the host kernel has no rdma_rxe)
 [[ "${RDT_SOFTROCE:-0}" == 1 ]] && PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static rdma-core
     ibverbs-utils perftest ibverbs-providers libibverbs-dev librdmacm-dev iproute2)

@@ -319,8 +319,8 @@ static int local_size(const rdt_launch_t *o, int np, int r)
 /* The variables the launcher owns: -x cannot set them. */
 static int is_job_var(const char *name, size_t len)
 {
-    static const char *const vars[] = {"RDT_RANK", "RDT_SIZE", "RDT_LOCAL_RANK", "RDT_LOCAL_SIZE",
-                                       "RDT_ROOT", "RDT_TOKEN"};
+    static const char *const vars[] = {"RDT_RANK",       "RDT_SIZE", "RDT_LOCAL_RANK",
+                                       "RDT_LOCAL_SIZE", "RDT_ROOT", "RDT_TOKEN"};
     size_t i;
     for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         if (strlen(vars[i]) == len && memcmp(vars[i], name, len) == 0)
@@ -809,7 +809,8 @@ static void emit(job_t *j, const rank_t *rk, int out, const char *a, size_t alen
 {
     struct iovec iov[4];
     int n = 0, k;
-    int nl = (blen ? b[blen - 1] : (alen ? a[alen - 1] : 0)) != '\n';
+    char last = blen ? b[blen - 1] : (alen ? a[alen - 1] : 0);
+    int nl = last != '\n' && last != '\r';
 
     if (j->out_dead[out])
         return;
@@ -850,11 +851,23 @@ static void stream_close(job_t *j, rank_t *rk, stream_t *s)
     close_fd(&s->fd);
 }
 
-/* Feed @p n bytes: complete lines go out at once, the rest waits in s->buf. */
+/* The first '\n' or '\r' in p[0..n), or NULL. */
+static const char *line_end(const char *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (p[i] == '\n' || p[i] == '\r')
+            return p + i;
+    return NULL;
+}
+
+/* Feed @p n bytes: complete lines go out at once, the rest waits in s->buf. A line ends at
+ * '\n', or at '\r' (a progress bar redrawing itself: it goes out with its prefix, so the
+ * terminal shows "[0] epoch 3/10 [####  ]" overwriting itself). */
 static int stream_feed(job_t *j, rank_t *rk, stream_t *s, const char *p, size_t n)
 {
     while (n > 0) {
-        const char *nl = memchr(p, '\n', n);
+        const char *nl = line_end(p, n);
         size_t take = nl ? (size_t)(nl - p) + 1 : n;
 
         if (nl && (s->len == 0 || s->len + take <= LINE_CAP)) {

@@ -23,10 +23,11 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: rdmatrain [options] [--] program [args...]\n"
-            "       rdmatrain [options] train ...   (the trainer: not built yet)\n"
+            "       rdmatrain [options] train [train options]   (rdmatrain train --help)\n"
             "\n"
             "Starts the ranks of a job that uses the rdmatrain C API, each with RDT_RANK,\n"
-            "RDT_SIZE, RDT_LOCAL_RANK, RDT_ROOT and RDT_TOKEN in its environment.\n"
+            "RDT_SIZE, RDT_LOCAL_RANK, RDT_ROOT and RDT_TOKEN in its environment; 'train'\n"
+            "starts the trainer (rdmatrain-train, next to this program) on every rank.\n"
             "\n"
             "  -H, --host FILE|LIST  the hosts: a file of 'host slots=N' (Open MPI) or 'host:N'\n"
             "                        (Horovod) lines, or a list 'h1:2,h2:2'; localhost,\n"
@@ -216,6 +217,42 @@ static int looks_like_file(const char *arg)
     return 0;
 }
 
+/* The trainer program: RDT_TRAINER if set, else rdmatrain-train in this program's directory.
+ * The same absolute path is used on remote hosts, like any program the launcher starts. */
+static int trainer_path(char *buf, size_t len)
+{
+    const char *env = getenv("RDT_TRAINER");
+    char self[4096];
+    ssize_t n;
+    char *slash;
+
+    if (env && *env) {
+        if ((size_t)snprintf(buf, len, "%s", env) >= len)
+            goto too_long;
+    } else {
+        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n < 0) {
+            fprintf(stderr, "rdmatrain: cannot find this program's directory: %s\n",
+                    strerror(errno));
+            return -1;
+        }
+        self[n] = '\0';
+        slash = strrchr(self, '/');
+        if (slash)
+            *slash = '\0';
+        if ((size_t)snprintf(buf, len, "%s/rdmatrain-train", self) >= len)
+            goto too_long;
+    }
+    if (access(buf, X_OK)) {
+        fprintf(stderr, "rdmatrain: the trainer %s cannot be run: %s\n", buf, strerror(errno));
+        return -1;
+    }
+    return 0;
+too_long:
+    fprintf(stderr, "rdmatrain: the trainer's path is too long\n");
+    return -1;
+}
+
 /* Value of an option: "--opt=value", or the next argument. */
 static const char *opt_value(int argc, char **argv, int *i, const char *name)
 {
@@ -249,8 +286,9 @@ int main(int argc, char **argv)
     int np = 0, oversubscribe = 0, nx = 0, i, rc = RDT_LAUNCH_EXIT_USAGE, root_port = 0;
     double timeout_s = 0;
     const char *output_dir = NULL, *rsh = getenv("RDT_RSH");
+    char trainer[4096], **train_argv = NULL;
 
-    xvars = calloc((size_t)argc + 1, sizeof(char *));
+    xvars = calloc((size_t)argc + 2, sizeof(char *));
     if (!xvars)
         return RDT_LAUNCH_EXIT_USAGE;
     for (i = 1; i < argc; i++) {
@@ -259,13 +297,8 @@ int main(int argc, char **argv)
             i++;
             break;
         }
-        if (a[0] != '-' || a[1] == '\0') {
-            if (strcmp(a, "train") == 0) {
-                fprintf(stderr, "rdmatrain: the trainer is not built yet\n");
-                goto out;
-            }
-            break; /* the program */
-        }
+        if (a[0] != '-' || a[1] == '\0')
+            break; /* the program, or train */
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             rc = 0;
@@ -312,6 +345,29 @@ int main(int argc, char **argv)
     if (i >= argc) {
         fprintf(stderr, "rdmatrain: no program to run (rdmatrain --help)\n");
         goto out;
+    }
+    if (strcmp(argv[i], "train") == 0) {
+        /* the trainer: rdmatrain-train next to this program, given "train" and the rest */
+        int j;
+        if (trainer_path(trainer, sizeof(trainer)))
+            goto out;
+        for (j = i + 1; j < argc; j++)
+            if (!strcmp(argv[j], "-h") || !strcmp(argv[j], "--help")) {
+                argv[i] = trainer; /* help needs no ranks */
+                execv(trainer, argv + i);
+                fprintf(stderr, "rdmatrain: cannot run %s: %s\n", trainer, strerror(errno));
+                rc = RDT_LAUNCH_EXIT_NOTFOUND;
+                goto out;
+            }
+        train_argv = calloc((size_t)(argc - i) + 2, sizeof(char *));
+        if (!train_argv)
+            goto out;
+        train_argv[0] = trainer;
+        for (j = i; j < argc; j++)
+            train_argv[j - i + 1] = argv[j];
+        /* rank 0 draws a progress bar when the launcher's output is a terminal */
+        if (!output_dir && isatty(STDOUT_FILENO))
+            xvars[nx++] = (char *)"RDT_STDOUT_TTY=1";
     }
     if (host_arg && hostfile_arg) {
         fprintf(stderr, "rdmatrain: give the hosts once: -H or --hostfile\n");
@@ -364,7 +420,7 @@ int main(int argc, char **argv)
     job.hosts = &hosts;
     job.place = place;
     job.np = np;
-    job.argv = argv + i;
+    job.argv = train_argv ? train_argv : argv + i;
     job.output_dir = output_dir;
     job.timeout_s = timeout_s;
     job.grace_s = GRACE_S;
@@ -380,5 +436,6 @@ out:
     free(place);
     rdt_hostlist_fini(&hosts);
     free(xvars);
+    free(train_argv);
     return rc;
 }

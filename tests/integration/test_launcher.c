@@ -388,7 +388,6 @@ static void test_refusals_start_nothing(void **state)
         {{"--root", "no de", RDT_TEST_PROG, "@M"}, 2, "rdmatrain: --root 'no de': expected HOST"},
         {{"--root", "[::1", RDT_TEST_PROG, "@M"}, 2, "rdmatrain: --root '[::1': expected HOST"},
         {{"-np", "2"}, 2, "no program to run"},
-        {{"-np", "2", "train", "--epochs", "1", "@M"}, 2, "the trainer is not built yet"},
         {{"-np", "2", "./no-such-program-@M"}, 127, "cannot run './no-such-program-"},
         {{"-np", "2", "no-such-program-in-path", "@M"}, 127, "not found in PATH"},
     };
