@@ -5,12 +5,14 @@
  * result as an uninterrupted run, compression sends what it says, and bad input is refused
  * with a sentence naming what is wrong.
  */
-#include <cmocka.h>
-#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
