@@ -80,6 +80,8 @@ typedef struct rank {
     stream_t so, se;
     char prefix[RDT_HOST_NAME_MAX + 24];
     size_t prefix_len;
+    int reaped; /* exited in this reap() pass, not reported yet */
+    int status; /* its wait status */
 } rank_t;
 
 typedef enum { RUNNING, STOPPING, KILLING } phase_t;
@@ -1036,17 +1038,21 @@ static void rank_exited(job_t *j, int r, int st)
 
 /* Collect every child that exited. A rank is looked at before it is reaped (WNOWAIT): while
  * its zombie holds the pid, the pid is a process group that cannot be reused, so what is left
- * of the group can be killed without risk of hitting a stranger. */
+ * of the group can be killed without risk of hitting a stranger. The failures of one pass are
+ * reported signal deaths first: when a rank is killed, the others fail right after it naming
+ * it, and the launcher must name the killed rank, not the first survivor waitid() returned. */
 static void reap(job_t *j)
 {
+    int r, signalled;
+
     for (;;) {
         siginfo_t si;
         pid_t pid;
-        int st = 0, r;
+        int st = 0;
 
         memset(&si, 0, sizeof(si));
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
-            return;
+            break;
         pid = si.si_pid;
         for (r = 0; r < j->np && j->ranks[r].pid != pid; r++)
             ;
@@ -1064,8 +1070,15 @@ static void reap(job_t *j)
         j->ranks[r].pid = 0;
         close_fd(&j->ranks[r].ctl_fd);
         j->alive--;
-        rank_exited(j, r, st);
+        j->ranks[r].reaped = 1;
+        j->ranks[r].status = st;
     }
+    for (signalled = 1; signalled >= 0; signalled--)
+        for (r = 0; r < j->np; r++)
+            if (j->ranks[r].reaped && (WIFSIGNALED(j->ranks[r].status) != 0) == signalled) {
+                j->ranks[r].reaped = 0;
+                rank_exited(j, r, j->ranks[r].status);
+            }
 }
 
 /* Kill and reap the children we adopted (processes that left a rank's group and whose parent

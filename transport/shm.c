@@ -38,9 +38,13 @@
  *
  * Failure. A rank that closes or aborts sets `closed` (with a reason) in each outbound ring's
  * producer line and wakes the peer; a receiver that finds a corrupt stream or a tag/length
- * mismatch does the same on its outbound ring to that sender. A rank that dies is seen through
- * its pidfd (epoll, or a periodic check while transfers are outstanding). Either way the peer's
- * transfers fail with RDT_ERR_PEER_FAILED and a sentence naming rank and host.
+ * mismatch does the same on its outbound ring to that sender. A rank that gives up (rather than
+ * closing after a clean run) first writes why into the ring's control page (`notice`: its first
+ * failure, e.g. "shared-memory connection to rank 2 (host h) lost: its process 123 died"), so a
+ * rank that never talked to the rank that failed first still names it, as tcp.c and verbs.c do.
+ * A rank that dies is seen through its pidfd (every local rank's is watched, epoll or a periodic
+ * check while transfers are outstanding). Either way the peer's transfers fail with
+ * RDT_ERR_PEER_FAILED and a sentence naming rank and host.
  *
  * Threads: as tcp.c. The driving thread holds tp->lock inside every call; abort() from another
  * thread only trylocks, sets a flag and writes the eventfd.
@@ -88,6 +92,7 @@
 #define SHM_NOWAKE_SLEEP_MS 1   /* sleep cap when a peer cannot wake us (no eventfd) */
 #define SHM_NOPIDFD_SLEEP_MS 100 /* sleep cap when a peer has no pidfd (checked by kill) */
 #define SHM_EVENTS 64
+#define SHM_NOTICE_MAX 400 /* bytes of a failure notice's sentence */
 
 #define SHM_RX_CMA 1u /* consumer flag: the consumer reads the producer's memory */
 
@@ -102,6 +107,8 @@ typedef struct shm_ctl {
     alignas(SHM_LINE) _Atomic uint64_t tail; /* bytes ever consumed (consumer) */
     _Atomic uint64_t rndv_done;              /* rendezvous records completed (consumer) */
     _Atomic uint32_t flags;                  /* SHM_RX_* (consumer) */
+    /* why the producer gave up (written before `closed` is released; empty: no reason) */
+    alignas(SHM_LINE) char notice[SHM_NOTICE_MAX + 1];
 } shm_ctl_t;
 
 _Static_assert(sizeof(shm_ctl_t) <= SHM_PAGE, "a ring's control block fits its page");
@@ -127,7 +134,7 @@ typedef struct shm_peer {
     int rank;
     shm_peer_state_t state;
     rdt_status_t fail_status;
-    char fail_msg[256];
+    char fail_msg[SHM_NOTICE_MAX + 2 * RDT_HOST_MAX + 64];
     char host[RDT_HOST_MAX];
     int local; /* on this host (a peer of this transport) */
 
@@ -157,7 +164,8 @@ typedef struct shm_peer {
     uint64_t rndv_expected;
     int cma_ok; /* we can read this peer's memory */
     int gone;   /* closed or dead: sends failed, what it wrote is still delivered (gone_msg) */
-    char gone_msg[256];
+    char gone_msg[SHM_NOTICE_MAX + 2 * RDT_HOST_MAX + 64];
+    char gave_up[SHM_NOTICE_MAX + 1]; /* the peer's notice, when it is second-hand */
 } shm_peer_t;
 
 typedef struct rdt_shm {
@@ -191,6 +199,8 @@ typedef struct rdt_shm {
     int abort_req;
     int conns_closed;
     int abort_delivered;
+    int failed_any; /* a pair failed with transfers on it: even close() tells the peers why */
+    char first_fail[SHM_NOTICE_MAX + 1]; /* the first such failure: what the notices say */
 } rdt_shm_t;
 
 static __thread char shm_thread_tag;
@@ -313,13 +323,52 @@ static void shm_done_run(rdt_shm_t *tp)
     shm_complete_list(tp, x, RDT_SUCCESS);
 }
 
-/* Tell the peer we gave up on the pair (it fails in turn) and wake it. */
-static void shm_peer_signal_closed(shm_peer_t *p, uint32_t reason)
+static const char *shm_closed_str(uint32_t reason)
+{
+    switch (reason) {
+    case SHM_CLOSED_CLOSE: return "the peer closed it";
+    case SHM_CLOSED_ABORT: return "the peer aborted";
+    case SHM_CLOSED_PROTOCOL: return "the peer found the stream from this rank broken";
+    default: return "closed by the peer";
+    }
+}
+
+/* Tell the peer we gave up on the pair (it fails in turn) and wake it. @p why (may be NULL)
+ * says why, so that a rank that never talked to the one that failed first still names it (as
+ * tcp.c's and verbs.c's notices). */
+static void shm_peer_signal_closed(shm_peer_t *p, uint32_t reason, const char *why)
 {
     if (!p->out)
         return;
+    if (why && *why && atomic_load_explicit(&p->out->closed, memory_order_relaxed) == 0) {
+        size_t n = strnlen(why, SHM_NOTICE_MAX);
+        memcpy(p->out->notice, why, n);
+        p->out->notice[n] = '\0';
+    }
     atomic_store_explicit(&p->out->closed, reason, memory_order_release);
     shm_wake(p);
+}
+
+/* How a pair the peer closed ends: its notice if it gave one (read after `closed` was acquired;
+ * printable characters only, it goes into logs; kept in p->gave_up when second-hand), else
+ * what `closed` says. */
+static void shm_closed_msg(shm_peer_t *p, uint32_t closed, const char *during, char *buf,
+                           size_t len)
+{
+    char why[SHM_NOTICE_MAX + 1];
+    size_t i;
+
+    for (i = 0; closed != SHM_CLOSED_CLOSE && i < SHM_NOTICE_MAX && p->in->notice[i]; i++) {
+        unsigned char c = (unsigned char)p->in->notice[i];
+        why[i] = c >= 0x20 && c <= 0x7e ? (char)c : '?';
+    }
+    why[i] = '\0';
+    snprintf(p->gave_up, sizeof(p->gave_up), "%s", strstr(why, " gave up: ") ? why : "");
+    if (why[0])
+        snprintf(buf, len, "rank %d (host %s) gave up%s: %s", p->rank, shm_host(p), during, why);
+    else
+        snprintf(buf, len, "shared-memory connection to rank %d (host %s) lost%s: %s", p->rank,
+                 shm_host(p), during, shm_closed_str(closed));
 }
 
 /*
@@ -346,8 +395,14 @@ static void shm_peer_fail(rdt_shm_t *tp, shm_peer_t *p, rdt_status_t st, uint32_
     p->state = PEER_FAILED;
     p->fail_status = st;
     tp->nevents++;
+    tp->failed_any |= busy;
+    /* a second-hand notice ("rank q gave up: ...") is passed on as it came, so that a chain of
+     * ranks giving up never pushes the root cause out of the sentence */
+    if (busy && !tp->first_fail[0])
+        snprintf(tp->first_fail, sizeof(tp->first_fail), "%.*s", SHM_NOTICE_MAX,
+                 p->gave_up[0] ? p->gave_up : p->fail_msg);
     if (reason != SHM_CLOSED_NONE)
-        shm_peer_signal_closed(p, reason);
+        shm_peer_signal_closed(p, reason, tp->first_fail[0] ? tp->first_fail : p->fail_msg);
     if (p->pidfd >= 0) {
         epoll_ctl(tp->epfd, EPOLL_CTL_DEL, p->pidfd, NULL);
     }
@@ -367,16 +422,6 @@ static void shm_peer_fail(rdt_shm_t *tp, shm_peer_t *p, rdt_status_t st, uint32_
     shm_complete_list(tp, rq, st);
     shm_complete_list(tp, rv, st);
     shm_complete_list(tp, sq, st);
-}
-
-static const char *shm_closed_str(uint32_t reason)
-{
-    switch (reason) {
-    case SHM_CLOSED_CLOSE: return "the peer closed it";
-    case SHM_CLOSED_ABORT: return "the peer aborted";
-    case SHM_CLOSED_PROTOCOL: return "the peer found the stream from this rank broken";
-    default: return "closed by the peer";
-    }
 }
 
 /*
@@ -408,6 +453,10 @@ static void shm_peer_gone(rdt_shm_t *tp, shm_peer_t *p, const char *fmt, ...)
         if (sq || rv) {
             rdt_warn("shm", "%s", p->gone_msg);
             shm_set_error(tp, "%s", p->gone_msg);
+            tp->failed_any = 1;
+            if (!tp->first_fail[0])
+                snprintf(tp->first_fail, sizeof(tp->first_fail), "%.*s", SHM_NOTICE_MAX,
+                         p->gave_up[0] ? p->gave_up : p->gone_msg);
         }
         shm_complete_list(tp, rv, RDT_ERR_PEER_FAILED);
         shm_complete_list(tp, sq, RDT_ERR_PEER_FAILED);
@@ -643,9 +692,13 @@ err_closed:
     p->rq_head = x->next;
     if (!p->rq_head)
         p->rq_tail = NULL;
-    shm_peer_fail(tp, p, RDT_ERR_PEER_FAILED, SHM_CLOSED_NONE, x, RDT_ERR_PEER_FAILED,
-                  "shared-memory connection to rank %d (host %s) lost during a %zu-byte "
-                  "transfer: %s", p->rank, shm_host(p), x->len, shm_closed_str(closed));
+    {
+        char during[64], msg[sizeof(p->fail_msg)];
+        snprintf(during, sizeof(during), " during a %zu-byte transfer", x->len);
+        shm_closed_msg(p, closed, during, msg, sizeof(msg));
+        shm_peer_fail(tp, p, RDT_ERR_PEER_FAILED, SHM_CLOSED_NONE, x, RDT_ERR_PEER_FAILED, "%s",
+                      msg);
+    }
     return -1;
 }
 
@@ -751,9 +804,14 @@ static void shm_peer_poll(rdt_shm_t *tp, shm_peer_t *p)
     if (p->sq_head)
         shm_tx(tp, p);
     shm_rndv_check(tp, p);
-    if (closed || p->gone)
-        shm_peer_gone(tp, p, "shared-memory connection to rank %d (host %s) lost: %s", p->rank,
-                      shm_host(p), shm_closed_str(closed));
+    if (closed || p->gone) {
+        char msg[sizeof(p->gone_msg)];
+        if (!p->gone)
+            shm_closed_msg(p, closed, "", msg, sizeof(msg));
+        else
+            msg[0] = '\0'; /* already said */
+        shm_peer_gone(tp, p, "%s", msg);
+    }
 }
 
 /* One pass over the local peers, then the send callbacks that are due. */
@@ -863,24 +921,28 @@ static int shm_abort_requested(rdt_shm_t *tp)
 /* Phase one of an abort (any thread holding the lock): tell every peer, fail every pair. */
 static void shm_abort_conns(rdt_shm_t *tp, uint32_t reason)
 {
+    char why[sizeof(tp->base.error)] = "";
     int i;
 
     if (tp->conns_closed)
         return;
     tp->conns_closed = 1;
+    if (!tp->base.error[0])
+        shm_set_error(tp, "the shm transport of rank %d was aborted", tp->rank);
+    /* close() after a clean run (rdt_comm_destroy) is not giving up: no notice then */
+    if (reason != SHM_CLOSED_CLOSE || tp->failed_any)
+        snprintf(why, sizeof(why), "%s", tp->first_fail[0] ? tp->first_fail : tp->base.error);
     for (i = 0; i < tp->nlocal; i++) {
         shm_peer_t *p = &tp->peers[tp->local[i]];
         if (p->state == PEER_FAILED)
             continue;
-        shm_peer_signal_closed(p, reason);
+        shm_peer_signal_closed(p, reason, why);
         p->state = PEER_FAILED;
         p->fail_status = RDT_ERR_ABORTED;
         snprintf(p->fail_msg, sizeof(p->fail_msg),
                  "the shared-memory connection to rank %d (host %s) was closed by an abort",
                  p->rank, shm_host(p));
     }
-    if (!tp->base.error[0])
-        shm_set_error(tp, "the shm transport of rank %d was aborted", tp->rank);
 }
 
 static void shm_abort_deliver(rdt_shm_t *tp)
@@ -973,13 +1035,16 @@ static rdt_status_t shm_post_check(rdt_shm_t *tp, rdt_xfer_t *x, int send)
         return RDT_ERR_INVALID_ARG;
     }
     p = &tp->peers[x->peer];
-    if (p->state == PEER_FAILED) {
-        shm_set_error(tp, "%s", p->fail_msg);
-        return p->fail_status;
-    }
-    if (p->gone && send) { /* it will never read it */
-        shm_set_error(tp, "%s", p->gone_msg);
-        return RDT_ERR_PEER_FAILED;
+    if (p->state == PEER_FAILED || (p->gone && send)) { /* a gone peer never reads a send */
+        const char *msg = p->state == PEER_FAILED ? p->fail_msg : p->gone_msg;
+        /* the caller gives up on this: it is what this rank's notices will say */
+        if (!tp->first_fail[0] && p->fail_status != RDT_ERR_ABORTED) {
+            snprintf(tp->first_fail, sizeof(tp->first_fail), "%.*s", SHM_NOTICE_MAX,
+                     p->gave_up[0] ? p->gave_up : msg);
+            tp->failed_any = 1;
+        }
+        shm_set_error(tp, "%s", msg);
+        return p->state == PEER_FAILED ? p->fail_status : RDT_ERR_PEER_FAILED;
     }
     if (p->state != PEER_UP) {
         shm_set_error(tp, "%s on rank %d: rank %d (host %s) is not reachable through shared "

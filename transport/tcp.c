@@ -20,6 +20,11 @@
  * (readv: the rest of the payload into the caller's buffer, what follows into ours). A header with
  * no receive posted stops reading that socket (backpressure): at most one buffer waits per peer.
  *
+ * Failure. A lost connection fails every transfer of that peer. A rank that gives up (a peer
+ * failed with transfers on it, or an abort) first writes a failure notice as the last thing on
+ * each connection that still works, saying why (see tcp_peer_notice()), so that a rank that never
+ * talked to the rank that failed first still names it; a clean close sends none.
+ *
  * epoll is level-triggered. A peer's interest is EPOLLIN unless reading is stopped, plus EPOLLOUT
  * only while a send is blocked, so progress() sleeps in epoll_wait whenever nothing can move.
  * isend/irecv only queue; all I/O and every callback run inside progress() (or abort()/close()).
@@ -44,6 +49,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -65,6 +71,11 @@
 #define TCP_BACKOFF_MAX_MS 500
 #define TCP_CONNECT_TIMEOUT_DEFAULT_MS 30000
 #define TCP_ADDR_STR 96 /* "[v6%scope]:port" */
+#define TCP_NOTE_MAGIC 0x41544452u /* "RDTA": a failure notice, the last thing on a stream */
+#define TCP_NOTICE_MAX 400         /* bytes of a notice's sentence */
+#define TCP_TRAILER_LEN 12         /* after the sentence: length, check, magic */
+#define TCP_TAIL_LEN (TCP_NOTICE_MAX + TCP_TRAILER_LEN)
+#define TCP_DRAIN_MAX (8u << 20) /* bytes read from a failed connection looking for a notice */
 
 _Static_assert(TCP_HDR_LEN <= sizeof(((rdt_xfer_t *)0)->hdr), "rdt_xfer_t.hdr holds a header");
 
@@ -79,7 +90,7 @@ typedef struct tcp_peer {
     int fd;
     uint32_t events;          /* epoll interest of fd as registered */
     rdt_status_t fail_status; /* PEER_FAILED: what later posts return */
-    char fail_msg[256];
+    char fail_msg[TCP_NOTICE_MAX + 2 * RDT_HOST_MAX + TCP_ADDR_STR + 96];
 
     struct sockaddr_storage sa; /* its listening address, from addrs_set */
     socklen_t salen;
@@ -107,6 +118,12 @@ typedef struct tcp_peer {
     int rx_off;     /* EPOLLIN removed: data kept arriving while stalled */
 
     int in_ready;
+
+    /* the last bytes read from the stream, where a failure notice's trailer would be */
+    unsigned char tail[TCP_TAIL_LEN];
+    size_t tail_len;
+    int in_notice; /* a framed notice started: the rest of the stream is its text */
+    char gave_up[TCP_NOTICE_MAX + 1]; /* the peer's notice, when it is second-hand */
 } tcp_peer_t;
 
 typedef struct tcp_pending {
@@ -146,6 +163,11 @@ typedef struct rdt_tcp {
     int abort_req;      /* atomic: abort() was called */
     int sockets_closed; /* abort: connections closed */
     int abort_delivered;
+    int closing;    /* inside close() */
+    int failed_any; /* a connection failed with transfers on it: close() still tells why */
+    char cause[TCP_NOTICE_MAX + RDT_HOST_MAX + 64]; /* the first failure notice received, with its sender */
+    char first_fail[TCP_NOTICE_MAX + 1]; /* the first failure with transfers on it: what this
+                                          * rank's notices say (later ones are consequences) */
 } rdt_tcp_t;
 
 static __thread char tcp_thread_tag; /* its address identifies the calling thread */
@@ -205,13 +227,30 @@ static const char *tcp_host(const tcp_peer_t *p)
     return p->host[0] ? p->host : "unknown";
 }
 
-/* Options every data socket gets; sizes only when asked (0 leaves the kernel's autotuning). */
+/*
+ * Options every data socket gets; sizes only when asked (0 leaves the kernel's autotuning).
+ *
+ * Unreachable peers (a link down, a host powered off: nothing resets the connection) are found
+ * by the kernel within the connect timeout, as a peer we would not wait longer to connect to:
+ * TCP_USER_TIMEOUT fails a connection whose data stays unacknowledged that long, and keepalive
+ * probes (every third of it once nothing arrived for a third of it; the user timeout then decides
+ * when to give up) do the same for one that only waits to receive. The connection then fails
+ * naming the peer ("Connection timed out"), instead of every rank waiting for RDT_TIMEOUT and
+ * naming only what it waited for. A live peer is not affected, even one that does not read or is
+ * stopped: its kernel answers window and keepalive probes.
+ */
 static void tcp_sock_setup(rdt_tcp_t *tp, int fd)
 {
-    int one = 1;
+    unsigned int ut = (unsigned int)tp->connect_timeout_ms;
+    int one = 1, ka = tp->connect_timeout_ms / 3000 > 1 ? tp->connect_timeout_ms / 3000 : 1;
 
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
         rdt_debug("tcp", "setsockopt(TCP_NODELAY) failed: %m");
+    if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &ka, sizeof(ka)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &ka, sizeof(ka)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0)
+        rdt_debug("tcp", "setting the user timeout and keepalive failed: %m");
     if (tp->sockbuf) {
         int sz = tp->sockbuf > (size_t)(1 << 30) ? (1 << 30) : (int)tp->sockbuf;
         if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) != 0 ||
@@ -265,9 +304,200 @@ static void tcp_peer_close(rdt_tcp_t *tp, tcp_peer_t *p)
     free(p->rbuf);
     p->rbuf = NULL;
     p->rpos = p->rend = 0;
-    p->have_hdr = p->rx_matched = p->rx_stalled = p->rx_off = 0;
+    p->have_hdr = p->rx_matched = p->rx_stalled = p->rx_off = p->in_notice = 0;
     p->tx_blocked = 0;
     p->hs_out_done = TCP_HS_LEN;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Failure notices                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * A rank that gives up (a peer failed with transfers on it, or an abort) writes one notice on
+ * each connection that still works, just before closing it, so that a rank that never talked to
+ * the rank that failed first still names it (verbs.c does the same on its side channels). It is
+ * the last thing on the stream, wherever the stream stands:
+ *
+ *   at a message boundary:   | header: RDTA, check, tag 0, length n+12 | sentence (n) | trailer |
+ *   inside a message with more than n+12 payload bytes left:
+ *                            | rest of its header | sentence (n) | trailer |   then the end: the
+ *                            stream stops mid-payload, so that receive fails, as it must
+ *   inside a message with less left: its real remaining payload, then as at a boundary
+ *
+ *   trailer:  | n (u32) | check of (0, n) (u32) | magic RDTA (u32) |
+ *
+ * The receiver keeps the last TCP_TAIL_LEN bytes it read from each stream and looks for the
+ * trailer there when the stream ends. A clean close sends no notice.
+ */
+
+static void tcp_tail_add(tcp_peer_t *p, const unsigned char *b, size_t n)
+{
+    if (n >= TCP_TAIL_LEN) {
+        memcpy(p->tail, b + n - TCP_TAIL_LEN, TCP_TAIL_LEN);
+        p->tail_len = TCP_TAIL_LEN;
+        return;
+    }
+    if (p->tail_len + n > TCP_TAIL_LEN) {
+        size_t drop = p->tail_len + n - TCP_TAIL_LEN;
+        memmove(p->tail, p->tail + drop, p->tail_len - drop);
+        p->tail_len -= drop;
+    }
+    memcpy(p->tail + p->tail_len, b, n);
+    p->tail_len += n;
+}
+
+/* The notice at the end of what the peer sent, printable only (it goes into logs): 1 if any. */
+static int tcp_tail_notice(const tcp_peer_t *p, char *why, size_t len)
+{
+    const unsigned char *t;
+    uint32_t n, i;
+
+    if (p->tail_len < TCP_TRAILER_LEN)
+        return 0;
+    t = p->tail + p->tail_len - TCP_TRAILER_LEN;
+    n = rdt_wire_get_u32(t);
+    if (rdt_wire_get_u32(t + 8) != TCP_NOTE_MAGIC || n > TCP_NOTICE_MAX ||
+        n > p->tail_len - TCP_TRAILER_LEN ||
+        rdt_wire_get_u32(t + 4) != rdt_wire_hdr_check(0, n, TCP_NOTE_MAGIC))
+        return 0;
+    t -= n;
+    for (i = 0; i < n && i + 1 < len; i++)
+        why[i] = t[i] >= 0x20 && t[i] <= 0x7e ? (char)t[i] : '?';
+    why[i] = '\0';
+    if (!why[0])
+        snprintf(why, len, "(no reason given)");
+    return 1;
+}
+
+/* Read what a failed connection still holds (its end may be a notice): all but the last
+ * TCP_TAIL_LEN bytes are dropped unread (MSG_TRUNC). Bounded: a peer that keeps sending is
+ * not followed further. */
+static void tcp_peer_drain(tcp_peer_t *p)
+{
+    unsigned char b[TCP_TAIL_LEN];
+    size_t total = 0;
+
+    if (p->fd < 0)
+        return;
+    while (total < TCP_DRAIN_MAX) {
+        int q = 0;
+        ssize_t n;
+        if (ioctl(p->fd, FIONREAD, &q) == 0 && (size_t)q > TCP_TAIL_LEN) {
+            n = recv(p->fd, NULL, (size_t)q - TCP_TAIL_LEN, MSG_TRUNC | MSG_DONTWAIT);
+            if (n <= 0)
+                return;
+            total += (size_t)n;
+            continue;
+        }
+        n = recv(p->fd, b, sizeof(b), MSG_DONTWAIT);
+        if (n <= 0)
+            return;
+        tcp_tail_add(p, b, (size_t)n);
+        total += (size_t)n;
+    }
+}
+
+/* A full send buffer must not swallow the notice: make room for @p need more bytes. Raising
+ * SO_SNDBUF past net.core.wmem_max needs CAP_NET_ADMIN (SO_SNDBUFFORCE); without it the notice
+ * may not go out, and the peer falls back to naming this rank. */
+static void tcp_sndbuf_grow(int fd, size_t need)
+{
+    int cur = 0, want;
+    socklen_t len = sizeof(cur);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) != 0 || cur <= 0)
+        return;
+    want = cur / 2 + (int)need + 4096; /* the kernel doubles what it is given */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof(want)) != 0)
+        rdt_debug("tcp", "cannot grow the send buffer for a failure notice: %m");
+}
+
+static void tcp_iov_advance(struct iovec **v_p, int *niov_p, size_t k)
+{
+    struct iovec *v = *v_p;
+    int niov = *niov_p;
+
+    while (niov > 0 && k >= v->iov_len) {
+        k -= v->iov_len;
+        v++;
+        niov--;
+    }
+    if (niov > 0) {
+        v->iov_base = (char *)v->iov_base + k;
+        v->iov_len -= k;
+    }
+    *v_p = v;
+    *niov_p = niov;
+}
+
+/* Write the notice @p why on @p p's connection, without blocking, then end our side of the
+ * stream and drop what we have not read, so that close() sends a FIN behind the notice rather
+ * than a reset (which would discard it). Best effort: a connection that takes nothing more
+ * gets no notice. */
+static void tcp_peer_notice(rdt_tcp_t *tp, tcp_peer_t *p, const char *why)
+{
+    unsigned char hdr[TCP_HDR_LEN], trl[TCP_TRAILER_LEN];
+    struct iovec iov[5], *v = iov;
+    rdt_xfer_t *x = p->sq_head;
+    size_t n, left, total = 0;
+    int niov = 0, framed = 1, tries, i;
+
+    if (!why || !*why || p->state != PEER_UP || p->fd < 0 || p->hs_out_done < TCP_HS_LEN)
+        return;
+    n = strnlen(why, TCP_NOTICE_MAX);
+    rdt_wire_put_u32(trl, (uint32_t)n);
+    rdt_wire_put_u32(trl + 4, rdt_wire_hdr_check(0, n, TCP_NOTE_MAGIC));
+    rdt_wire_put_u32(trl + 8, TCP_NOTE_MAGIC);
+    if (x && x->hdr_done > 0) {
+        if (x->hdr_done < TCP_HDR_LEN) {
+            iov[niov].iov_base = x->hdr + x->hdr_done;
+            iov[niov++].iov_len = TCP_HDR_LEN - x->hdr_done;
+        }
+        left = x->len - x->done;
+        if (left > n + TCP_TRAILER_LEN) {
+            framed = 0;
+        } else if (left) {
+            iov[niov].iov_base = (char *)x->buf + x->done;
+            iov[niov++].iov_len = left;
+        }
+    }
+    if (framed) {
+        rdt_wire_put_u32(hdr, TCP_NOTE_MAGIC);
+        rdt_wire_put_u32(hdr + 4, rdt_wire_hdr_check(0, n + TCP_TRAILER_LEN, TCP_NOTE_MAGIC));
+        rdt_wire_put_u64(hdr + 8, 0);
+        rdt_wire_put_u64(hdr + 16, n + TCP_TRAILER_LEN);
+        iov[niov].iov_base = hdr;
+        iov[niov++].iov_len = TCP_HDR_LEN;
+    }
+    iov[niov].iov_base = (void *)(uintptr_t)why;
+    iov[niov++].iov_len = n;
+    iov[niov].iov_base = trl;
+    iov[niov++].iov_len = TCP_TRAILER_LEN;
+    for (i = 0; i < niov; i++)
+        total += iov[i].iov_len;
+    for (tries = 0; tries < 2 && niov > 0; tries++) {
+        struct msghdr msg;
+        ssize_t k;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = v;
+        msg.msg_iovlen = (size_t)niov;
+        do
+            k = sendmsg(p->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (k < 0 && errno == EINTR);
+        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            break;
+        tcp_iov_advance(&v, &niov, k > 0 ? (size_t)k : 0);
+        if (niov > 0 && tries == 0)
+            tcp_sndbuf_grow(p->fd, total);
+    }
+    if (niov > 0) {
+        rdt_debug("tcp", "no complete failure notice to rank %d (host %s): %m", p->rank,
+                  tcp_host(p));
+        return;
+    }
+    shutdown(p->fd, SHUT_WR);
+    tcp_peer_drain(p);
 }
 
 /*
@@ -292,6 +522,15 @@ static void tcp_peer_fail(rdt_tcp_t *tp, tcp_peer_t *p, rdt_status_t st, rdt_xfe
     vsnprintf(p->fail_msg, sizeof(p->fail_msg), fmt, ap);
     va_end(ap);
     busy = first || p->sq_head || p->rq_head || p->have_hdr || p->rend > p->rpos;
+    tp->failed_any |= busy;
+    /* a second-hand notice ("rank q gave up: ...") is passed on as it came, not as "rank p gave
+     * up: rank q gave up: ...", so that a chain of ranks giving up never pushes the root cause
+     * out of the sentence */
+    if (busy && !tp->first_fail[0])
+        snprintf(tp->first_fail, sizeof(tp->first_fail), "%.*s", TCP_NOTICE_MAX,
+                 p->gave_up[0] ? p->gave_up : p->fail_msg);
+    if (busy)
+        tcp_peer_notice(tp, p, tp->first_fail);
     tcp_peer_close(tp, p);
     p->state = PEER_FAILED;
     p->fail_status = st;
@@ -312,12 +551,30 @@ static void tcp_peer_fail(rdt_tcp_t *tp, tcp_peer_t *p, rdt_status_t st, rdt_xfe
     tcp_complete_list(tp, sq, st);
 }
 
+/*
+ * The connection to @p p broke (@p err, 0 for an orderly end). If the peer ended its stream with
+ * a notice, the sentence says why it gave up (naming the rank that failed first); the first
+ * notice received is kept, and a connection that later breaks without one quotes it, since the
+ * rank that closed it most likely gave up for the same reason.
+ */
 static void tcp_peer_lost(rdt_tcp_t *tp, tcp_peer_t *p, int err)
 {
-    char eb[128];
+    char eb[128], why[TCP_NOTICE_MAX + 1];
+
+    tcp_peer_drain(p);
+    if (tcp_tail_notice(p, why, sizeof(why))) {
+        snprintf(p->gave_up, sizeof(p->gave_up), "%s", strstr(why, " gave up: ") ? why : "");
+        if (!tp->cause[0])
+            snprintf(tp->cause, sizeof(tp->cause), "rank %d (host %s) gave up: %s", p->rank,
+                     tcp_host(p), why);
+        tcp_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
+                      "rank %d (host %s) gave up: %s", p->rank, tcp_host(p), why);
+        return;
+    }
     tcp_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
-                  "connection to rank %d (host %s) at %s lost: %s", p->rank, tcp_host(p),
-                  p->addr_str, err ? tcp_strerror(err, eb, sizeof(eb)) : "closed by the peer");
+                  "connection to rank %d (host %s) at %s lost: %s%s%s", p->rank, tcp_host(p),
+                  p->addr_str, err ? tcp_strerror(err, eb, sizeof(eb)) : "closed by the peer",
+                  tp->cause[0] ? "; earlier, " : "", tp->cause);
 }
 
 static void tcp_peer_events(rdt_tcp_t *tp, tcp_peer_t *p)
@@ -346,6 +603,7 @@ static void tcp_peer_events(rdt_tcp_t *tp, tcp_peer_t *p)
  */
 static void tcp_abort_sockets(rdt_tcp_t *tp)
 {
+    char why[sizeof(tp->base.error)];
     int i;
 
     if (tp->sockets_closed)
@@ -359,11 +617,17 @@ static void tcp_abort_sockets(rdt_tcp_t *tp)
         tp->pending[i].fd = -1;
     }
     tp->npending = 0;
+    if (!tp->base.error[0])
+        tcp_set_error(tp, "the tcp transport of rank %d was aborted", tp->rank);
+    snprintf(why, sizeof(why), "%s", tp->first_fail[0] ? tp->first_fail : tp->base.error);
     for (i = 0; i < tp->nranks; i++) {
         tcp_peer_t *p = &tp->peers[i];
         p->in_ready = 0;
         if (p->state == PEER_FAILED)
             continue;
+        /* close() after a clean run (rdt_comm_destroy) is not giving up: no notice then */
+        if (!tp->closing || tp->failed_any)
+            tcp_peer_notice(tp, p, why);
         tcp_peer_close(tp, p);
         p->state = PEER_FAILED;
         p->fail_status = RDT_ERR_ABORTED;
@@ -373,8 +637,6 @@ static void tcp_abort_sockets(rdt_tcp_t *tp)
     }
     tp->nready = 0;
     tp->nconnecting = 0;
-    if (!tp->base.error[0])
-        tcp_set_error(tp, "the tcp transport of rank %d was aborted", tp->rank);
 }
 
 static void tcp_abort_deliver(rdt_tcp_t *tp)
@@ -508,8 +770,17 @@ static ssize_t tcp_rx_read(rdt_tcp_t *tp, tcp_peer_t *p, struct iovec *iov, int 
     do
         n = readv(p->fd, iov, niov);
     while (n < 0 && errno == EINTR);
-    if (n > 0)
+    if (n > 0) {
+        size_t k0 = (size_t)n < iov[0].iov_len ? (size_t)n : iov[0].iov_len;
+        if (k0 < (size_t)n) {
+            if (k0 + TCP_TAIL_LEN > (size_t)n)
+                tcp_tail_add(p, iov[0].iov_base, k0);
+            tcp_tail_add(p, iov[1].iov_base, (size_t)n - k0);
+        } else {
+            tcp_tail_add(p, iov[0].iov_base, k0);
+        }
         return n;
+    }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
     tcp_peer_lost(tp, p, n == 0 ? 0 : errno);
@@ -522,6 +793,12 @@ static int tcp_rx_header(rdt_tcp_t *tp, tcp_peer_t *p)
     uint32_t magic = rdt_wire_get_u32(b), check = rdt_wire_get_u32(b + 4);
     uint64_t tag = rdt_wire_get_u64(b + 8), len = rdt_wire_get_u64(b + 16);
 
+    if (magic == TCP_NOTE_MAGIC && check == rdt_wire_hdr_check(tag, len, TCP_NOTE_MAGIC)) {
+        /* the peer gave up: its notice follows, then the end of the stream */
+        p->rpos += TCP_HDR_LEN;
+        p->in_notice = 1;
+        return 0;
+    }
     if (magic != TCP_MSG_MAGIC ||
         check != rdt_wire_hdr_check(tag, len, TCP_MSG_MAGIC)) {
         tcp_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
@@ -562,6 +839,16 @@ static void tcp_rx(rdt_tcp_t *tp, tcp_peer_t *p, int drained)
         rdt_xfer_t *x;
         ssize_t n;
 
+        if (p->in_notice) {
+            /* only the end of the stream matters now (tcp_peer_lost reads the notice) */
+            p->rpos = p->rend = 0;
+            iov[0].iov_base = p->rbuf;
+            iov[0].iov_len = TCP_RBUF_LEN;
+            n = tcp_rx_read(tp, p, iov, 1);
+            if (n <= 0)
+                return;
+            continue;
+        }
         if (!p->have_hdr) {
             if (avail >= TCP_HDR_LEN) {
                 if (tcp_rx_header(tp, p) != 0)
@@ -1194,6 +1481,12 @@ static rdt_status_t tcp_post_check(rdt_tcp_t *tp, rdt_xfer_t *x, const char *wha
     }
     p = &tp->peers[x->peer];
     if (p->state == PEER_FAILED) {
+        /* the caller gives up on this: it is what this rank's notices will say */
+        if (!tp->first_fail[0] && p->fail_status != RDT_ERR_ABORTED) {
+            snprintf(tp->first_fail, sizeof(tp->first_fail), "%.*s", TCP_NOTICE_MAX,
+                     p->gave_up[0] ? p->gave_up : p->fail_msg);
+            tp->failed_any = 1;
+        }
         tcp_set_error(tp, "%s", p->fail_msg);
         return p->fail_status;
     }
@@ -1495,6 +1788,7 @@ static void tcp_close(rdt_transport_t *t)
         return;
     __atomic_store_n(&tp->abort_req, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_lock(&tp->lock);
+    tp->closing = 1;
     tcp_abort_sockets(tp);
     tcp_abort_deliver(tp);
     pthread_mutex_unlock(&tp->lock);
