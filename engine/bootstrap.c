@@ -4,7 +4,8 @@
  * Rank 0 listens on exactly the root address, collects one hello per peer, and answers every
  * peer with the whole table once all have arrived; other ranks connect, say hello, and read.
  * One event loop (epoll, nonblocking sockets) serves all connections at rank 0, so a slow or
- * hostile connection costs a file descriptor for at most BS_IDLE_MS, never the job.
+ * hostile connection without the job's token costs a file descriptor for at most BS_HEADER_MS
+ * (BS_IDLE_MS if it goes quiet), never the job.
  *
  * Wire format, all integers big-endian:
  *
@@ -57,20 +58,21 @@
 #define BS_REPLY_MAGIC 0x52445452u /* "RDTR" */
 #define BS_VERSION     1u
 #define BS_BYE_TIMEOUT 0x54u /* 'T': sent by a peer that gives up waiting for the reply */
-#define BS_HELLO_LEN   40u
-#define BS_REPLY_LEN   16u
-#define BS_MAX_MSG     512u              /* longest error sentence rank 0 sends, a peer accepts */
-#define BS_MAX_TABLE   ((size_t)1 << 30) /* nranks * bytes; addresses, not data, travel here */
+#define BS_HELLO_LEN   RDT_BOOTSTRAP_HELLO_LEN
+#define BS_REPLY_LEN   RDT_BOOTSTRAP_REPLY_LEN
+#define BS_MAX_MSG     RDT_BOOTSTRAP_MAX_MSG   /* longest error sentence sent and accepted */
+#define BS_MAX_TABLE   RDT_BOOTSTRAP_MAX_TABLE /* nranks * bytes: addresses, not data */
 
-#define BS_IDLE_MS         5000 /* silent this long in the middle of a hello: dropped */
-#define BS_ATTEMPT_MS      3000 /* one connect() to one address (a name may have several) */
-#define BS_BACKOFF_MIN_MS  10   /* connect retries: 10, 20, 40, ... ms */
-#define BS_BACKOFF_MAX_MS  250  /* ... capped here */
-#define BS_NOTIFY_MS       1000 /* how long a failing rank 0 waits for members to read why */
-#define BS_SWEEP_MS        250  /* how often rank 0 looks for idle connections */
-#define BS_SPARE_CONNS     256  /* connections without a valid hello held at once, beyond n-1 */
-#define BS_ACCEPT_PAUSE_MS 100  /* pause accepting after EMFILE and friends */
-#define BS_MAX_LISTED      16   /* missing ranks named in a timeout message */
+#define BS_IDLE_MS         5000  /* silent this long in the middle of a hello: dropped */
+#define BS_HEADER_MS       10000 /* hello header incomplete this long after accept: dropped */
+#define BS_ATTEMPT_MS      3000  /* one connect() to one address (a name may have several) */
+#define BS_BACKOFF_MIN_MS  10    /* connect retries: 10, 20, 40, ... ms */
+#define BS_BACKOFF_MAX_MS  250   /* ... capped here */
+#define BS_NOTIFY_MS       1000  /* how long a failing rank 0 waits for members to read why */
+#define BS_SWEEP_MS        250   /* how often rank 0 looks for idle connections */
+#define BS_SPARE_CONNS     256   /* connections without a valid hello held at once, beyond n-1 */
+#define BS_ACCEPT_PAUSE_MS 100   /* pause accepting after EMFILE and friends */
+#define BS_MAX_LISTED      16    /* missing ranks named in a timeout message */
 
 /* ------------------------------------------------------------------------------------------- */
 /* Small helpers                                                                                */
@@ -288,6 +290,145 @@ static ssize_t send_two(int fd, const unsigned char *a, size_t alen, const unsig
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* The wire format (see bootstrap.h): pure functions, fuzzed by tests/fuzz/fuzz_bootstrap_*.c    */
+/* ------------------------------------------------------------------------------------------- */
+
+void rdt_bootstrap_hello_pack(const rdt_bootstrap_hello_t *h, unsigned char *buf)
+{
+    put_u32(buf, BS_HELLO_MAGIC);
+    put_u32(buf + 4, h->version);
+    memcpy(buf + 8, h->token, 16);
+    put_u32(buf + 24, h->nranks);
+    put_u32(buf + 28, h->rank);
+    put_u64(buf + 32, h->blob_len);
+}
+
+int rdt_bootstrap_hello_unpack(const unsigned char *buf, size_t len, rdt_bootstrap_hello_t *h_p)
+{
+    if (len < BS_HELLO_LEN || get_u32(buf) != BS_HELLO_MAGIC)
+        return -1;
+    h_p->version = get_u32(buf + 4);
+    memcpy(h_p->token, buf + 8, 16);
+    h_p->nranks = get_u32(buf + 24);
+    h_p->rank = get_u32(buf + 28);
+    h_p->blob_len = get_u64(buf + 32);
+    return 0;
+}
+
+/* A stranger (wrong magic, version, token) is told apart from a member that disagrees (right
+ * token): the first is dropped, the second fails the job. Every number is checked here, before
+ * rank 0 uses any of them as an index or a length. */
+rdt_bootstrap_verdict_t rdt_bootstrap_hello_check(const unsigned char *buf, size_t len,
+                                                  const unsigned char *token, int nranks,
+                                                  size_t bytes, const char *from,
+                                                  rdt_bootstrap_hello_t *hello_p,
+                                                  rdt_status_t *status_p, char *why, size_t whylen)
+{
+    rdt_bootstrap_hello_t h;
+
+    /* Drop garbage as soon as its first 4 bytes show it, not when 40 have come. */
+    if (len >= 4 && get_u32(buf) != BS_HELLO_MAGIC) {
+        set_err(why, whylen, "not an rdmatrain hello (garbage starting %02x %02x %02x %02x)",
+                buf[0], buf[1], buf[2], buf[3]);
+        return RDT_BOOTSTRAP_HELLO_STRANGER;
+    }
+    if (rdt_bootstrap_hello_unpack(buf, len, &h) != 0)
+        return RDT_BOOTSTRAP_HELLO_MORE;
+    if (h.version != BS_VERSION) {
+        set_err(why, whylen,
+                "protocol version %u, this rank 0 speaks %u (mixed rdmatrain versions?)", h.version,
+                BS_VERSION);
+        return RDT_BOOTSTRAP_HELLO_STRANGER;
+    }
+    if (!token_equal(h.token, token)) {
+        set_err(why, whylen, "wrong job token (a rank of another job, or a stale RDT_TOKEN?)");
+        return RDT_BOOTSTRAP_HELLO_STRANGER;
+    }
+    if (nranks < 1 || h.nranks != (uint32_t)nranks) {
+        set_err(why, whylen,
+                "rank %u (%s) says the job has %u ranks, rank 0 says %d; all ranks must agree "
+                "on the job size",
+                h.rank, from, h.nranks, nranks);
+        *status_p = RDT_ERR_CONFIG;
+        return RDT_BOOTSTRAP_HELLO_DISAGREE;
+    }
+    if (h.rank == 0 || h.rank >= h.nranks) {
+        set_err(why, whylen,
+                "a peer at %s claims rank %u, but the ranks of this job other than rank 0 are 1 "
+                "to %d",
+                from, h.rank, nranks - 1);
+        *status_p = RDT_ERR_CONFIG;
+        return RDT_BOOTSTRAP_HELLO_DISAGREE;
+    }
+    if (h.blob_len != (uint64_t)bytes) {
+        set_err(why, whylen,
+                "rank %u (%s) sent a %llu-byte address, rank 0 expects %zu (different rdmatrain "
+                "builds or transports?)",
+                h.rank, from, (unsigned long long)h.blob_len, bytes);
+        *status_p = RDT_ERR_MISMATCH;
+        return RDT_BOOTSTRAP_HELLO_DISAGREE;
+    }
+    *hello_p = h;
+    return RDT_BOOTSTRAP_HELLO_OK;
+}
+
+void rdt_bootstrap_reply_pack(uint32_t status, uint64_t body_len, unsigned char *buf)
+{
+    put_u32(buf, BS_REPLY_MAGIC);
+    put_u32(buf + 4, status);
+    put_u64(buf + 8, body_len);
+}
+
+/* Both lengths a reply may announce are bounded before the peer reads a byte of the body: the
+ * table must be exactly the size this rank computed, a sentence at most BS_MAX_MSG. */
+rdt_status_t rdt_bootstrap_reply_check(const unsigned char *buf, size_t len, size_t tlen,
+                                       int nranks, rdt_status_t *status_p, uint64_t *body_len_p,
+                                       char *why, size_t whylen)
+{
+    uint32_t status;
+    uint64_t body;
+
+    if (len < BS_REPLY_LEN || get_u32(buf) != BS_REPLY_MAGIC) {
+        set_err(why, whylen,
+                "the answer is not an rdmatrain reply (is another program listening on this "
+                "port?)");
+        return RDT_ERR_NETWORK;
+    }
+    status = get_u32(buf + 4);
+    body = get_u64(buf + 8);
+    if (status == (uint32_t)RDT_SUCCESS) {
+        if (body != (uint64_t)tlen) {
+            set_err(why, whylen,
+                    "rank 0 sent a %llu-byte table, this rank expects %zu (%d ranks of %zu bytes)",
+                    (unsigned long long)body, tlen, nranks,
+                    nranks > 0 ? tlen / (size_t)nranks : tlen);
+            return RDT_ERR_MISMATCH;
+        }
+    } else if (status >= (uint32_t)RDT_STATUS_COUNT || status == (uint32_t)RDT_IN_PROGRESS ||
+               body > BS_MAX_MSG) {
+        set_err(why, whylen, "rank 0 sent a malformed error (status %u, %llu bytes)", status,
+                (unsigned long long)body);
+        return RDT_ERR_NETWORK;
+    }
+    *status_p = (rdt_status_t)status;
+    *body_len_p = body;
+    return RDT_SUCCESS;
+}
+
+void rdt_bootstrap_reply_text(const unsigned char *body, size_t len, char *out, size_t outlen)
+{
+    size_t i;
+
+    if (outlen == 0)
+        return;
+    if (len > outlen - 1)
+        len = outlen - 1;
+    for (i = 0; i < len; i++)
+        out[i] = body[i] < 0x20 || body[i] > 0x7e ? '?' : (char)body[i];
+    out[len] = '\0';
+}
+
+/* ------------------------------------------------------------------------------------------- */
 /* Rank 0: the store                                                                            */
 /* ------------------------------------------------------------------------------------------- */
 
@@ -303,11 +444,12 @@ typedef struct bs_conn {
     struct bs_conn *next;
     int fd;
     bs_state_t state;
-    int member;      /* presented the job's token: told why if the job fails */
-    int rank;        /* -1 until a hello with the right token names one */
-    size_t got;      /* bytes of the header (BS_HEADER) or of the blob (BS_BLOB) received */
-    int64_t last_ms; /* when bytes last arrived, for the idle timeout */
-    size_t sent;     /* bytes of reply + body sent */
+    int member;        /* presented the job's token: told why if the job fails */
+    int rank;          /* -1 until a hello with the right token names one */
+    size_t got;        /* bytes of the header (BS_HEADER) or of the blob (BS_BLOB) received */
+    int64_t last_ms;   /* when bytes last arrived, for the idle timeout */
+    int64_t accept_ms; /* when accepted: the 40-byte header is due BS_HEADER_MS later */
+    size_t sent;       /* bytes of reply + body sent */
     size_t body_len;
     const unsigned char *body;
     unsigned char hdr[BS_HELLO_LEN];
@@ -440,7 +582,7 @@ static rdt_status_t root_accept(bs_root_t *r)
         c->fd = fd;
         c->rank = -1;
         c->state = BS_HEADER;
-        c->last_ms = now_ms();
+        c->last_ms = c->accept_ms = now_ms();
         sa_hostport((struct sockaddr *)&ss, sslen, c->addr, sizeof(c->addr));
         set_nodelay(fd);
         memset(&ev, 0, sizeof(ev));
@@ -461,56 +603,39 @@ static rdt_status_t root_accept(bs_root_t *r)
     }
 }
 
-/* A complete 40-byte header: a stranger is dropped, a member that disagrees fails the job
- * (status returned, r->msg set), a good one reserves its rank and goes on to its blob. */
+/* Judge the header bytes received so far (rdt_bootstrap_hello_check): a stranger is dropped, a
+ * member that disagrees fails the job (status returned, r->msg set), a good one reserves its
+ * rank and goes on to its blob. */
 static rdt_status_t root_hello(bs_root_t *r, bs_conn_t *c)
 {
-    const rdt_bootstrap_params_t *p = r->p;
-    uint32_t version = get_u32(c->hdr + 4);
-    uint32_t nranks = get_u32(c->hdr + 24);
-    uint32_t rank = get_u32(c->hdr + 28);
-    uint64_t len = get_u64(c->hdr + 32);
+    rdt_bootstrap_hello_t h;
+    rdt_status_t st = RDT_ERR_INTERNAL;
+    char why[BS_MAX_MSG];
 
-    if (version != BS_VERSION) {
-        conn_drop(r, c, "protocol version %u, this rank 0 speaks %u (mixed rdmatrain versions?)",
-                  version, BS_VERSION);
+    switch (rdt_bootstrap_hello_check(c->hdr, c->got, r->p->token, r->p->nranks, r->bytes, c->addr,
+                                      &h, &st, why, sizeof(why))) {
+    case RDT_BOOTSTRAP_HELLO_MORE:
         return RDT_SUCCESS;
-    }
-    if (!token_equal(c->hdr + 8, p->token)) {
-        conn_drop(r, c, "wrong job token (a rank of another job, or a stale RDT_TOKEN?)");
+    case RDT_BOOTSTRAP_HELLO_STRANGER:
+        conn_drop(r, c, "%s", why);
         return RDT_SUCCESS;
+    case RDT_BOOTSTRAP_HELLO_DISAGREE:
+        c->member = 1;
+        set_err(r->msg, sizeof(r->msg), "rendezvous on %s: %s", r->where, why);
+        return st;
+    case RDT_BOOTSTRAP_HELLO_OK:
+        break;
     }
     c->member = 1;
-    if (nranks != (uint32_t)p->nranks) {
-        snprintf(r->msg, sizeof(r->msg),
-                 "rendezvous on %s: rank %u (%s) says the job has %u ranks, rank 0 says %d; "
-                 "all ranks must agree on the job size",
-                 r->where, rank, c->addr, nranks, p->nranks);
-        return RDT_ERR_CONFIG;
-    }
-    if (rank == 0 || rank >= nranks) {
-        snprintf(r->msg, sizeof(r->msg),
-                 "rendezvous on %s: a peer at %s claims rank %u, but the ranks of this job "
-                 "other than rank 0 are 1 to %d",
-                 r->where, c->addr, rank, p->nranks - 1);
-        return RDT_ERR_CONFIG;
-    }
-    if (len != (uint64_t)r->bytes) {
-        snprintf(r->msg, sizeof(r->msg),
-                 "rendezvous on %s: rank %u (%s) sent a %llu-byte address, rank 0 expects %zu "
-                 "(different rdmatrain builds or transports?)",
-                 r->where, rank, c->addr, (unsigned long long)len, r->bytes);
-        return RDT_ERR_MISMATCH;
-    }
-    if (r->by_rank[rank]) {
+    if (r->by_rank[h.rank]) {
         snprintf(r->msg, sizeof(r->msg),
                  "rendezvous on %s: rank %u joined twice (from %s and from %s); every rank "
                  "needs its own rank number",
-                 r->where, rank, r->by_rank[rank]->addr, c->addr);
+                 r->where, h.rank, r->by_rank[h.rank]->addr, c->addr);
         return RDT_ERR_CONFIG;
     }
-    c->rank = (int)rank;
-    r->by_rank[rank] = c;
+    c->rank = (int)h.rank;
+    r->by_rank[h.rank] = c;
     c->state = BS_BLOB;
     c->got = 0;
     return RDT_SUCCESS;
@@ -637,17 +762,9 @@ static rdt_status_t root_read(bs_root_t *r, bs_conn_t *c)
         c->got += (size_t)n;
         c->last_ms = now_ms();
         if (c->state == BS_HEADER) {
-            /* Drop garbage as soon as its first 4 bytes show it, not when 40 have come. */
-            if (c->got >= 4 && get_u32(c->hdr) != BS_HELLO_MAGIC) {
-                conn_drop(r, c, "not an rdmatrain hello (garbage starting %02x %02x %02x %02x)",
-                          c->hdr[0], c->hdr[1], c->hdr[2], c->hdr[3]);
-                return RDT_SUCCESS;
-            }
-            if (c->got == BS_HELLO_LEN) {
-                rdt_status_t st = root_hello(r, c);
-                if (st != RDT_SUCCESS || c->state == BS_DEAD)
-                    return st;
-            }
+            rdt_status_t st = root_hello(r, c);
+            if (st != RDT_SUCCESS || c->state == BS_DEAD)
+                return st;
         }
         if (c->state == BS_BLOB && c->got == r->bytes) {
             c->state = BS_READY;
@@ -659,19 +776,30 @@ static rdt_status_t root_read(bs_root_t *r, bs_conn_t *c)
     }
 }
 
-/* Drop connections that have sent nothing for BS_IDLE_MS in the middle of their hello. */
+/* Drop connections that have sent nothing for BS_IDLE_MS in the middle of their hello, and
+ * those whose 40-byte header is not complete BS_HEADER_MS after they were accepted: a stranger
+ * trickling a byte every few seconds would otherwise hold its slot (one of BS_SPARE_CONNS) for
+ * minutes, and enough of them would keep the ranks of the job waiting in the accept queue until
+ * the deadline. An honest peer sends its header in one piece. The idle check comes first, so a
+ * connection that went quiet is always reported as such. (The blob that follows is read only
+ * from a peer with the job's token, and is bounded by the idle limit alone.) */
 static void root_sweep_idle(bs_root_t *r, int64_t now)
 {
     bs_conn_t *c;
 
     for (c = r->conns; c; c = c->next) {
-        if ((c->state != BS_HEADER && c->state != BS_BLOB) || now - c->last_ms < BS_IDLE_MS)
+        if (c->state != BS_HEADER && c->state != BS_BLOB)
             continue;
-        if (c->state == BS_HEADER && c->got == 0)
-            conn_drop(r, c, "sent nothing for %s", secs(BS_IDLE_MS).s);
-        else
-            conn_drop(r, c, "stalled for %s after %zu bytes of its hello", secs(BS_IDLE_MS).s,
-                      c->state == BS_HEADER ? c->got : BS_HELLO_LEN + c->got);
+        if (now - c->last_ms >= BS_IDLE_MS) {
+            if (c->state == BS_HEADER && c->got == 0)
+                conn_drop(r, c, "sent nothing for %s", secs(BS_IDLE_MS).s);
+            else
+                conn_drop(r, c, "stalled for %s after %zu bytes of its hello", secs(BS_IDLE_MS).s,
+                          c->state == BS_HEADER ? c->got : BS_HELLO_LEN + c->got);
+        } else if (c->state == BS_HEADER && now - c->accept_ms >= BS_HEADER_MS) {
+            conn_drop(r, c, "too slow: %zu of the %u header bytes in %s", c->got, BS_HELLO_LEN,
+                      secs(BS_HEADER_MS).s);
+        }
     }
 }
 
@@ -694,9 +822,7 @@ static rdt_status_t root_fail(bs_root_t *r, rdt_status_t st)
         r->lfd = -1;
         r->listening = 0;
     }
-    put_u32(hdr, BS_REPLY_MAGIC);
-    put_u32(hdr + 4, (uint32_t)st);
-    put_u64(hdr + 8, mlen);
+    rdt_bootstrap_reply_pack((uint32_t)st, mlen, hdr);
     for (c = r->conns; c; c = c->next) {
         struct epoll_event ev;
 
@@ -804,14 +930,13 @@ static rdt_status_t root_distribute(bs_root_t *r)
         if (c->state == BS_DEAD)
             continue;
         if (c->state != BS_READY) {
-            rdt_debug(BS_SUBSYS, "rendezvous on %s: closing %s, whose hello never completed",
-                      r->where, c->addr);
-            conn_close(r, c);
+            /* every rank is in: this is a stranger (or a stalled duplicate), dropped with a
+             * warning like every other one */
+            conn_drop(r, c, "its hello was incomplete (%zu bytes) when all ranks had arrived",
+                      c->got);
             continue;
         }
-        put_u32(c->reply, BS_REPLY_MAGIC);
-        put_u32(c->reply + 4, 0);
-        put_u64(c->reply + 8, tlen);
+        rdt_bootstrap_reply_pack(RDT_SUCCESS, tlen, c->reply);
         c->body = r->table;
         c->body_len = tlen;
         c->sent = 0;
@@ -1164,11 +1289,10 @@ static rdt_status_t peer_read_reply(const rdt_bootstrap_params_t *p, int fd, con
                                     unsigned char *tbl, size_t tlen, int64_t deadline,
                                     int send_errno, char *msg, size_t msglen)
 {
-    unsigned char hdr[BS_REPLY_LEN];
+    unsigned char hdr[BS_REPLY_LEN], body[BS_MAX_MSG];
     char why[BS_MAX_MSG + 1];
-    uint32_t status;
+    rdt_status_t status, st;
     uint64_t len;
-    size_t i;
     int rc;
 
     rc = peer_recv_all(fd, hdr, sizeof(hdr), deadline);
@@ -1190,23 +1314,13 @@ static rdt_status_t peer_read_reply(const rdt_bootstrap_params_t *p, int fd, con
                  where, e ? errstr(e).s : "end of stream");
         return RDT_ERR_PEER_FAILED;
     }
-    if (get_u32(hdr) != BS_REPLY_MAGIC) {
-        snprintf(msg, msglen,
-                 "rendezvous at %s: the answer is not an rdmatrain reply (is another program "
-                 "listening on this port?)",
-                 where);
-        return RDT_ERR_NETWORK;
+    st = rdt_bootstrap_reply_check(hdr, sizeof(hdr), tlen, p->nranks, &status, &len, why,
+                                   sizeof(why));
+    if (st != RDT_SUCCESS) {
+        set_err(msg, msglen, "rendezvous at %s: %s", where, why);
+        return st;
     }
-    status = get_u32(hdr + 4);
-    len = get_u64(hdr + 8);
     if (status == RDT_SUCCESS) {
-        if (len != (uint64_t)tlen) {
-            snprintf(msg, msglen,
-                     "rendezvous at %s: rank 0 sent a %llu-byte table, this rank expects %zu "
-                     "(%d ranks of %zu bytes)",
-                     where, (unsigned long long)len, tlen, p->nranks, tlen / (size_t)p->nranks);
-            return RDT_ERR_MISMATCH;
-        }
         rc = peer_recv_all(fd, tbl, tlen, deadline);
         if (rc == BS_IO_OK)
             return RDT_SUCCESS;
@@ -1223,21 +1337,12 @@ static rdt_status_t peer_read_reply(const rdt_bootstrap_params_t *p, int fd, con
                  where, rc == BS_IO_ERROR ? errstr(errno).s : "end of stream");
         return RDT_ERR_PEER_FAILED;
     }
-    if (status >= (uint32_t)RDT_STATUS_COUNT || status == (uint32_t)RDT_IN_PROGRESS ||
-        len > BS_MAX_MSG) {
-        snprintf(msg, msglen,
-                 "rendezvous at %s: rank 0 sent a malformed error (status %u, %llu bytes)", where,
-                 status, (unsigned long long)len);
-        return RDT_ERR_NETWORK;
-    }
-    if (peer_recv_all(fd, (unsigned char *)why, (size_t)len, deadline) != BS_IO_OK)
+    /* len <= BS_MAX_MSG: checked above */
+    if (peer_recv_all(fd, body, (size_t)len, deadline) != BS_IO_OK)
         len = 0;
-    why[len] = '\0';
-    for (i = 0; i < len; i++)
-        if ((unsigned char)why[i] < 0x20 || (unsigned char)why[i] > 0x7e)
-            why[i] = '?';
+    rdt_bootstrap_reply_text(body, (size_t)len, why, sizeof(why));
     snprintf(msg, msglen, "rank 0 failed the rendezvous: %s", len ? why : "(no reason received)");
-    return (rdt_status_t)status;
+    return status;
 }
 
 static rdt_status_t peer_exchange(const rdt_bootstrap_params_t *p, const void *blob, size_t bytes,
@@ -1249,6 +1354,7 @@ static rdt_status_t peer_exchange(const rdt_bootstrap_params_t *p, const void *b
     const char *last_op = "connect";
     struct addrinfo *res = NULL, *ai;
     unsigned char hello[BS_HELLO_LEN], *tbl;
+    rdt_bootstrap_hello_t h;
     char where[96], local_ip[64], msg[BS_MAX_MSG + 64];
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
@@ -1319,12 +1425,13 @@ static rdt_status_t peer_exchange(const rdt_bootstrap_params_t *p, const void *b
     rdt_debug(BS_SUBSYS, "rendezvous at %s: connected from %s after %lld ms", where, local_ip,
               (long long)(now_ms() - start));
 
-    put_u32(hello, BS_HELLO_MAGIC);
-    put_u32(hello + 4, BS_VERSION);
-    memcpy(hello + 8, p->token, 16);
-    put_u32(hello + 24, (uint32_t)p->nranks);
-    put_u32(hello + 28, (uint32_t)p->rank);
-    put_u64(hello + 32, bytes);
+    memset(&h, 0, sizeof(h));
+    h.version = BS_VERSION;
+    memcpy(h.token, p->token, 16);
+    h.nranks = (uint32_t)p->nranks;
+    h.rank = (uint32_t)p->rank;
+    h.blob_len = bytes;
+    rdt_bootstrap_hello_pack(&h, hello);
     rc = peer_send_all(fd, hello, sizeof(hello), blob, bytes, deadline);
     if (rc == BS_IO_TIMEOUT) {
         snprintf(msg, sizeof(msg),

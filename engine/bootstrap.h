@@ -11,6 +11,7 @@
 #define RDT_BOOTSTRAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "rdmatrain.h"
 
@@ -58,5 +59,76 @@ typedef struct rdt_bootstrap_params {
 rdt_status_t rdt_bootstrap_exchange(const rdt_bootstrap_params_t *params, const void *blob,
                                     size_t bytes, void *table, char *local_ip_p, char *err,
                                     size_t errlen);
+
+/* ------------------------------------------------------------------------------------------- */
+/* The wire format as pure functions: the rendezvous calls exactly these on every byte it      */
+/* receives, and the fuzz targets (tests/fuzz/fuzz_bootstrap_*.c) call them on any bytes.      */
+/* Integers are big-endian; the layouts are drawn at the top of bootstrap.c.                   */
+/* ------------------------------------------------------------------------------------------- */
+
+#define RDT_BOOTSTRAP_HELLO_LEN 40u  /* hello header, peer -> rank 0 (the blob follows) */
+#define RDT_BOOTSTRAP_REPLY_LEN 16u  /* reply header, rank 0 -> peer (table or sentence follows) */
+#define RDT_BOOTSTRAP_MAX_MSG   512u /* longest error sentence rank 0 sends and a peer accepts */
+#define RDT_BOOTSTRAP_MAX_TABLE ((size_t)1 << 30) /* nranks * blob bytes */
+
+/* The fields of a hello header (the magic is implied). */
+typedef struct rdt_bootstrap_hello {
+    uint32_t version;
+    unsigned char token[16];
+    uint32_t nranks;
+    uint32_t rank;
+    uint64_t blob_len;
+} rdt_bootstrap_hello_t;
+
+/* What rank 0 does with the bytes of a hello header received so far. */
+typedef enum {
+    RDT_BOOTSTRAP_HELLO_MORE,     /* fewer than 40 bytes, none wrong yet: read on */
+    RDT_BOOTSTRAP_HELLO_OK,       /* this job's hello for a rank in 1..nranks-1: read its blob */
+    RDT_BOOTSTRAP_HELLO_STRANGER, /* wrong magic, version or token: drop the connection */
+    RDT_BOOTSTRAP_HELLO_DISAGREE, /* this job's token but another job size, a rank out of
+                                     range or another blob length: the job fails */
+} rdt_bootstrap_verdict_t;
+
+/* Write the 40-byte header of @p h into @p buf (at least RDT_BOOTSTRAP_HELLO_LEN bytes). */
+void rdt_bootstrap_hello_pack(const rdt_bootstrap_hello_t *h, unsigned char *buf);
+
+/* Decode a header: 0 and *h_p when @p len >= 40 and the magic is right, else -1 (*h_p not
+ * written). Decoding never fails otherwise: any field value comes out as it was sent. */
+int rdt_bootstrap_hello_unpack(const unsigned char *buf, size_t len, rdt_bootstrap_hello_t *h_p);
+
+/*
+ * Judge the first @p len bytes of a hello header (len may be less or more than 40; bytes past 40
+ * are not looked at) against this job: its @p token (16 bytes), @p nranks and blob length
+ * @p bytes. Garbage is recognised from its first 4 bytes. @p from (the peer's address) goes into
+ * the sentences. On RDT_BOOTSTRAP_HELLO_OK *hello_p holds the header, whose rank is then in
+ * 1..nranks-1 and blob length equals @p bytes; on STRANGER and DISAGREE @p why (whylen bytes)
+ * says what was wrong, and on DISAGREE *status_p is the job's status (RDT_ERR_CONFIG, or
+ * RDT_ERR_MISMATCH for the blob length). Whether the rank is already taken is the caller's
+ * business. Pure: no I/O, no allocation, no logging.
+ */
+rdt_bootstrap_verdict_t rdt_bootstrap_hello_check(const unsigned char *buf, size_t len,
+                                                  const unsigned char *token, int nranks,
+                                                  size_t bytes, const char *from,
+                                                  rdt_bootstrap_hello_t *hello_p,
+                                                  rdt_status_t *status_p, char *why, size_t whylen);
+
+/* The 16-byte reply header announcing @p body_len bytes with @p status (0: the table). */
+void rdt_bootstrap_reply_pack(uint32_t status, uint64_t body_len, unsigned char *buf);
+
+/*
+ * Check rank 0's reply header (@p len bytes at @p buf; fewer than 16 is malformed) as a peer of
+ * a job of @p nranks ranks expecting a table of @p tlen bytes. RDT_SUCCESS: *status_p is the
+ * status rank 0 announces (RDT_SUCCESS: a table of exactly tlen bytes follows; an error status:
+ * a sentence of *body_len_p <= RDT_BOOTSTRAP_MAX_MSG bytes follows). Otherwise the header is
+ * refused before any length in it is used: RDT_ERR_NETWORK (not a reply, or a malformed
+ * error) or RDT_ERR_MISMATCH (a table of another length), with a sentence in @p why.
+ */
+rdt_status_t rdt_bootstrap_reply_check(const unsigned char *buf, size_t len, size_t tlen,
+                                       int nranks, rdt_status_t *status_p, uint64_t *body_len_p,
+                                       char *why, size_t whylen);
+
+/* Rank 0's error sentence (@p len bytes at @p body) as one printable line in @p out: at most
+ * outlen - 1 bytes copied, every byte outside 0x20..0x7e shown as '?', always terminated. */
+void rdt_bootstrap_reply_text(const unsigned char *body, size_t len, char *out, size_t outlen);
 
 #endif /* RDT_BOOTSTRAP_H */

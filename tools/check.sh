@@ -190,9 +190,17 @@ cmake -S . -B "$BUILD" "${ARGS[@]}"
 cmake --build "$BUILD" -j"$(nproc)"
 ctest --test-dir "$BUILD" --output-on-failure --timeout 900
 
-# The hosts-file parser's libFuzzer target (clang), run for a bounded time.
+# The libFuzzer targets (clang; tests/CMakeLists.txt registers each as a ctest labelled fuzz,
+# bounded in time, seeded from tests/fuzz/corpus/<target>/): build every one ctest lists, and
+# run them all. Only those targets are built here, not the whole tree with clang.
 if [[ "$BUILD" == build ]]; then
     CC=clang cmake -S . -B build-fuzz -DRDT_FUZZ=ON -DRDT_WERROR=ON >/dev/null
-    cmake --build build-fuzz --target fuzz_hostfile -j"$(nproc)"
-    ctest --test-dir build-fuzz -L fuzz --output-on-failure
+    mapfile -t fuzz_targets < <(ctest --test-dir build-fuzz -L fuzz -N |
+        sed -n 's/^ *Test *#[0-9]*: *\(fuzz_[A-Za-z0-9_]*\)$/\1/p')
+    if ((${#fuzz_targets[@]} == 0)); then
+        echo "check.sh: no fuzz target registered in build-fuzz (ctest -L fuzz -N)" >&2
+        exit 1
+    fi
+    cmake --build build-fuzz --target "${fuzz_targets[@]}" -j"$(nproc)"
+    ctest --test-dir build-fuzz -L fuzz --no-tests=error --output-on-failure
 fi
