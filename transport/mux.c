@@ -46,6 +46,7 @@ typedef struct rdt_mux {
     int rank, nranks;
     unsigned char *via_shm; /* per rank, after addrs_set */
     int nshm, nnet;
+    unsigned idle_net_polls; /* progress() calls while there is no network peer */
 
     /* the helper that wakes the network transport's sleep when shm has news */
     pthread_t helper;
@@ -238,8 +239,13 @@ static rdt_status_t mux_progress(rdt_transport_t *t, int timeout_ms)
 
     if (!m->via_shm || m->nshm == 0)
         return m->net->ops->progress(m->net, timeout_ms);
-    if (m->nnet == 0)
+    if (m->nnet == 0) {
+        /* no network peer, but the listener is open: let the network transport drop strangers
+         * now and then (they would sit in the accept queue, unlogged, until the end) */
+        if ((++m->idle_net_polls & 1023) == 0)
+            (void)m->net->ops->progress(m->net, 0);
         return m->shm->ops->progress(m->shm, timeout_ms);
+    }
 
     before = rdt_shm_nevents(m->shm);
     a = m->shm->ops->progress(m->shm, 0);

@@ -1107,10 +1107,18 @@ static void tcp_accept(rdt_tcp_t *tp)
             if (tp->pending[i].fd < 0)
                 s = &tp->pending[i];
         if (!s) {
-            rdt_warn("tcp", "rejected connection from %s: %d connections are already waiting "
-                     "for their handshake", from, TCP_MAX_PENDING);
-            close(fd);
-            continue;
+            /* Full (a flood of silent connections?): drop the oldest, not the newcomer, which
+             * may be a rank of the job; a real rank sends its handshake at once, so it is
+             * never the oldest for long. */
+            tcp_pending_t *old = &tp->pending[0];
+            for (i = 1; i < TCP_MAX_PENDING; i++)
+                if (tp->pending[i].deadline < old->deadline)
+                    old = &tp->pending[i];
+            rdt_warn("tcp", "dropped connection from %s: no handshake yet, and %d connections "
+                     "are already waiting for their handshake (the oldest goes)", old->from,
+                     TCP_MAX_PENDING);
+            tcp_pending_drop(tp, old);
+            s = old;
         }
         tcp_sock_setup(tp, fd);
         s->gen = ++tp->pending_gen;

@@ -27,9 +27,8 @@
  * engine's log) goes to a file, read at the end. Only 127.0.0.1 is ever contacted.
  *
  * Run twice: RDT_TRANSPORT=tcp (every pair connected over TCP: impostors claim connected ranks)
- * and auto (shared memory between the ranks; the TCP transport still listens, but nobody reads
- * its listener: there the data-port attack only checks that the job is undisturbed, see
- * attack_data()).
+ * and auto (shared memory between the ranks; the TCP transport still listens, and the mux lets
+ * it drop strangers every 1024th progress call).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -701,11 +700,9 @@ static void attack_data_port(attack_t *a, int r, int connected)
 }
 
 /*
- * @p serviced: the ranks run their TCP transport's progress. Under RDT_TRANSPORT=auto with every
- * peer on this host they do not (transport/mux.c: "when one side has no peers, progress() is
- * just the other side's"): the listener is never read, connections wait in the kernel's accept
- * queue and no rank closes or logs them. Then the attack only checks that the job is not
- * disturbed, and counts how many were answered.
+ * @p serviced: the ranks run their TCP transport's progress, so every hostile connection must be
+ * closed with a warning (0: only check that the job is not disturbed, and count how many were
+ * answered).
  */
 static void attack_data(attack_t *a, int connected, int serviced)
 {
@@ -821,8 +818,7 @@ release:
         }
     }
     if (!a->fail[0])
-        attack_data(a, strcmp(a->job->transport, "tcp") == 0,
-                    strcmp(a->job->transport, "tcp") == 0);
+        attack_data(a, strcmp(a->job->transport, "tcp") == 0, 1);
     sleep_ms(300); /* a few more iterations after the last attack */
     if (write(a->job->stop[1], "s", 1) != 1)
         attack_fail(a, "cannot stop the job");
