@@ -5,6 +5,7 @@
  * communicator usable. Every check names the call, the argument and the rank.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,9 +111,241 @@ static void queue_append(rdt_comm_t *comm, rdt_request_t *req)
     comm->tail = req;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Fingerprints: what every rank must agree on (RDT_CHECK, and the tags of the messages)       */
+/* ------------------------------------------------------------------------------------------ */
+
+#define FP_MAGIC 0x46544452u  /* "RDTF" */
+#define FP_NO_OP 0xffffffffu  /* op of a collective that does not reduce */
+#define FP_SHOWN_VARIANTS 4   /* a mismatch sentence names at most this many variants */
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    int i;
+    for (i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int coll_reduces(rdt_coll_t c)
+{
+    return c == RDT_COLL_ALLREDUCE || c == RDT_COLL_REDUCE_SCATTER || c == RDT_COLL_REDUCE;
+}
+
+static int coll_rooted(rdt_coll_t c)
+{
+    return c == RDT_COLL_BROADCAST || c == RDT_COLL_REDUCE;
+}
+
+/* The fingerprint of a call (layout in comm.h), fields that do not apply normalised. */
+static void fp_pack(unsigned char *fp, uint32_t seq, const coll_args_t *a)
+{
+    put_u32(fp, FP_MAGIC);
+    put_u32(fp + 4, seq);
+    put_u32(fp + 8, (uint32_t)a->coll);
+    put_u32(fp + 12, a->coll == RDT_COLL_BARRIER ? 0 : (uint32_t)a->dtype);
+    put_u32(fp + 16, coll_reduces(a->coll) ? (uint32_t)a->op : FP_NO_OP);
+    put_u32(fp + 20, coll_rooted(a->coll) ? (uint32_t)a->root : 0);
+    put_u32(fp + 24, (uint32_t)a->count);
+    put_u32(fp + 28, (uint32_t)((uint64_t)a->count >> 32));
+}
+
+/*
+ * The upper half of the tags of a collective's messages (the lower half is the message number,
+ * exec.c). The transport fails a message whose tag differs from the receive it is matched
+ * with, so ranks that disagree on the call are caught on the first message between them even
+ * when the lengths happen to agree (a broadcast of 2 slices against one of 1):
+ *
+ *   63  62 ........... 48  47 ........... 32  31 .................. 0
+ *   0 | hash of coll, dtype, op, root, count | seq (low 16 bits) | message number (bit 31 = 0)
+ *
+ * Point-to-point tags have bit 63 set (exec.c); RDT_CHECK's exchange uses RDT_CHECK_TAG_HI and
+ * message numbers with bit 31 set, apart from both.
+ */
+static uint64_t fp_tag_hi(const unsigned char *fp, uint32_t seq)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    int i;
+
+    for (i = 8; i < RDT_FP_BYTES; i++) { /* FNV-1a over everything but magic and seq */
+        h ^= fp[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 32;
+    h ^= h >> 15;
+    return ((h & 0x7fff) << 48) | ((uint64_t)(seq & 0xffff) << 32);
+}
+
+void rdt_coll_fp_describe(const unsigned char *fp, int with_seq, char *buf, size_t len)
+{
+    uint32_t coll = get_u32(fp + 8), op = get_u32(fp + 16);
+    uint64_t count = get_u32(fp + 24) | (uint64_t)get_u32(fp + 28) << 32;
+    char seq[16] = "";
+    int n;
+
+    if (get_u32(fp) != FP_MAGIC || coll >= RDT_COLL_COUNT) {
+        snprintf(buf, len, "something unknown (not an RDT_CHECK fingerprint)");
+        return;
+    }
+    if (with_seq)
+        snprintf(seq, sizeof(seq), " #%u", get_u32(fp + 4));
+    if (coll == RDT_COLL_BARRIER) {
+        snprintf(buf, len, "barrier%s", seq);
+        return;
+    }
+    n = snprintf(buf, len, "%s%s %s x %llu", rdt_coll_name((rdt_coll_t)coll), seq,
+                 rdt_dtype_name((rdt_dtype_t)get_u32(fp + 12)), (unsigned long long)count);
+    if (n < 0 || (size_t)n >= len)
+        return;
+    if (op != FP_NO_OP)
+        n += snprintf(buf + n, len - (size_t)n, " %s", rdt_op_name((rdt_op_t)op));
+    if (n >= 0 && (size_t)n < len && coll_rooted((rdt_coll_t)coll))
+        snprintf(buf + n, len - (size_t)n, " root %u", get_u32(fp + 20));
+}
+
+/* "rank 2", "ranks 0-1,3,5-9": the ranks whose variant is @p v, at most about 60 characters. */
+static void ranks_of_variant(const int *var_of, int p, int v, char *buf, size_t len)
+{
+    int r, count = 0, shown = 0, truncated = 0;
+    size_t n = 0;
+
+    for (r = 0; r < p; r++)
+        count += var_of[r] == v;
+    n = (size_t)snprintf(buf, len, "%s ", count == 1 ? "rank" : "ranks");
+    for (r = 0; r < p && n < len; r++) {
+        int end = r;
+        if (var_of[r] != v)
+            continue;
+        while (end + 1 < p && var_of[end + 1] == v)
+            end++;
+        if (n > 60) {
+            truncated = 1;
+            break;
+        }
+        if (end == r)
+            n += (size_t)snprintf(buf + n, len - n, "%s%d", shown ? "," : "", r);
+        else
+            n += (size_t)snprintf(buf + n, len - n, "%s%d-%d", shown ? "," : "", r, end);
+        shown++;
+        r = end;
+    }
+    if (truncated && n < len)
+        snprintf(buf + n, len - n, ",... (%d ranks)", count);
+}
+
+/*
+ * Every rank holds the same table of fingerprints after the exchange, so every rank reaches the
+ * same verdict and writes the same sentence. No data of the checked collective has moved yet,
+ * so only that call fails: the communicator stays usable (documented in rdmatrain.h).
+ */
+void rdt_coll_check_verdict(rdt_request_t *check)
+{
+    rdt_comm_t *comm = check->comm;
+    rdt_request_t *req = check->checked;
+    const unsigned char *all = check->fp_all;
+    int p = comm->nranks, r, v, nvar = 0, with_seq = 0;
+    int *var_of, *rep;
+    char what[160], ranks[96];
+    size_t n;
+
+    for (r = 0; r < p; r++)
+        if (memcmp(all + (size_t)r * RDT_FP_BYTES, check->fp, RDT_FP_BYTES) != 0)
+            break;
+    if (r == p)
+        return; /* everyone called the same collective */
+    req->done = 1;
+    req->status = RDT_ERR_MISMATCH;
+    var_of = malloc((size_t)p * sizeof(int));
+    rep = malloc((size_t)p * sizeof(int));
+    if (!var_of || !rep) {
+        free(var_of);
+        free(rep);
+        rdt_comm_set_error(comm, RDT_ERR_MISMATCH,
+                           "collective #%u mismatch: rank %d called something else than rank %d "
+                           "(RDT_CHECK, seen on rank %d, host %s)",
+                           check->seq, r, comm->rank, comm->rank, comm->host);
+        return;
+    }
+    /* variants in order of their lowest rank */
+    for (r = 0; r < p; r++) {
+        const unsigned char *fp = all + (size_t)r * RDT_FP_BYTES;
+        for (v = 0; v < nvar; v++)
+            if (memcmp(all + (size_t)rep[v] * RDT_FP_BYTES, fp, RDT_FP_BYTES) == 0)
+                break;
+        if (v == nvar)
+            rep[nvar++] = r;
+        var_of[r] = v;
+        if (memcmp(fp + 4, check->fp + 4, 4) != 0)
+            with_seq = 1; /* a rank is at another collective: say which */
+    }
+    n = (size_t)snprintf(comm->error, sizeof(comm->error), "collective #%u mismatch: ",
+                         check->seq);
+    for (v = 0; v < nvar && v < FP_SHOWN_VARIANTS && n < sizeof(comm->error); v++) {
+        rdt_coll_fp_describe(all + (size_t)rep[v] * RDT_FP_BYTES, with_seq, what, sizeof(what));
+        ranks_of_variant(var_of, p, v, ranks, sizeof(ranks));
+        n += (size_t)snprintf(comm->error + n, sizeof(comm->error) - n, "%s%s called %s",
+                              v ? "; " : "", ranks, what);
+    }
+    if (nvar > FP_SHOWN_VARIANTS && n < sizeof(comm->error))
+        n += (size_t)snprintf(comm->error + n, sizeof(comm->error) - n,
+                              "; and %d other variants", nvar - FP_SHOWN_VARIANTS);
+    if (n < sizeof(comm->error))
+        snprintf(comm->error + n, sizeof(comm->error) - n,
+                 " (RDT_CHECK, seen on rank %d, host %s)", comm->rank, comm->host);
+    free(var_of);
+    free(rep);
+    rdt_warn("comm", "%s", comm->error);
+}
+
+/* The check request of @p req (RDT_CHECK): an allgather of the fingerprints, with its own
+ * buffers, queued right before @p req. */
+static rdt_status_t check_issue(rdt_comm_t *comm, rdt_request_t *req, const unsigned char *fp)
+{
+    rdt_request_t *ck = calloc(1, sizeof(*ck) + (size_t)comm->nranks * RDT_FP_BYTES);
+    rdt_algo_t algo;
+    rdt_status_t st;
+
+    if (!ck)
+        return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY,
+                                  "%s on rank %d: out of memory for the RDT_CHECK exchange",
+                                  rdt_coll_name(req->coll), comm->rank);
+    ck->comm = comm;
+    ck->kind = RDT_REQ_COLL;
+    ck->heap = 1;
+    ck->checked = req;
+    ck->seq = req->seq;
+    ck->timeout_s = req->timeout_s;
+    ck->tag_hi = RDT_CHECK_TAG_HI;
+    memcpy(ck->fp, fp, RDT_FP_BYTES);
+    ck->fp_all = (unsigned char *)(ck + 1);
+    ck->coll = RDT_COLL_ALLGATHER;
+    ck->sendbuf = ck->fp;
+    ck->recvbuf = ck->fp_all;
+    ck->count = RDT_FP_BYTES;
+    ck->dtype = RDT_UINT8;
+    ck->op = RDT_SUM;
+    st = rdt_select(comm, RDT_COLL_ALLGATHER, RDT_FP_BYTES, RDT_UINT8, &algo, &ck->slice_len);
+    if (st == RDT_SUCCESS)
+        st = rdt_exec_plan_get(comm, RDT_COLL_ALLGATHER, algo, 0, &ck->plan);
+    if (st != RDT_SUCCESS) {
+        free(ck);
+        return rdt_comm_set_error(comm, st,
+                                  "%s on rank %d: cannot set up the RDT_CHECK exchange: %s",
+                                  rdt_coll_name(req->coll), comm->rank, rdt_status_str(st));
+    }
+    ck->nslices = (RDT_FP_BYTES + ck->slice_len - 1) / ck->slice_len;
+    queue_append(comm, ck);
+    return RDT_SUCCESS;
+}
+
 /* Validate, select, and queue a collective into @p req (zeroed by the caller). */
 static rdt_status_t coll_issue(rdt_comm_t *comm, const coll_args_t *a, rdt_request_t *req)
 {
+    unsigned char fp[RDT_FP_BYTES];
     rdt_algo_t algo;
     rdt_status_t st;
 
@@ -131,20 +364,34 @@ static rdt_status_t coll_issue(rdt_comm_t *comm, const coll_args_t *a, rdt_reque
     req->dtype = a->dtype;
     req->op = a->op;
     req->root = (a->coll == RDT_COLL_BROADCAST || a->coll == RDT_COLL_REDUCE) ? a->root : 0;
+    req->timeout_s = comm->timeout_s;
     if (a->count == 0 && a->coll != RDT_COLL_BARRIER) {
-        req->done = 1; /* nothing to move: complete at once, as NCCL does */
-        return RDT_SUCCESS;
+        if (!comm->cfg.check) {
+            req->done = 1; /* nothing to move: complete at once, as NCCL does */
+            return RDT_SUCCESS;
+        }
+        /* RDT_CHECK: still compared with the others (a rank passing 0 while the others pass
+         * 1000 would otherwise leave them waiting); nothing to run afterwards (no plan) */
+    } else {
+        st = rdt_select(comm, a->coll, a->count, a->dtype, &algo, &req->slice_len);
+        if (st != RDT_SUCCESS)
+            return st;
+        st = rdt_exec_plan_get(comm, a->coll, algo, req->root, &req->plan);
+        if (st != RDT_SUCCESS)
+            return rdt_comm_set_error(comm, st, "%s on rank %d: cannot build the %s schedule: %s",
+                                      rdt_coll_name(a->coll), comm->rank, rdt_algo_name(algo),
+                                      rdt_status_str(st));
+        req->nslices = a->count ? (a->count + req->slice_len - 1) / req->slice_len : 1;
     }
-    st = rdt_select(comm, a->coll, a->count, a->dtype, &algo, &req->slice_len);
-    if (st != RDT_SUCCESS)
-        return st;
-    st = rdt_exec_plan_get(comm, a->coll, algo, req->root, &req->plan);
-    if (st != RDT_SUCCESS)
-        return rdt_comm_set_error(comm, st, "%s on rank %d: cannot build the %s schedule: %s",
-                                  rdt_coll_name(a->coll), comm->rank, rdt_algo_name(algo),
-                                  rdt_status_str(st));
-    req->nslices = a->count ? (a->count + req->slice_len - 1) / req->slice_len : 1;
-    req->seq = comm->next_seq++;
+    fp_pack(fp, comm->next_seq, a);
+    req->seq = comm->next_seq;
+    req->tag_hi = fp_tag_hi(fp, req->seq);
+    if (comm->cfg.check) {
+        st = check_issue(comm, req, fp);
+        if (st != RDT_SUCCESS)
+            return st;
+    }
+    comm->next_seq++;
     queue_append(comm, req);
     return RDT_SUCCESS;
 }
@@ -323,6 +570,7 @@ static rdt_status_t p2p_issue(rdt_comm_t *comm, rdt_req_kind_t kind, const void 
     req->count = count;
     req->dtype = dtype;
     req->peer = peer;
+    req->timeout_s = comm->timeout_s;
     queue_append(comm, req);
     return RDT_SUCCESS;
 }

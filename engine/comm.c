@@ -117,6 +117,7 @@ static rdt_comm_t *comm_alloc(int rank, int nranks, const rdt_config_t *cfg)
     comm->rank = rank;
     comm->nranks = nranks;
     comm->cfg = *cfg;
+    comm->timeout_s = cfg->timeout_s;
     comm->nslots = cfg->slices > 0 ? cfg->slices : 3;
     comm->hosts = calloc((size_t)nranks, RDT_HOST_MAX);
     comm->send_seq = calloc((size_t)nranks, sizeof(uint32_t));
@@ -170,6 +171,27 @@ rdt_status_t rdt_comm_abort(rdt_comm_t *comm)
     if (comm->tp)
         comm->tp->ops->wakeup(comm->tp);
     return RDT_SUCCESS;
+}
+
+rdt_status_t rdt_comm_set_timeout(rdt_comm_t *comm, double seconds)
+{
+    if (!comm) {
+        rdt_set_thread_error("rdt_comm_set_timeout: communicator is NULL");
+        return RDT_ERR_INVALID_ARG;
+    }
+    if ((!(seconds > 0) || seconds > 1e9) && comm->failed) /* keep the first failure's sentence */
+        return RDT_ERR_INVALID_ARG;
+    if (!(seconds > 0) || seconds > 1e9) /* also refuses NaN */
+        return rdt_comm_set_error(comm, RDT_ERR_INVALID_ARG,
+                                  "rdt_comm_set_timeout on rank %d: %g is not a number of seconds "
+                                  "above 0 (and at most 1e9)", comm->rank, seconds);
+    comm->timeout_s = seconds;
+    return RDT_SUCCESS;
+}
+
+double rdt_comm_timeout(const rdt_comm_t *comm)
+{
+    return comm ? comm->timeout_s : -1.0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

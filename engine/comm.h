@@ -20,6 +20,14 @@
 
 #define RDT_ERRMSG_LEN 1024
 
+/* RDT_CHECK: the fingerprint of a collective each rank contributes to the check exchange
+ * (coll.c): magic, sequence number, collective, dtype, op, root (u32 each), count (u64), little
+ * endian. Fields that do not apply to the collective (op of a broadcast, root of an allreduce)
+ * are normalised so they compare equal. */
+#define RDT_FP_BYTES 32
+/* Upper half of the tags of the check exchange's messages (tag layout: coll.c, fp_tag_hi). */
+#define RDT_CHECK_TAG_HI 0x7fffffff00000000ULL
+
 typedef enum { RDT_REQ_COLL, RDT_REQ_SEND, RDT_REQ_RECV } rdt_req_kind_t;
 
 /* One in-flight slice of a collective (see exec.c). */
@@ -48,7 +56,17 @@ struct rdt_request {
     int started;
     int done;
     rdt_status_t status;
+    double timeout_s;         /* the communicator's timeout when the request was issued */
     double deadline;          /* absolute, monotonic seconds */
+    double warn_at;           /* when to warn that it stalls (RDT_STALL_WARN; 0 = never) */
+    int warned;
+    uint64_t tag_hi;          /* upper 32 bits of its messages' tags (exec.c, msg_tag) */
+    /* RDT_CHECK: a check request is an allgather of fingerprints queued right before the
+     * collective it checks (@p checked); it is internal (freed by the executor when it leaves
+     * the queue) and its verdict (rdt_coll_check_verdict) fails @p checked on a mismatch */
+    rdt_request_t *checked;
+    unsigned char *fp_all;    /* nranks * RDT_FP_BYTES, filled by the exchange */
+    unsigned char fp[RDT_FP_BYTES]; /* this rank's fingerprint */
     /* arguments */
     rdt_coll_t coll;
     const void *sendbuf;
@@ -91,6 +109,7 @@ struct rdt_comm {
     int oversub;       /* exec.c: 0 until known, then 2 if more local ranks than CPUs, else 1 */
     char bind_ip[64];
     rdt_config_t cfg;
+    double timeout_s;         /* for operations issued from now on (rdt_comm_set_timeout) */
     rdt_transport_t *tp;
     /* error state: sticky once set */
     rdt_status_t failed;
@@ -154,6 +173,17 @@ void rdt_exec_plans_free(rdt_comm_t *comm);
 size_t rdt_exec_slot_size(void);
 void rdt_exec_slots_free(rdt_comm_t *comm);
 void rdt_exec_request_free(rdt_request_t *req);
+
+/* Name a request for error and warning sentences: "allreduce #7 (float32 x 1000, ring)",
+ * "allreduce #7 (float32 x 1000, RDT_CHECK exchange)", "recv of float32 x 10 from rank 1". */
+void rdt_exec_request_name(const rdt_request_t *req, char *buf, size_t len);
+
+/* coll.c: a check request completed; compare the fingerprints and on a mismatch fail the
+ * collective it checks with RDT_ERR_MISMATCH and a sentence naming what each rank called. */
+void rdt_coll_check_verdict(rdt_request_t *check);
+/* Describe a fingerprint (coll.c): "allreduce float32 x 1000 sum", "broadcast #7 float32 x 10
+ * root 0" (with @p with_seq). */
+void rdt_coll_fp_describe(const unsigned char *fp, int with_seq, char *buf, size_t len);
 
 /* select.c: choose algorithm and slice length (elements of one unit piece) for a call. */
 rdt_status_t rdt_select(rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype,

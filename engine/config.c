@@ -34,6 +34,13 @@ static const knob_t knobs[] = {
      "comma-separated subsystems to log (bootstrap,tcp,exec,select,comm); empty = all"},
     {"RDT_TIMEOUT", "300", K_SECONDS, F(timeout_s), 0,
      "seconds an operation may wait for its peers before it fails naming them"},
+    {"RDT_STALL_WARN", "0.2", K_DOUBLE, F(stall_warn), 0,
+     "fraction of an operation's timeout after which one warning line says which ranks it is "
+     "still waiting for and where in the schedule (0 to below 1; 0 = never)"},
+    {"RDT_CHECK", "0", K_BOOL, F(check), 0,
+     "1: before each collective the ranks exchange (sequence number, collective, dtype, op, "
+     "count, root) and a mismatch fails that call on every rank with RDT_ERR_MISMATCH naming "
+     "what each rank called; costs one small allgather per collective (debugging)"},
     {"RDT_CONNECT_TIMEOUT", "60", K_SECONDS, F(connect_timeout_s), 0,
      "seconds the rendezvous and each connection to a peer may take"},
     {"RDT_ALGO", "", K_STR, S(algo),
@@ -243,6 +250,12 @@ rdt_status_t rdt_config_load(rdt_config_t *cfg, char *err, size_t errlen)
         strcmp(cfg->transport, "verbs") && strcmp(cfg->transport, "shm")) {
         snprintf(err, errlen, "RDT_TRANSPORT='%s' is not a transport (auto, tcp, verbs or shm)",
                  cfg->transport);
+        return RDT_ERR_CONFIG;
+    }
+    if (cfg->stall_warn >= 1.0) {
+        snprintf(err, errlen,
+                 "RDT_STALL_WARN=%g is not a fraction of the timeout (0 to below 1; 0 = never)",
+                 cfg->stall_warn);
         return RDT_ERR_CONFIG;
     }
     if (rdt_topo_bind_parse(cfg->bind, &bind, err, errlen) != 0)

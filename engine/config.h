@@ -19,6 +19,8 @@ typedef struct rdt_config {
     char log_subsys[128];      /* RDT_LOG_SUBSYS */
     double timeout_s;          /* RDT_TIMEOUT */
     double connect_timeout_s;  /* RDT_CONNECT_TIMEOUT */
+    double stall_warn;         /* RDT_STALL_WARN, fraction of the timeout, 0 = never warn */
+    int check;                 /* RDT_CHECK, compare collective fingerprints before each one */
     char algo[256];            /* RDT_ALGO */
     size_t chunk;              /* RDT_CHUNK, bytes of one pipelined slice, 0 = chosen per call */
     int slices;                /* RDT_SLICES, slices in flight per collective */

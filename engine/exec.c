@@ -335,6 +335,8 @@ static void op_segment(const rdt_sched_t *s, const rdt_sched_op_t *o, uint32_t s
 /* Rounds                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
+static int describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_t len);
+
 static rdt_op_t kernel_op(rdt_op_t op)
 {
     return op == RDT_AVG ? RDT_SUM : op;
@@ -350,10 +352,19 @@ static void msg_done(rdt_xfer_t *x, rdt_status_t st)
     m->slot->pending--;
     if (st != RDT_SUCCESS) {
         if (comm->failed == RDT_SUCCESS) {
-            rdt_comm_set_error(comm, st, "%s #%u (%s x %zu) on rank %d (host %s): %s",
-                               rdt_coll_name(req->coll), req->seq, rdt_dtype_name(req->dtype),
-                               req->count, comm->rank, comm->host,
-                               comm->tp->error[0] ? comm->tp->error : rdt_status_str(st));
+            char name[160], what[600];
+            int waiting;
+            rdt_exec_request_name(req, name, sizeof(name));
+            waiting = describe_wait(comm, req, what, sizeof(what));
+            rdt_comm_set_error(comm, st, "%s on rank %d (host %s): %s%s%s%s", name, comm->rank,
+                               comm->host,
+                               comm->tp->error[0] ? comm->tp->error : rdt_status_str(st),
+                               st == RDT_ERR_MISMATCH
+                                   ? " (the ranks called different collectives or arguments, or "
+                                     "disagree on RDT_CHECK; RDT_CHECK=1 on every rank names "
+                                     "what each called)"
+                                   : "",
+                               waiting ? "; still waiting for: " : "", waiting ? what : "");
             comm->failed = st; /* rdt_exec_advance finishes the failure outside callbacks */
         }
         return;
@@ -362,9 +373,10 @@ static void msg_done(rdt_xfer_t *x, rdt_status_t st)
         rdt_reduce_local(m->dst, m->src, m->xfer.buf, m->n, req->dtype, kernel_op(req->op));
 }
 
+/* Tag layout: coll.c (fp_tag_hi). The check exchange's message numbers have bit 31 set. */
 static uint64_t msg_tag(const rdt_request_t *req, uint32_t number)
 {
-    return ((uint64_t)req->seq << 32) | number;
+    return req->tag_hi | (req->checked ? number | 0x80000000u : number);
 }
 
 /* Set up round sl->round: run its COPYs, describe its messages (posted by slot_post). */
@@ -488,6 +500,11 @@ static int coll_advance(rdt_request_t *req)
     rdt_comm_t *comm = req->comm;
     int changed = 0, i;
 
+    if (!req->plan) { /* count 0 under RDT_CHECK: the check was all there was to do */
+        req->done = 1;
+        req->status = RDT_SUCCESS;
+        return 1;
+    }
     for (i = 0; i < comm->nslots && !comm->failed; i++) {
         rdt_slot_t *sl = &comm->slots[i];
         if (!sl->active) {
@@ -512,6 +529,8 @@ static int coll_advance(rdt_request_t *req)
     if (req->slices_done == req->nslices && !comm->failed) {
         req->done = 1;
         req->status = RDT_SUCCESS;
+        if (req->checked)
+            rdt_coll_check_verdict(req);
     }
     return changed;
 }
@@ -528,11 +547,14 @@ static void p2p_done(rdt_xfer_t *x, rdt_status_t st)
     req->done = 1;
     req->status = st;
     if (st != RDT_SUCCESS && comm->failed == RDT_SUCCESS) {
-        rdt_comm_set_error(comm, st, "%s of %s x %zu on rank %d (host %s) %s rank %d: %s",
-                           req->kind == RDT_REQ_SEND ? "send" : "recv",
-                           rdt_dtype_name(req->dtype), req->count, comm->rank, comm->host,
-                           req->kind == RDT_REQ_SEND ? "to" : "from", req->peer,
-                           comm->tp->error[0] ? comm->tp->error : rdt_status_str(st));
+        char name[160];
+        rdt_exec_request_name(req, name, sizeof(name));
+        rdt_comm_set_error(comm, st, "%s on rank %d (host %s): %s%s", name, comm->rank,
+                           comm->host, comm->tp->error[0] ? comm->tp->error : rdt_status_str(st),
+                           st == RDT_ERR_MISMATCH
+                               ? " (the two ranks passed different counts or dtypes, or their "
+                                 "sends and receives are not in the same order)"
+                               : "");
         comm->failed = st;
     }
 }
@@ -590,20 +612,26 @@ rdt_status_t rdt_exec_start(rdt_request_t *req)
     rdt_comm_t *comm = req->comm;
     const rdt_plan_t *p;
     rdt_status_t st;
+    double now;
     uint32_t i;
 
     req->started = 1;
-    req->deadline = rdt_now() + comm->cfg.timeout_s;
+    now = rdt_now();
+    req->deadline = now + req->timeout_s;
+    req->warn_at = comm->cfg.stall_warn > 0 ? now + comm->cfg.stall_warn * req->timeout_s : 0;
     if (req->kind != RDT_REQ_COLL) {
         st = p2p_start(req);
         if (st != RDT_SUCCESS)
             p2p_done(&req->xfer, st);
         return RDT_SUCCESS;
     }
+    if (!req->plan)
+        return RDT_SUCCESS; /* count 0 under RDT_CHECK: nothing to run */
     st = slots_prepare(comm, req);
     if (st != RDT_SUCCESS)
         return st;
-    req_hold(req);
+    if (!req->checked) /* the check's 32-byte messages go eager: no need to pin its buffers */
+        req_hold(req);
     /* reset the pair counters of the peers this schedule talks to */
     p = req->plan;
     for (i = 0; i < p->sched->nops; i++) {
@@ -633,6 +661,74 @@ static void queue_remove(rdt_comm_t *comm, rdt_request_t *req)
     req_unhold(req);
 }
 
+#define FAREWELL_TAG 0x7fffffffffffffffULL /* never a collective's, a check's or a p2p tag */
+#define FAREWELL_S 0.05
+
+static void farewell_done(rdt_xfer_t *x, rdt_status_t st)
+{
+    (void)x;
+    (void)st;
+}
+
+/*
+ * Before giving up, make sure the peers that may wait for this rank will hear of it. Aborting the
+ * transport tells every connected peer why this rank gave up; but connections are lazy and the
+ * lower rank of a pair connects, so a higher-ranked peer waiting for a message this rank never
+ * got to send (a broadcast chain broken at this rank) was never connected to, and would wait for
+ * its whole timeout. So for the higher-ranked peers of the operation in progress, post an empty
+ * receive that makes the transport connect, and drive it for FAREWELL_S before the abort (a
+ * bounded cost, on the failure path only). Returns the receives, freed after the abort has
+ * completed them (NULL if none).
+ */
+static rdt_xfer_t *farewell_post(rdt_comm_t *comm)
+{
+    static char dummy;
+    rdt_request_t *head = comm->head, *r;
+    rdt_xfer_t *x;
+    unsigned char *want;
+    int n = 0, q, i = 0;
+    uint32_t j;
+    double until;
+
+    if (!head || !head->started || !comm->tp || comm->rank == comm->nranks - 1)
+        return NULL;
+    want = calloc((size_t)comm->nranks, 1);
+    if (!want)
+        return NULL;
+    if (head->kind == RDT_REQ_COLL && head->plan) {
+        for (j = 0; j < head->plan->sched->nops; j++) {
+            const rdt_sched_op_t *o = &head->plan->sched->ops[j];
+            if (op_is_msg(o) && o->peer > comm->rank)
+                want[o->peer] = 1;
+        }
+    }
+    for (r = head; r && r->kind != RDT_REQ_COLL; r = r->next)
+        if (r->peer > comm->rank)
+            want[r->peer] = 1;
+    for (q = 0; q < comm->nranks; q++)
+        n += want[q];
+    x = n ? calloc((size_t)n, sizeof(*x)) : NULL;
+    for (q = 0; x && q < comm->nranks; q++) {
+        if (!want[q])
+            continue;
+        x[i].buf = &dummy;
+        x[i].len = 0;
+        x[i].peer = q;
+        x[i].tag = FAREWELL_TAG;
+        x[i].cb = farewell_done;
+        /* refused (the pair already failed): that peer hears of it anyway */
+        (void)comm->tp->ops->irecv(comm->tp, &x[i]);
+        i++;
+    }
+    free(want);
+    if (!x)
+        return NULL;
+    until = rdt_now() + FAREWELL_S;
+    while (rdt_now() < until)
+        comm->tp->ops->progress(comm->tp, 5);
+    return x;
+}
+
 /* Finish a failure recorded in a callback: abort the transport (peers see the connections close),
  * fail every queued request. */
 void rdt_comm_fail(rdt_comm_t *comm, rdt_status_t st)
@@ -642,14 +738,23 @@ void rdt_comm_fail(rdt_comm_t *comm, rdt_status_t st)
     if (comm->failed == RDT_SUCCESS)
         comm->failed = st;
     if (comm->tp && !comm->tp_aborted) {
+        rdt_xfer_t *farewell;
         comm->tp_aborted = 1;
         rdt_warn("comm", "%s", comm->error);
-        comm->tp->ops->abort(comm->tp);
+        /* what the transport's failure notices say when no transfer of its own failed first
+         * (a timeout, a mismatch found by RDT_CHECK, an abort) */
+        snprintf(comm->tp->error, sizeof(comm->tp->error), "%.*s",
+                 (int)sizeof(comm->tp->error) - 1, comm->error);
+        farewell = farewell_post(comm);
+        comm->tp->ops->abort(comm->tp); /* from the driving thread: completes them all */
+        free(farewell);
     }
     while ((r = comm->head) != NULL) {
         r->done = 1;
         r->status = comm->failed;
         queue_remove(comm, r);
+        if (r->checked) /* internal: nobody waits for it */
+            rdt_exec_request_free(r);
     }
     if (comm->slots) {
         int i;
@@ -676,10 +781,12 @@ void rdt_exec_advance(rdt_comm_t *comm)
                 rdt_status_t st = rdt_exec_start(r);
                 changed = 1;
                 if (st != RDT_SUCCESS) {
-                    if (!comm->error[0])
-                        rdt_comm_set_error(comm, st, "%s #%u on rank %d: %s",
-                                           rdt_coll_name(r->coll), r->seq, comm->rank,
+                    if (!comm->error[0]) {
+                        char name[160];
+                        rdt_exec_request_name(r, name, sizeof(name));
+                        rdt_comm_set_error(comm, st, "%s on rank %d: %s", name, comm->rank,
                                            rdt_status_str(st));
+                    }
                     comm->failed = st;
                     break;
                 }
@@ -694,6 +801,8 @@ void rdt_exec_advance(rdt_comm_t *comm)
             rdt_request_t *next = r->next;
             if (r->done) {
                 queue_remove(comm, r);
+                if (r->checked) /* internal: nobody waits for it */
+                    rdt_exec_request_free(r);
                 changed = 1;
             }
             r = next;
@@ -703,8 +812,9 @@ void rdt_exec_advance(rdt_comm_t *comm)
         rdt_comm_fail(comm, comm->failed);
 }
 
-/* One sentence saying what the head request waits for, for timeouts. */
-static void describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_t len)
+/* One sentence saying what @p req waits for, for timeouts, stall warnings and failures.
+ * Returns how many transfers it names (0: "nothing posted yet"). */
+static int describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_t len)
 {
     size_t n = 0;
     int i, shown = 0;
@@ -714,10 +824,10 @@ static void describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_
         snprintf(buf, len, "%s %s rank %d (host %s)", req->kind == RDT_REQ_SEND ? "send" : "recv",
                  req->kind == RDT_REQ_SEND ? "to" : "from", req->peer,
                  comm->hosts + (size_t)req->peer * RDT_HOST_MAX);
-        return;
+        return 1;
     }
     buf[0] = '\0';
-    for (i = 0; i < comm->nslots; i++) {
+    for (i = 0; i < comm->nslots && req->plan; i++) {
         rdt_slot_t *sl = &comm->slots[i];
         if (!sl->active)
             continue;
@@ -731,13 +841,61 @@ static void describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_
                          shown ? ", " : "", op_is_send(o) ? "send to" : "recv from", o->peer,
                          comm->hosts + (size_t)o->peer * RDT_HOST_MAX, o->round, sl->slice);
             if (w < 0 || (size_t)w >= len - n)
-                return;
+                return shown + 1; /* cut short: what fits */
             n += (size_t)w;
             shown++;
         }
     }
     if (!shown)
         snprintf(buf, len, "nothing posted yet");
+    return shown;
+}
+
+void rdt_exec_request_name(const rdt_request_t *req, char *buf, size_t len)
+{
+    char what[128];
+
+    if (req->kind != RDT_REQ_COLL) {
+        snprintf(buf, len, "%s of %s x %zu %s rank %d", req->kind == RDT_REQ_SEND ? "send" : "recv",
+                 rdt_dtype_name(req->dtype), req->count, req->kind == RDT_REQ_SEND ? "to" : "from",
+                 req->peer);
+    } else if (req->checked) {
+        rdt_coll_fp_describe(req->fp, 0, what, sizeof(what));
+        snprintf(buf, len, "RDT_CHECK exchange before collective #%u (%s)", req->seq, what);
+    } else {
+        snprintf(buf, len, "%s #%u (%s x %zu, %s)", rdt_coll_name(req->coll), req->seq,
+                 rdt_dtype_name(req->dtype), req->count,
+                 req->plan ? rdt_algo_name(req->plan->sched->algo) : "nothing to move");
+    }
+}
+
+/*
+ * The clock side of polling, looked at every 16th poll and after each sleep (rdt_exec_wait), so
+ * the fast path never reads it: turn an expired deadline of the head request into a failure, and
+ * when it has waited RDT_STALL_WARN of its timeout, say once what it waits for.
+ */
+static void check_clock(rdt_comm_t *comm, rdt_request_t *head)
+{
+    char name[160], what[600];
+    double now = rdt_now();
+
+    if (now > head->deadline) {
+        rdt_exec_request_name(head, name, sizeof(name));
+        describe_wait(comm, head, what, sizeof(what));
+        rdt_comm_set_error(comm, RDT_ERR_TIMEOUT,
+                           "%s timed out after %g s on rank %d (host %s) waiting for: %s", name,
+                           head->timeout_s, comm->rank, comm->host, what);
+        rdt_comm_fail(comm, RDT_ERR_TIMEOUT);
+        return;
+    }
+    if (head->warn_at > 0 && now > head->warn_at && !head->warned) {
+        head->warned = 1;
+        rdt_exec_request_name(head, name, sizeof(name));
+        describe_wait(comm, head, what, sizeof(what));
+        rdt_warn("exec", "%s on rank %d (host %s) has waited %.1f s of its %g s timeout for: %s",
+                 name, comm->rank, comm->host, now - (head->deadline - head->timeout_s),
+                 head->timeout_s, what);
+    }
 }
 
 /* Advance, then turn an abort request or an expired deadline (looked at when @p clock) into a
@@ -755,22 +913,8 @@ static void exec_poll(rdt_comm_t *comm, int clock)
         return;
     }
     head = comm->head;
-    if (head && head->started && clock && rdt_now() > head->deadline) {
-        char what[600];
-        describe_wait(comm, head, what, sizeof(what));
-        if (head->kind == RDT_REQ_COLL)
-            rdt_comm_set_error(comm, RDT_ERR_TIMEOUT,
-                               "%s #%u (%s x %zu, %s) timed out after %g s on rank %d (host %s) "
-                               "waiting for: %s",
-                               rdt_coll_name(head->coll), head->seq, rdt_dtype_name(head->dtype),
-                               head->count, rdt_algo_name(head->plan->sched->algo),
-                               comm->cfg.timeout_s, comm->rank, comm->host, what);
-        else
-            rdt_comm_set_error(comm, RDT_ERR_TIMEOUT,
-                               "timed out after %g s on rank %d (host %s) waiting for: %s",
-                               comm->cfg.timeout_s, comm->rank, comm->host, what);
-        rdt_comm_fail(comm, RDT_ERR_TIMEOUT);
-    }
+    if (head && head->started && clock)
+        check_clock(comm, head);
 }
 
 void rdt_exec_poll(rdt_comm_t *comm)

@@ -17,8 +17,23 @@
  *   communicators may be used from different threads concurrently. rdt_comm_abort() is the one
  *   exception: it may be called from any thread at any time.
  * - Collectives on one communicator must be called by every rank in the same order with matching
- *   arguments (count, dtype, op, root), as in MPI and NCCL. A mismatch in size is detected and turns
- *   into an error on every rank; it never writes outside the given buffers.
+ *   arguments (count, dtype, op, root), as in MPI and NCCL. A mismatch never writes outside the
+ *   given buffers and never hangs past the timeout: a rank that receives a message of a
+ *   collective it did not call (or called with other arguments) fails with RDT_ERR_MISMATCH and
+ *   the communicator fails on every rank (the others see RDT_ERR_PEER_FAILED or
+ *   RDT_ERR_MISMATCH). A rank that only sends in that collective (a broadcast root, a leaf of a
+ *   reduce) may complete it before the receivers notice, and then fails in its next call.
+ *   With `RDT_CHECK=1` (every rank) the ranks compare (sequence number, collective, dtype, op,
+ *   count, root) before each collective instead, at the cost of one small allgather per call:
+ *   a mismatch then fails that call, and only that call, on every rank with RDT_ERR_MISMATCH and
+ *   a sentence naming what each group of ranks called, e.g. `collective #7 mismatch: ranks 0-1
+ *   called broadcast float32 x 1000 root 0; rank 2 called allreduce float32 x 1000 sum`. No data
+ *   has moved when it is detected, so the communicator stays usable. Requests issued after it
+ *   (nonblocking) run normally.
+ * - Timeouts: an operation that waits longer than the communicator's timeout (rdt_comm_timeout():
+ *   `RDT_TIMEOUT` at creation, then rdt_comm_set_timeout()) fails with RDT_ERR_TIMEOUT, naming
+ *   the ranks it waited for and where in the schedule; the communicator fails with it. After
+ *   `RDT_STALL_WARN` (default 0.2) of its timeout it logs one warning line saying the same.
  * - Progress: operations advance while the caller is inside an rdmatrain call on that communicator
  *   (a blocking collective, rdt_test, rdt_wait, rdt_waitall).
  */
@@ -168,6 +183,24 @@ void rdt_comm_destroy(rdt_comm_t *comm);
  * still be destroyed.
  */
 rdt_status_t rdt_comm_abort(rdt_comm_t *comm);
+
+/**
+ * Set the timeout, in seconds, of the operations issued on @p comm from now on (those already
+ * issued keep theirs). Each operation may wait that long for its peers, counted from when it
+ * starts (after what was issued before it on @p comm); then it fails with RDT_ERR_TIMEOUT and a
+ * sentence naming the ranks it waited for, and the communicator fails with it. The initial value
+ * is `RDT_TIMEOUT` (default 300), also for a communicator made by rdt_comm_split(), which does
+ * not inherit its parent's setting. Local, never blocks. Like every call on @p comm, not
+ * concurrently with another call on it (the caller serialises). Allowed on a failed
+ * communicator (it changes nothing there).
+ *
+ * @param seconds  above 0 and at most 1e9; fractions are fine (0.5)
+ * @return RDT_SUCCESS, or RDT_ERR_INVALID_ARG (NULL @p comm, @p seconds out of range or NaN)
+ */
+rdt_status_t rdt_comm_set_timeout(rdt_comm_t *comm, double seconds);
+
+/** @return the timeout in seconds operations issued now on @p comm get, or -1 if it is NULL. */
+double rdt_comm_timeout(const rdt_comm_t *comm);
 
 /** @return the caller's rank in @p comm, or -1 if @p comm is NULL. */
 int rdt_comm_rank(const rdt_comm_t *comm);

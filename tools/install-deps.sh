@@ -11,8 +11,9 @@ PKGS=(build-essential cmake pkg-config libcmocka-dev
     iproute2                 # the launcher test across network namespaces (ip netns)
     libhwloc-dev             # topology discovery (topo/)
     libopenblas-dev zlib1g-dev # the trainer's math and its gzipped IDX reader
-    dataset-fashion-mnist)   # the trainer's dataset (/usr/share/datasets/fashion-mnist)
-[[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev python3-torch)
+    dataset-fashion-mnist    # the trainer's dataset (/usr/share/datasets/fashion-mnist)
+    python3-torch libtorch-dev pybind11-dev python3-dev python3-numpy) # bindings/torch and its tests
+[[ "${RDT_PEERS:-0}" == 1 ]] && PKGS+=(openmpi-bin libopenmpi-dev)
 # RDT_SOFTROCE=1: what tools/softroce.sh needs (rxe in a VM when the host kernel has no rdma_rxe)
 [[ "${RDT_SOFTROCE:-0}" == 1 ]] && PKGS+=(qemu-system-x86 linux-image-amd64 busybox-static rdma-core
     ibverbs-utils perftest ibverbs-providers libibverbs-dev librdmacm-dev iproute2)
