@@ -6,7 +6,7 @@
 Per rank count, one job: the default group is rdmatrain, a gloo group spans the same ranks.
 For each size and backend: warm-up calls, then ITERS blocking dist.all_reduce calls (float32,
 SUM), each timed on every rank; the time of a call is the slowest rank's; printed: the median,
-and the 10th and 90th percentiles. 940584 B is the MLP's gradient (235146 float32). --ddp N adds
+the mean, and the 10th and 90th percentiles. 940584 B is the MLP's gradient (235146 float32). --ddp N adds
 N epochs of DDP training of the MLP (60000 samples, per-rank batch 32, SGD, DDP's default
 buckets) per backend, the backends taking turns, and their median.
 """
@@ -74,9 +74,10 @@ def worker(sizes, ddp):
             dist.all_reduce(times, op=dist.ReduceOp.MAX, group=groups["gloo"])  # slowest rank
             if rank == 0:
                 q = statistics.quantiles(times.tolist(), n=10)
-                print("allreduce %8d B  %2d ranks  %-9s  median %9.1f us  p10 %9.1f  p90 %9.1f"
-                      % (nbytes, size, name, statistics.median(times.tolist()) * 1e6,
-                         q[0] * 1e6, q[-1] * 1e6), flush=True)
+                print("allreduce %8d B  %2d ranks  %-9s  median %9.1f us  mean %9.1f  p10 %9.1f  "
+                      "p90 %9.1f" % (nbytes, size, name, statistics.median(times.tolist()) * 1e6,
+                                     statistics.fmean(times.tolist()) * 1e6, q[0] * 1e6,
+                                     q[-1] * 1e6), flush=True)
     epochs = {name: [] for name in groups}
     for _ in range(ddp):  # the backends take turns, so that a busy spell hits both
         for name, group in groups.items():
