@@ -99,6 +99,7 @@ int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s
             break;
         }
         if (pid == 0) {
+            free(pids); /* the parent's: a leak checker (valgrind) would blame the rank */
             bind_to_core(i, nranks);
             snprintf(buf, sizeof(buf), "%d", i);
             setenv("RDT_RANK", buf, 1);
