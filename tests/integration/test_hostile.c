@@ -509,7 +509,7 @@ static void attack_rendezvous(attack_t *a)
 {
     static const char *const garbage = "not an rdmatrain hello";
     static unsigned char trickle[BS_HELLO_LEN];
-    unsigned char h[BS_HELLO_LEN + 64], bad[16], rnd[512];
+    unsigned char h[BS_HELLO_LEN + 64] = {0}, bad[16], rnd[512];
     int port = a->root_port, first = a->nconns, idle, fd, i;
     conn_t *slow;
     int64_t until = now_ms() + 30000;
@@ -652,7 +652,7 @@ static void attack_data_port(attack_t *a, int r, int connected)
 {
     static const char *const not_hs = "not an rdmatrain tcp handshake";
     static const char *const timeout = "no valid handshake within";
-    unsigned char h[TCP_HS_LEN + TCP_HDR_LEN + 1024], bad[16], rnd[256];
+    unsigned char h[TCP_HS_LEN + TCP_HDR_LEN + 1024] = {0}, bad[16], rnd[256];
     int port = a->data_port[r];
 
     memcpy(bad, a->token, 16);
