@@ -6,9 +6,11 @@
 
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifdef RDT_HAVE_VERBS
 #include <infiniband/verbs.h>
@@ -109,4 +111,36 @@ void rdt_test_require_rdma(const char *test, rdt_test_rdma_t *found)
            "a failure)\n", test, why);
     fflush(stdout);
     exit(RDT_TEST_EXIT_SKIP);
+}
+
+float *rdt_test_load_floats(const char *dir, const char *name, size_t *n_p)
+{
+    char path[512];
+    struct stat st;
+    float *p;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size % 4, 0);
+    *n_p = (size_t)st.st_size / 4;
+    p = malloc((size_t)st.st_size + 1);
+    assert_non_null(p);
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(p, 4, *n_p, f), *n_p);
+    fclose(f);
+    return p;
+}
+
+double rdt_test_max_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m))
+            m = isnan(d) ? INFINITY : d;
+    }
+    return m;
 }

@@ -15,6 +15,13 @@ uint64_t rdt_test_rand(uint64_t *state);
 void rdt_test_sim_expect_ok(rdt_coll_t coll, rdt_algo_t algo, int p, int root, size_t count,
                             size_t slice, rdt_dtype_t dtype, rdt_op_t op, int in_place);
 
+/* The float32 values of file @p dir/@p name (a raw array, as rdmatrain train --save-params
+ * writes it), malloc'ed; *n_p their count. Fails the cmocka test if it cannot be read. */
+float *rdt_test_load_floats(const char *dir, const char *name, size_t *n_p);
+
+/* Largest |a[i] - b[i]|; a NaN on either side counts as infinitely far. */
+double rdt_test_max_diff(const float *a, const float *b, size_t n);
+
 /*
  * RDMA device, one rule for every test of the `softroce` label.
  *

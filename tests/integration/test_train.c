@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "testutil.h"
 
 #define COMMON "--train-limit 1024 --test-limit 500 --epochs 1 --max-steps 6 --no-progress --seed 3"
 
@@ -85,44 +86,14 @@ static void expect_fail(result_t *r, const char *needle)
     assert_non_null(strstr(r->out, needle));
 }
 
-static float *load(const char *name, size_t *n_p)
-{
-    char path[512];
-    struct stat st;
-    float *p;
-    FILE *f;
 
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_size % 4, 0);
-    *n_p = (size_t)st.st_size / 4;
-    p = malloc((size_t)st.st_size);
-    assert_non_null(p);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(p, 4, *n_p, f), *n_p);
-    fclose(f);
-    return p;
-}
-
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) /* NaN counts as infinitely far */
-            m = isnan(d) ? INFINITY : d;
-    }
-    return m;
-}
 
 /* The parameters in @p name match those in @p ref to within @p tol, and differ from the
  * initial weights (the run trained). */
 static void expect_same(const char *name, const char *ref, double tol)
 {
     size_t n, m;
-    float *a = load(name, &n), *b = load(ref, &m);
+    float *a = rdt_test_load_floats(dir, name, &n), *b = rdt_test_load_floats(dir, ref, &m);
     rdt_mlp_t init;
     int sizes[4] = {784, 256, 128, 10};
     double d, moved;
@@ -130,8 +101,8 @@ static void expect_same(const char *name, const char *ref, double tol)
     assert_int_equal(n, m);
     assert_int_equal(rdt_mlp_init(&init, sizes, 4, 0, 3, 3), 0);
     assert_int_equal(init.nparams, n);
-    d = max_diff(a, b, n);
-    moved = max_diff(a, init.params, n);
+    d = rdt_test_max_diff(a, b, n);
+    moved = rdt_test_max_diff(a, init.params, n);
     if (!(d <= tol) || !(moved > 1e-3))
         fprintf(stderr, "%s vs %s: max difference %g (tolerance %g); moved from init %g\n", name,
                 ref, d, tol, moved);
@@ -239,8 +210,8 @@ static void test_checkpoint_resume(void **state)
     expect_ok(&r, "resume");
     assert_non_null(strstr(r.out, "resumed from"));
     free(r.out);
-    a = load("whole.bin", &n);
-    b = load("resumed.bin", &m);
+    a = rdt_test_load_floats(dir, "whole.bin", &n);
+    b = rdt_test_load_floats(dir, "resumed.bin", &m);
     assert_int_equal(n, m);
     assert_memory_equal(a, b, n * sizeof(float));
     free(a);

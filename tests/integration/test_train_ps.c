@@ -29,6 +29,7 @@
 
 #include "data.h"
 #include "model.h"
+#include "testutil.h"
 
 #ifndef RDT_LAUNCHER
 #error "RDT_LAUNCHER (path of the rdmatrain program) must be defined by the build"
@@ -155,38 +156,7 @@ static void expect_ok(job_t *j, const char *what)
     assert_int_equal(j->status, 0);
 }
 
-static float *load(const char *name, size_t *n_p)
-{
-    char path[512];
-    struct stat st;
-    float *p;
-    FILE *f;
 
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_size % 4, 0);
-    *n_p = (size_t)st.st_size / 4;
-    p = malloc((size_t)st.st_size + 1);
-    assert_non_null(p);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(p, 4, *n_p, f), *n_p);
-    fclose(f);
-    return p;
-}
-
-/* Largest |a - b|; a NaN on either side counts as infinitely far. */
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m))
-            m = isnan(d) ? INFINITY : d;
-    }
-    return m;
-}
 
 /* The parameters in @p name are those in @p ref within @p tol, and moved away from the initial
  * weights (so that the runs trained, and a match is not two copies of the start). */
@@ -194,15 +164,15 @@ static void expect_params(const char *name, const char *ref, double tol)
 {
     int sizes[4] = {784, 256, 128, 10};
     size_t n, m;
-    float *a = load(name, &n), *b = load(ref, &m);
+    float *a = rdt_test_load_floats(dir, name, &n), *b = rdt_test_load_floats(dir, ref, &m);
     rdt_mlp_t init;
     double d, moved;
 
     assert_int_equal(n, m);
     assert_int_equal(rdt_mlp_init(&init, sizes, 4, 0, 3, SEED), 0);
     assert_int_equal(init.nparams, n);
-    d = max_diff(a, b, n);
-    moved = max_diff(a, init.params, n);
+    d = rdt_test_max_diff(a, b, n);
+    moved = rdt_test_max_diff(a, init.params, n);
     if (!(d <= tol) || !(moved > 1e-3))
         fprintf(stderr, "%s vs %s: max difference %g (tolerance %g), moved from the start %g\n",
                 name, ref, d, tol, moved);
@@ -317,12 +287,12 @@ static void test_async_completes_and_reports_staleness(void **state)
     assert_non_null(strstr(j.out, "max staleness"));
     job_free(&j);
 
-    p = load("async.bin", &n);
+    p = rdt_test_load_floats(dir, "async.bin", &n);
     assert_int_equal(rdt_mlp_init(&init, sizes, 4, 0, 3, SEED), 0);
     assert_int_equal(init.nparams, n);
     for (i = 0; i < n; i++)
         assert_true(isfinite(p[i]));
-    assert_true(max_diff(p, init.params, n) > 1e-3);
+    assert_true(rdt_test_max_diff(p, init.params, n) > 1e-3);
     rdt_mlp_free(&init);
     free(p);
 
