@@ -434,8 +434,15 @@ static int resume(trainer_t *t, float *full, float *vel)
     if (st != RDT_SUCCESS)
         return train_fail(t, t->comm, st, "the broadcast of the checkpoint");
     if (hdr[0] < 0) {
+        /* every rank says why: the first to exit makes the launcher stop the others, rank 0
+         * perhaps before it printed its sentence */
+        char why[sizeof(t->err)];
+        memcpy(why, t->err, sizeof(why));
+        st = rdt_broadcast(t->comm, why, why, sizeof(why), RDT_UINT8, 0);
+        why[sizeof(why) - 1] = '\0';
         if (t->rank != 0)
-            train_error(t, "rank 0 refused the checkpoint in %s", t->o.checkpoint);
+            train_error(t, "rank 0 refused the checkpoint in %s: %.900s", t->o.checkpoint,
+                        st == RDT_SUCCESS ? why : "(its reason did not arrive)");
         return -1;
     }
     if (hdr[0] == 1) {
