@@ -1,5 +1,6 @@
 /* spawn.c - see spawn.h. */
 #include "spawn.h"
+#include "freeport.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,27 +14,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-/* A port the kernel just gave us on 127.0.0.1; closed again, so another process may race for it,
- * which the bootstrap reports as a clear error rather than a hang. */
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int port = -1;
-
-    if (fd < 0)
-        return -1;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
 
 static void random_token(char *hex, size_t n)
 {
@@ -83,7 +63,7 @@ int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s
     int *pids, left = 0, failed = 0, i, port;
     double deadline;
 
-    if (nranks < 1 || (port = free_port()) < 0)
+    if (nranks < 1 || (port = rdt_free_port(0)) < 0)
         return -1;
     pids = calloc((size_t)nranks, sizeof(*pids));
     if (!pids)

@@ -10,6 +10,7 @@
  *                  sweep adopted orphans, drain the pipes, release the watchdog, exit
  */
 #include "launch.h"
+#include "freeport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -178,61 +179,6 @@ static int random_token(char *hex)
     for (i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", b[i]);
     return 0;
-}
-
-/* Bind @p port (0: any) on loopback or every address; return the port bound, or -1. */
-static int probe_port(int any, int port)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, got = -1;
-
-    if (fd < 0)
-        return -1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as rank 0 will */
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(any ? INADDR_ANY : INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        got = ntohs(a.sin_port);
-    close(fd);
-    return got;
-}
-
-/*
- * A free port for the rendezvous, closed again for rank 0 to bind. Taken at random below the
- * kernel's ephemeral range (ip_local_port_range): a port from bind(0) is ephemeral, so between
- * our close and rank 0's bind any outgoing connection on the machine could take it (seen with
- * two test suites at once). Below the range only another listener can, which the bootstrap
- * reports as "cannot listen". Falls back to bind(0) if that range is tiny.
- */
-static int free_port(int any)
-{
-    unsigned char rnd[64];
-    int lo = 32768, hi = 60999, i, fd, width;
-    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
-
-    if (f) {
-        if (fscanf(f, "%d %d", &lo, &hi) != 2)
-            lo = 32768;
-        fclose(f);
-    }
-    width = lo - 1 - 10000 < 1024 ? lo - 1 - 1024 : 10000; /* [lo - width, lo - 1] */
-    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (width >= 256 && fd >= 0 && read(fd, rnd, sizeof(rnd)) == (ssize_t)sizeof(rnd)) {
-        for (i = 0; i < (int)sizeof(rnd) / 2; i++) {
-            int port = lo - 1 - ((rnd[2 * i] << 8 | rnd[2 * i + 1]) % width);
-            if (probe_port(any, port) == port) {
-                close(fd);
-                return port;
-            }
-        }
-    }
-    if (fd >= 0)
-        close(fd);
-    return probe_port(any, 0);
 }
 
 static int is_exec_file(const char *path)
@@ -451,7 +397,7 @@ static int choose_root(job_t *j, int any_remote)
     const char *host = o->root_host;
     int port = o->root_port, r;
 
-    if (!port && (port = free_port(any_remote)) < 0) {
+    if (!port && (port = rdt_free_port(any_remote)) < 0) {
         say("cannot find a free TCP port for the rendezvous: %s", strerror(errno));
         return -1;
     }

@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "freeport.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -662,16 +664,7 @@ static pid_t sshd_start(char *rsh, size_t rshlen)
              tmpdir);
     assert_int_equal(system(cmd), 0);
     mkdir("/run/sshd", 0755); /* sshd's privilege separation directory */
-    for (i = 0; i < 50 && !port; i++) {
-        struct sockaddr_in a = {.sin_family = AF_INET};
-        socklen_t len = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-            port = ntohs(a.sin_port);
-        close(fd);
-    }
+    port = rdt_free_port(0); /* sshd binds it with SO_REUSEADDR too */
     assert_true(port > 0);
     snprintf(cfg, sizeof(cfg), "%s/sshd_config", tmpdir);
     f = fopen(cfg, "w");

@@ -32,6 +32,8 @@
 
 #include <cmocka.h>
 
+#include "freeport.h"
+
 #include <rdmatrain.h>
 
 #include <arpa/inet.h>
@@ -196,30 +198,10 @@ static void expect_in(const char *hay, const char *needle)
 /* A port on 127.0.0.1 free now, below the ephemeral range (as the launcher picks its own). */
 static int free_port(void)
 {
-    int lo = 32768, hi = 60999, i;
-    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-
-    if (f) {
-        if (fscanf(f, "%d %d", &lo, &hi) != 2)
-            lo = 32768;
-        fclose(f);
-    }
-    srand((unsigned)(getpid() ^ now_ms()));
-    for (i = 0; i < 200; i++) {
-        struct sockaddr_in a = {.sin_family = AF_INET};
-        int port = lo - 1 - rand() % (lo - 1 - 1024 < 10000 ? lo - 1 - 1024 : 10000);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, ok;
-        assert_true(fd >= 0);
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons((uint16_t)port);
-        ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        close(fd);
-        if (ok)
-            return port;
-    }
-    fail_msg("no free port on 127.0.0.1");
-    return -1;
+    int port = rdt_free_port(0);
+    if (port < 0)
+        fail_msg("no free port on 127.0.0.1");
+    return port;
 }
 
 static int count_marked(const char *marker, int kill_them)

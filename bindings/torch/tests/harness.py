@@ -1,6 +1,7 @@
 """Start N ranks of a test script as processes over loopback (torch's env:// initialisation:
 RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT=a free port) and collect their results."""
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -8,6 +9,24 @@ import time
 
 
 def free_port():
+    """A port free now on 127.0.0.1, at random below the kernel's ephemeral range (as the
+    launcher picks its own): a port from bind(0) is ephemeral, so any outgoing connection on the
+    machine could take it before rank 0 binds it; below the range only another listener can."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    width = min(10000, lo - 1 - 1024)
+    for _ in range(64 if width >= 256 else 0):
+        port = lo - 1 - random.randrange(width)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
