@@ -24,6 +24,7 @@
 
 #include "bootstrap.h"
 #include "comm.h"
+#include "ctl.h"
 #include "log.h"
 #include "topo.h"
 
@@ -118,6 +119,7 @@ static rdt_comm_t *comm_alloc(int rank, int nranks, const rdt_config_t *cfg)
     comm->nranks = nranks;
     comm->cfg = *cfg;
     comm->timeout_s = cfg->timeout_s;
+    comm->ctl_fd = -1;
     comm->nslots = cfg->slices > 0 ? cfg->slices : 3;
     comm->hosts = calloc((size_t)nranks, RDT_HOST_MAX);
     comm->send_seq = calloc((size_t)nranks, sizeof(uint32_t));
@@ -155,6 +157,7 @@ void rdt_comm_destroy(rdt_comm_t *comm)
     rdt_exec_slots_free(comm);
     rdt_comm_scratch_set(comm, NULL, 0);
     rdt_topo_destroy(comm->topo);
+    rdt_ctl_close(comm);
     free(comm->hosts);
     free(comm->send_seq);
     free(comm->recv_seq);
@@ -284,6 +287,7 @@ typedef struct blob {
     unsigned char addr[RDT_ADDR_MAX];
     char host[RDT_HOST_MAX];
     rdt_topo_loc_t loc; /* NUMA node and nearest NIC, -1 unknown (checked by topo/) */
+    unsigned char ctl[RDT_ADDR_MAX]; /* the status channel's packed address (ctl.h) */
 } blob_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -553,6 +557,7 @@ static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void 
         return st;
     snprintf(mine.host, sizeof(mine.host), "%s", comm->host);
     mine.loc = loc;
+    rdt_ctl_open(comm, mine.ctl);
     table = calloc((size_t)comm->nranks, sizeof(*table));
     addrs = calloc((size_t)comm->nranks, RDT_ADDR_MAX);
     locs = calloc((size_t)comm->nranks, sizeof(*locs));
@@ -569,6 +574,7 @@ static rdt_status_t comm_wire_up(rdt_comm_t *comm, exchange_fn_t exchange, void 
         memcpy(comm->hosts + (size_t)i * RDT_HOST_MAX, table[i].host, RDT_HOST_MAX);
         locs[i] = table[i].loc;
     }
+    rdt_ctl_peers_set(comm, table[0].ctl, sizeof(*table));
     st = topo_build(comm, locs);
     if (st != RDT_SUCCESS)
         goto out;
@@ -950,6 +956,7 @@ typedef struct split_entry {
     int32_t rank;
     int32_t pad;
     unsigned char addr[RDT_ADDR_MAX];
+    unsigned char ctl[RDT_ADDR_MAX]; /* the new communicator's status channel (ctl.h) */
 } split_entry_t;
 
 static int split_cmp(const void *a, const void *b)
@@ -1036,6 +1043,8 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
     st = transport_open(nc, &comm->cfg);
     if (st == RDT_SUCCESS)
         st = nc->tp->ops->addr_get(nc->tp, mine.addr, &alen);
+    if (st == RDT_SUCCESS)
+        rdt_ctl_open(nc, mine.ctl);
     if (st != RDT_SUCCESS) {
         free(members);
         rdt_comm_set_error(comm, st, "split on rank %d: cannot open the transport of the new "
@@ -1069,6 +1078,14 @@ rdt_status_t rdt_comm_split(rdt_comm_t *comm, int color, int key, rdt_comm_t **n
             locs[i].nic = pt->nic_of[old];
             locs[i].nnics = pt->nnics[pt->host_of[old]];
         }
+    }
+    { /* the members' status channels, in the new order (none if this allocation fails) */
+        unsigned char *ctls = calloc((size_t)n, RDT_ADDR_MAX);
+        for (i = 0; ctls && i < n; i++)
+            memcpy(ctls + (size_t)i * RDT_ADDR_MAX, all[members[i].rank].ctl, RDT_ADDR_MAX);
+        if (ctls)
+            rdt_ctl_peers_set(nc, ctls, RDT_ADDR_MAX);
+        free(ctls);
     }
     free(members);
     st = topo_build(nc, comm->topo ? locs : NULL);

@@ -139,6 +139,12 @@ struct rdt_comm {
     int forced[RDT_COLL_COUNT];
     /* selection: which (collective, log2 size) choices were already logged */
     uint64_t logged[RDT_COLL_COUNT];
+    /* the status side channel (ctl.c): socket (-1: none), every rank's packed address */
+    int ctl_fd;
+    unsigned char *ctl_peers; /* nranks * RDT_WIRE_SOCKADDR_LEN */
+    unsigned ctl_dropped;     /* invalid datagrams dropped */
+    uint32_t ctl_nonce;
+    int ctl_second_hand;      /* the failure was heard on the channel: not repeated on it */
 };
 
 /* Replace the executor's scratch by @p mem (@p bytes; NULL frees it), keeping its registration
@@ -167,6 +173,10 @@ void rdt_exec_advance(rdt_comm_t *comm);
 void rdt_exec_poll(rdt_comm_t *comm);
 rdt_status_t rdt_exec_plan_get(rdt_comm_t *comm, rdt_coll_t coll, rdt_algo_t algo, int root,
                                rdt_plan_t **plan_p);
+/* What the head request waits for, for the status channel: up to @p max peer ranks into
+ * @p peers (their number is returned) and a sentence into @p text ("" when no operation is in
+ * progress). */
+int rdt_exec_wait_state(rdt_comm_t *comm, int *peers, int max, char *text, size_t len);
 /* Wait for @p req (NULL: until the queue is empty) with the communicator's timeouts. */
 rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req);
 void rdt_exec_plans_free(rdt_comm_t *comm);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "ctl.h"
 #include "log.h"
 #include "reduce.h"
 
@@ -661,74 +662,6 @@ static void queue_remove(rdt_comm_t *comm, rdt_request_t *req)
     req_unhold(req);
 }
 
-#define FAREWELL_TAG 0x7fffffffffffffffULL /* never a collective's, a check's or a p2p tag */
-#define FAREWELL_S 0.05
-
-static void farewell_done(rdt_xfer_t *x, rdt_status_t st)
-{
-    (void)x;
-    (void)st;
-}
-
-/*
- * Before giving up, make sure the peers that may wait for this rank will hear of it. Aborting the
- * transport tells every connected peer why this rank gave up; but connections are lazy and the
- * lower rank of a pair connects, so a higher-ranked peer waiting for a message this rank never
- * got to send (a broadcast chain broken at this rank) was never connected to, and would wait for
- * its whole timeout. So for the higher-ranked peers of the operation in progress, post an empty
- * receive that makes the transport connect, and drive it for FAREWELL_S before the abort (a
- * bounded cost, on the failure path only). Returns the receives, freed after the abort has
- * completed them (NULL if none).
- */
-static rdt_xfer_t *farewell_post(rdt_comm_t *comm)
-{
-    static char dummy;
-    rdt_request_t *head = comm->head, *r;
-    rdt_xfer_t *x;
-    unsigned char *want;
-    int n = 0, q, i = 0;
-    uint32_t j;
-    double until;
-
-    if (!head || !head->started || !comm->tp || comm->rank == comm->nranks - 1)
-        return NULL;
-    want = calloc((size_t)comm->nranks, 1);
-    if (!want)
-        return NULL;
-    if (head->kind == RDT_REQ_COLL && head->plan) {
-        for (j = 0; j < head->plan->sched->nops; j++) {
-            const rdt_sched_op_t *o = &head->plan->sched->ops[j];
-            if (op_is_msg(o) && o->peer > comm->rank)
-                want[o->peer] = 1;
-        }
-    }
-    for (r = head; r && r->kind != RDT_REQ_COLL; r = r->next)
-        if (r->peer > comm->rank)
-            want[r->peer] = 1;
-    for (q = 0; q < comm->nranks; q++)
-        n += want[q];
-    x = n ? calloc((size_t)n, sizeof(*x)) : NULL;
-    for (q = 0; x && q < comm->nranks; q++) {
-        if (!want[q])
-            continue;
-        x[i].buf = &dummy;
-        x[i].len = 0;
-        x[i].peer = q;
-        x[i].tag = FAREWELL_TAG;
-        x[i].cb = farewell_done;
-        /* refused (the pair already failed): that peer hears of it anyway */
-        (void)comm->tp->ops->irecv(comm->tp, &x[i]);
-        i++;
-    }
-    free(want);
-    if (!x)
-        return NULL;
-    until = rdt_now() + FAREWELL_S;
-    while (rdt_now() < until)
-        comm->tp->ops->progress(comm->tp, 5);
-    return x;
-}
-
 /* Finish a failure recorded in a callback: abort the transport (peers see the connections close),
  * fail every queued request. */
 void rdt_comm_fail(rdt_comm_t *comm, rdt_status_t st)
@@ -738,16 +671,16 @@ void rdt_comm_fail(rdt_comm_t *comm, rdt_status_t st)
     if (comm->failed == RDT_SUCCESS)
         comm->failed = st;
     if (comm->tp && !comm->tp_aborted) {
-        rdt_xfer_t *farewell;
         comm->tp_aborted = 1;
         rdt_warn("comm", "%s", comm->error);
+        /* every other rank hears why at once, even those never connected to (connections are
+         * lazy) or blocked behind another rank: see ctl.h */
+        rdt_ctl_gave_up(comm);
         /* what the transport's failure notices say when no transfer of its own failed first
          * (a timeout, a mismatch found by RDT_CHECK, an abort) */
         snprintf(comm->tp->error, sizeof(comm->tp->error), "%.*s",
                  (int)sizeof(comm->tp->error) - 1, comm->error);
-        farewell = farewell_post(comm);
         comm->tp->ops->abort(comm->tp); /* from the driving thread: completes them all */
-        free(farewell);
     }
     while ((r = comm->head) != NULL) {
         r->done = 1;
@@ -851,6 +784,38 @@ static int describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_t
     return shown;
 }
 
+int rdt_exec_wait_state(rdt_comm_t *comm, int *peers, int max, char *text, size_t len)
+{
+    rdt_request_t *req = comm->head;
+    char name[160], what[400];
+    int n = 0, i, k;
+    uint32_t j;
+
+    text[0] = '\0';
+    if (!req || !req->started)
+        return 0;
+    rdt_exec_request_name(req, name, sizeof(name));
+    describe_wait(comm, req, what, sizeof(what));
+    snprintf(text, len, "%s, waiting for: %s", name, what);
+    if (req->kind != RDT_REQ_COLL)
+        return max > 0 ? (peers[0] = req->peer, 1) : 0;
+    for (i = 0; i < comm->nslots && req->plan; i++) {
+        rdt_slot_t *sl = &comm->slots[i];
+        if (!sl->active)
+            continue;
+        for (j = 0; j < sl->nmsgs && n < max; j++) {
+            int peer = req->plan->sched->ops[sl->msgs[j].op].peer;
+            if (sl->msgs[j].done)
+                continue;
+            for (k = 0; k < n && peers[k] != peer; k++)
+                ;
+            if (k == n)
+                peers[n++] = peer;
+        }
+    }
+    return n;
+}
+
 void rdt_exec_request_name(const rdt_request_t *req, char *buf, size_t len)
 {
     char what[128];
@@ -869,6 +834,19 @@ void rdt_exec_request_name(const rdt_request_t *req, char *buf, size_t len)
     }
 }
 
+/* After a timeout, how long to look for the rank at the end of the chain of waiting ranks
+ * (ctl.h): a live rank answers within its polling period (at most 0.1 s in the transport's
+ * sleep), a quarter of the timeout gives room for several tries, and the error still comes
+ * well within timeout + 2 s. */
+static double ctl_grace(double timeout_s)
+{
+    double g = timeout_s * 0.25;
+    return g < 0.5 ? 0.5 : g > 1.0 ? 1.0 : g;
+}
+
+/* A rank answers the status channel once its current wait is this old (seconds). */
+#define CTL_ANSWER_AFTER_S 0.02
+
 /*
  * The clock side of polling, looked at every 16th poll and after each sleep (rdt_exec_wait), so
  * the fast path never reads it: turn an expired deadline of the head request into a failure, and
@@ -876,18 +854,22 @@ void rdt_exec_request_name(const rdt_request_t *req, char *buf, size_t len)
  */
 static void check_clock(rdt_comm_t *comm, rdt_request_t *head)
 {
-    char name[160], what[600];
+    char name[160], what[600], msg[RDT_ERRMSG_LEN];
     double now = rdt_now();
 
     if (now > head->deadline) {
         rdt_exec_request_name(head, name, sizeof(name));
         describe_wait(comm, head, what, sizeof(what));
-        rdt_comm_set_error(comm, RDT_ERR_TIMEOUT,
-                           "%s timed out after %g s on rank %d (host %s) waiting for: %s", name,
-                           head->timeout_s, comm->rank, comm->host, what);
+        snprintf(msg, sizeof(msg), "%s timed out after %g s on rank %d (host %s) waiting for: %s",
+                 name, head->timeout_s, comm->rank, comm->host, what);
+        rdt_ctl_blame(comm, head, ctl_grace(head->timeout_s), msg, sizeof(msg));
+        rdt_comm_set_error(comm, RDT_ERR_TIMEOUT, "%s", msg);
         rdt_comm_fail(comm, RDT_ERR_TIMEOUT);
         return;
     }
+    /* a wait that has lasted: answer the status channel (ctl.h), off the fast path */
+    if (comm->ctl_fd >= 0 && now - (head->deadline - head->timeout_s) > CTL_ANSWER_AFTER_S)
+        rdt_ctl_service(comm);
     if (head->warn_at > 0 && now > head->warn_at && !head->warned) {
         head->warned = 1;
         rdt_exec_request_name(head, name, sizeof(name));
@@ -904,7 +886,7 @@ static void exec_poll(rdt_comm_t *comm, int clock)
 {
     rdt_request_t *head;
 
-    rdt_exec_advance(comm);
+    /* before advancing: an operation issued after rdt_comm_abort must not send its part */
     if (atomic_load(&comm->abort_requested) && !comm->tp_aborted) {
         if (comm->failed == RDT_SUCCESS)
             rdt_comm_set_error(comm, RDT_ERR_ABORTED, "communicator aborted on rank %d (host %s)",
@@ -912,6 +894,7 @@ static void exec_poll(rdt_comm_t *comm, int clock)
         rdt_comm_fail(comm, RDT_ERR_ABORTED);
         return;
     }
+    rdt_exec_advance(comm);
     head = comm->head;
     if (head && head->started && clock)
         check_clock(comm, head);

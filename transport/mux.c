@@ -421,6 +421,14 @@ static void mux_abort(rdt_transport_t *t)
     rdt_mux_t *m = (rdt_mux_t *)t;
     if (!m)
         return;
+    /* the sentence the engine left here (why this rank gives up) is what both halves' failure
+     * notices must carry, not "the shm transport of rank N was aborted" */
+    if (m->base.error[0]) {
+        if (!m->shm->error[0])
+            snprintf(m->shm->error, sizeof(m->shm->error), "%s", m->base.error);
+        if (!m->net->error[0])
+            snprintf(m->net->error, sizeof(m->net->error), "%s", m->base.error);
+    }
     m->shm->ops->abort(m->shm);
     m->net->ops->abort(m->net);
     if (!m->base.error[0])

@@ -15,9 +15,10 @@
  *   (RDT_TEST_FAULT_KILLS=N for more); the count per kind and the longest kill-to-error time
  *   per transport are printed ("faults: ...").
  * - SIGSTOP of one rank, with RDT_TIMEOUT=3 (the timeout path): the others fail with a timeout
- *   within 3 + 2 s, naming the stopped rank as one they were waiting for. A timeout names what
- *   its own rank waits for, so this runs where every other rank waits for the stopped one:
- *   4 MiB binomial-tree broadcasts from it on 3 ranks.
+ *   within 3 + 2 s, each saying that the stopped rank did not answer on the status channel
+ *   (engine/ctl.h): on 3 ranks where every other rank waits for it directly (4 MiB
+ *   binomial-tree broadcasts from it), and on 4 ranks with the whole mix, where most ranks wait
+ *   for a rank that waits for it.
  * - shutdown(SHUT_RDWR) of one rank's TCP connection, taken from the running process with
  *   pidfd_getfd: both ends fail naming each other, the other ranks name one of the two.
  * - Through the launcher (BUILD/trainer/rdmatrain, found next to this program): one rank of
@@ -471,6 +472,23 @@ static int f_names(const char *msg, int rank)
     return strstr(msg, want) != NULL;
 }
 
+/* "rank 2 (host x) did not answer": the status channel found it at the end of the chain of
+ * waiting ranks (engine/ctl.h). */
+static int f_blames(const char *msg, int rank)
+{
+    char want[32];
+    const char *p = msg;
+
+    snprintf(want, sizeof(want), "rank %d (host ", rank);
+    while ((p = strstr(p, want)) != NULL) {
+        const char *close = strchr(p, ')');
+        if (close && strncmp(close + 1, " did not answer", 15) == 0)
+            return 1;
+        p += strlen(want);
+    }
+    return 0;
+}
+
 static int f_transport_index(const char *t)
 {
     return strcmp(t, "tcp") == 0 ? 0 : strcmp(t, "shm") == 0 ? 1 : strcmp(t, "auto") == 0 ? 2 : 3;
@@ -518,8 +536,11 @@ static double f_run(const char *transport, int nranks, int fault, const char *ti
             fail_msg("%s, %d ranks: rank %d waited for the timeout instead of seeing rank %d "
                      "die: %s",
                      transport, nranks, i, job.victim, r->msg);
-        if (fault == F_FAULT_STOP && r->status != RDT_ERR_TIMEOUT)
-            fail_msg("%s, %d ranks: rank %d did not time out: %s", transport, nranks, i, r->msg);
+        /* a rank may hear first that another timed out (and whom it blamed) */
+        if (fault == F_FAULT_STOP && r->status != RDT_ERR_TIMEOUT &&
+            r->status != RDT_ERR_PEER_FAILED)
+            fail_msg("%s, %d ranks: rank %d neither timed out nor heard of another's timeout: %s",
+                     transport, nranks, i, r->msg);
         if (fault == F_FAULT_SHUT) {
             int other = i == job.victim ? job.shut_peer : job.victim;
             if (!f_names(r->msg, other) &&
@@ -527,6 +548,11 @@ static double f_run(const char *transport, int nranks, int fault, const char *ti
                 fail_msg("%s, %d ranks, rank %d's connection to rank %d shut down: rank %d's "
                          "error names neither: %s",
                          transport, nranks, job.victim, job.shut_peer, i, r->msg);
+        } else if (fault == F_FAULT_STOP && !f_blames(r->msg, job.victim)) {
+            fail_msg("%s, %d ranks, rank %d stopped during %s after %d ms: rank %d's error does "
+                     "not say that rank %d did not answer: %s",
+                     transport, nranks, job.victim, f_kind_name[job.kind_at_fault], job.delay_ms,
+                     i, job.victim, r->msg);
         } else if (!f_names(r->msg, job.victim)) {
             fail_msg("%s, %d ranks, rank %d %s during %s after %d ms: rank %d's error does not "
                      "name it: %s",
@@ -605,10 +631,8 @@ static void test_kills_summary(void **state)
                      4 * F_KILLS + 2 * (F_KILLS / 2));
 }
 
-/* A timeout names what this rank waits for, so the others must all be waiting for the stopped
- * rank: broadcasts of 4 MiB from it, as binomial trees on 3 ranks (both others are its
- * children). On more ranks, or with other collectives, a rank may wait for one that waits for
- * the stopped one, and names that rank. */
+/* Every other rank waits for the stopped rank directly here: broadcasts of 4 MiB from it, as
+ * binomial trees on 3 ranks (both others are its children). */
 static void test_stopped_rank_times_the_others_out_naming_it_over_tcp_and_shm(void **state)
 {
     char to[16];
@@ -619,6 +643,22 @@ static void test_stopped_rank_times_the_others_out_naming_it_over_tcp_and_shm(vo
     print_message("faults: SIGSTOP over tcp, 3 ranks: last survivor failed %.3f s after\n", t);
     t = f_run("shm", 3, F_FAULT_STOP, to, 1);
     print_message("faults: SIGSTOP over shm, 3 ranks: last survivor failed %.3f s after\n", t);
+}
+
+/* On 4 ranks with the whole mix (rings, trees, pairwise exchanges), a rank often waits for one
+ * that waits for the stopped one: its timeout alone would name its neighbour. The status
+ * channel follows the chain, so every rank still names the stopped one as the rank that did
+ * not answer. */
+static void test_stopped_rank_is_found_through_the_chain_of_waiting_ranks_on_4_ranks(void **state)
+{
+    char to[16];
+    double t;
+    (void)state;
+    snprintf(to, sizeof(to), "%d", F_STOP_TIMEOUT_S);
+    t = f_run("tcp", 4, F_FAULT_STOP, to, 0);
+    print_message("faults: SIGSTOP over tcp, 4 ranks: last survivor failed %.3f s after\n", t);
+    t = f_run("shm", 4, F_FAULT_STOP, to, 0);
+    print_message("faults: SIGSTOP over shm, 4 ranks: last survivor failed %.3f s after\n", t);
 }
 
 static void
@@ -797,6 +837,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_rank_is_named_by_every_survivor_over_auto_on_3_and_4_ranks),
         cmocka_unit_test(test_kills_summary),
         cmocka_unit_test(test_stopped_rank_times_the_others_out_naming_it_over_tcp_and_shm),
+        cmocka_unit_test(test_stopped_rank_is_found_through_the_chain_of_waiting_ranks_on_4_ranks),
         cmocka_unit_test(
             test_connection_shut_down_under_the_engine_fails_both_ends_naming_each_other),
         cmocka_unit_test(test_launcher_names_the_killed_rank_and_so_do_the_survivors),

@@ -5,6 +5,9 @@
  * - A rank that never calls the collective (it sleeps): the others fail with RDT_ERR_TIMEOUT
  *   within timeout + 2 s, naming it, after one stall warning (RDT_STALL_WARN) that names it too.
  *   Their stderr is redirected to a file to read the log lines. Over tcp and shm.
+ *   Every error also says that rank did not answer on the status channel (engine/ctl.h).
+ * - Ranks that wait for each other (0 and 1 receive from each other, 2 from 0): every error
+ *   reports the cycle and blames no rank.
  * - rdt_comm_set_timeout(1.0) on a communicator made with RDT_TIMEOUT=60 makes the next call time
  *   out in about a second; abort twice on it is harmless; after destroying it a fresh
  *   communicator with rdt_comm_set_timeout(60) works.
@@ -157,6 +160,11 @@ static int body_never_arrives(int rank, int p, void *arg)
     bad |= expect_in(rank, "the error", rdt_comm_last_error(comm), missing);
     bad |= expect_in(rank, "the error", rdt_comm_last_error(comm), "barrier #0");
     bad |= expect_in(rank, "the error", rdt_comm_last_error(comm), "timed out after 1.5 s");
+    /* found through the status channel, even by a rank that waits for it only indirectly */
+    snprintf(missing, sizeof(missing), "rank %d (host ", p - 1);
+    bad |= expect_in(rank, "the error", rdt_comm_last_error(comm), missing);
+    bad |= expect_in(rank, "the error", rdt_comm_last_error(comm),
+                     ") did not answer within 0.5 s: it is in no call on this communicator");
     /* exactly one stall warning, naming the missing rank, before the timeout's line */
     warn = NULL;
     for (line = strstr(log, "has waited"); line; line = strstr(line + 1, "has waited")) {
@@ -189,6 +197,48 @@ static void test_a_rank_that_never_arrives_is_named_by_a_warning_then_a_timeout(
     run(3, body_never_arrives, NULL);
     setenv("RDT_TRANSPORT", "shm", 1);
     run(3, body_never_arrives, NULL);
+    unsetenv("RDT_TRANSPORT");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ranks waiting for each other                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Ranks 0 and 1 each receive from the other first (a user's deadlock), rank 2 from rank 0: no
+ * rank is missing, each waits for a rank that waits. Every error must say so rather than blame
+ * a rank that is there. */
+static int body_cycle(int rank, int p, void *arg)
+{
+    int x = 0, bad = 0;
+    rdt_comm_t *comm;
+    rdt_status_t st;
+
+    (void)p;
+    (void)arg;
+    setenv("RDT_TIMEOUT", "1", 1);
+    comm = create_or_die();
+    st = rdt_recv(comm, &x, 1, RDT_INT32, rank == 0 ? 1 : 0);
+    fprintf(stderr, "rank %d (expected error): %s: %s\n", rank, rdt_status_str(st),
+            rdt_comm_last_error(comm));
+    if (st != RDT_ERR_TIMEOUT) {
+        fprintf(stderr, "rank %d: expected RDT_ERR_TIMEOUT\n", rank);
+        bad = 1;
+    }
+    bad |= expect_in(rank, "the error", rdt_comm_last_error(comm),
+                     "every rank it waits for, directly or not, is waiting as well (a cycle");
+    if (strstr(rdt_comm_last_error(comm), "did not answer")) {
+        fprintf(stderr, "rank %d: the error blames a rank that was there\n", rank);
+        bad = 1;
+    }
+    rdt_comm_destroy(comm);
+    return bad | leaks(rank);
+}
+
+static void test_ranks_waiting_for_each_other_are_reported_as_a_cycle(void **state)
+{
+    (void)state;
+    setenv("RDT_TRANSPORT", "tcp", 1);
+    run(3, body_cycle, NULL);
     unsetenv("RDT_TRANSPORT");
 }
 
@@ -381,6 +431,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_rank_that_never_arrives_is_named_by_a_warning_then_a_timeout),
+        cmocka_unit_test(test_ranks_waiting_for_each_other_are_reported_as_a_cycle),
         cmocka_unit_test(test_set_timeout_shortens_the_next_call_and_a_fresh_communicator_works),
         cmocka_unit_test(test_every_collective_and_send_recv_name_the_rank_and_step_on_timeout),
     };
