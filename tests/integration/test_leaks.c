@@ -242,7 +242,9 @@ static int l_shm_names(char *out, size_t len)
 }
 
 /* QPs of this process in `rdma res show qp` (iproute2), or -1 without the tool. The lines read
- * "link rxe0/1 lqpn 17 type RC state RTS ... comm test_leaks pid 1234" (kernel QPs have no pid). */
+ * "link rxe0/1 lqpn 17 type RC state RTS ... comm test_leaks pid 1234" (kernel QPs have no pid).
+ * Called with memory registered: glibc's system() and popen() start the shell with posix_spawn
+ * (a vfork-like clone sharing the address space), so no copy-on-write fork touches pinned pages. */
 static int l_count_qps(void)
 {
     char line[1024];
