@@ -13,7 +13,8 @@
  *
  * The address (16 of the RDT_ADDR_MAX bytes): [0] 'S' [1] version [2..3] 0 [4..7] pid
  * [8..11] memfd number [12..15] eventfd number, little-endian. Everything else (ring size, token,
- * communicator id, the probe word) is in the header page and checked when a peer maps it.
+ * communicator id, the probe word) is in the header page and checked when a peer maps it. Both
+ * are judged by the pure functions of shm_wire.c (which a fuzz target runs too).
  *
  * Rings. Single producer, single consumer byte streams with monotonic 64-bit head (producer) and
  * tail (consumer) counters on their own cache lines, C11 acquire/release: the producer writes
@@ -49,6 +50,7 @@
  * Threads: as tcp.c. The driving thread holds tp->lock inside every call; abort() from another
  * thread only trylocks, sets a flag and writes the eventfd.
  */
+#include "shm_wire.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -67,24 +69,25 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
-#define SHM_SEG_MAGIC 0x4d485352u /* "RSHM" */
-#define SHM_VERSION 1u
+#define SHM_SEG_MAGIC RDT_SHM_SEG_MAGIC
+#define SHM_VERSION RDT_SHM_VERSION
 #define SHM_MSG_MAGIC 0x31534452u  /* "RDS1": eager message */
 #define SHM_RTS_MAGIC 0x32534452u  /* "RDS2": rendezvous request */
 #define SHM_HDR_LEN 24
 #define SHM_RTS_LEN 40
-#define SHM_ADDR_LEN 16
+#define SHM_ADDR_LEN RDT_SHM_ADDR_LEN
 #define SHM_LINE 128 /* a cache line on x86-64 and most aarch64 is 64; 128 covers the rest */
-#define SHM_PAGE 4096
+#define SHM_PAGE RDT_SHM_PAGE
 #define SHM_RING_DEFAULT ((size_t)256 << 10)
-#define SHM_RING_MIN ((size_t)4 << 10)
-#define SHM_RING_MAX ((size_t)1 << 30)
+#define SHM_RING_MIN ((size_t)RDT_SHM_RING_MIN)
+#define SHM_RING_MAX ((size_t)RDT_SHM_RING_MAX)
 #define SHM_RNDV_DEFAULT ((size_t)32 << 10)
 #define SHM_CMA_CHUNK ((size_t)8 << 20) /* bytes per process_vm_readv, abort checked between */
 #define SHM_RX_PASSES 64                /* ring refills read per peer and progress() */
@@ -113,16 +116,10 @@ typedef struct shm_ctl {
 
 _Static_assert(sizeof(shm_ctl_t) <= SHM_PAGE, "a ring's control block fits its page");
 
-/* The header page of a rank's segment. */
+/* The header page of a rank's segment: who owns it (checked by peers, shm_wire.h), then the
+ * owner's sleep flag. */
 typedef struct shm_hdr {
-    uint32_t magic, version;
-    uint32_t rank, nranks;
-    uint64_t comm_id;
-    unsigned char token[RDT_TOKEN_LEN];
-    uint32_t pid, pad;
-    uint64_t ring_bytes;
-    uint64_t probe_value; /* a peer reads this word with process_vm_readv at probe_addr */
-    uint64_t probe_addr;
+    rdt_shm_seg_hdr_t id;
     alignas(SHM_LINE) _Atomic uint32_t sleeping; /* the owner is (about to be) blocked in epoll */
 } shm_hdr_t;
 
@@ -1231,23 +1228,21 @@ rdt_status_t rdt_shm_open_opts(const rdt_transport_params_t *params, const rdt_s
         snprintf(why, sizeof(why), "cannot set up the wakeup eventfd: %s", strerror(errno));
         goto err;
     }
-    tp->hdr->magic = SHM_SEG_MAGIC;
-    tp->hdr->version = SHM_VERSION;
-    tp->hdr->rank = (uint32_t)tp->rank;
-    tp->hdr->nranks = (uint32_t)tp->nranks;
-    tp->hdr->comm_id = tp->comm_id;
-    memcpy(tp->hdr->token, tp->token, RDT_TOKEN_LEN);
-    tp->hdr->pid = (uint32_t)getpid();
-    tp->hdr->ring_bytes = tp->ring_bytes;
-    tp->hdr->probe_value = tp->comm_id ^ 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
-    tp->hdr->probe_addr = (uint64_t)(uintptr_t)&tp->hdr->probe_value;
+    tp->hdr->id.magic = SHM_SEG_MAGIC;
+    tp->hdr->id.version = SHM_VERSION;
+    tp->hdr->id.rank = (uint32_t)tp->rank;
+    tp->hdr->id.nranks = (uint32_t)tp->nranks;
+    tp->hdr->id.comm_id = tp->comm_id;
+    memcpy(tp->hdr->id.token, tp->token, RDT_TOKEN_LEN);
+    tp->hdr->id.pid = (uint32_t)getpid();
+    tp->hdr->id.ring_bytes = tp->ring_bytes;
+    tp->hdr->id.probe_value = tp->comm_id ^ 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+    tp->hdr->id.probe_addr = (uint64_t)(uintptr_t)&tp->hdr->id.probe_value;
 
-    memset(tp->addr, 0, sizeof(tp->addr));
-    tp->addr[0] = 'S';
-    tp->addr[1] = SHM_VERSION;
-    rdt_wire_put_u32(tp->addr + 4, (uint32_t)getpid());
-    rdt_wire_put_u32(tp->addr + 8, (uint32_t)tp->memfd);
-    rdt_wire_put_u32(tp->addr + 12, (uint32_t)tp->efd);
+    {
+        rdt_shm_addr_t a = {(uint32_t)getpid(), (uint32_t)tp->memfd, (uint32_t)tp->efd};
+        rdt_shm_addr_pack(&a, tp->addr);
+    }
 
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
@@ -1306,12 +1301,25 @@ static void shm_peer_setup_failed(rdt_shm_t *tp, shm_peer_t *p, const char *fmt,
  */
 static void shm_peer_setup(rdt_shm_t *tp, shm_peer_t *p, const unsigned char *a)
 {
-    uint32_t pid = rdt_wire_get_u32(a + 4), memfd = rdt_wire_get_u32(a + 8);
-    uint32_t efd = rdt_wire_get_u32(a + 12);
+    rdt_shm_addr_t ad;
+    uint32_t pid, memfd, efd;
     struct epoll_event ev;
-    char path[64];
+    rdt_shm_seg_hdr_t snap;
+    rdt_shm_seg_t seg;
+    struct stat st;
+    char path[64], why[160];
     shm_hdr_t *h;
     int fd;
+
+    if (rdt_shm_addr_parse(a, SHM_ADDR_LEN, &ad, why, sizeof(why)) != 0) {
+        /* shm_addrs_set checked it already */
+        shm_peer_setup_failed(tp, p, "the shm address of rank %d (host %s) is %s", p->rank,
+                              shm_host(p), why);
+        return;
+    }
+    pid = ad.pid;
+    memfd = ad.memfd;
+    efd = ad.efd;
 
     p->pid = (pid_t)pid;
     p->pidfd = shm_pidfd_open(p->pid);
@@ -1332,6 +1340,17 @@ static void shm_peer_setup(rdt_shm_t *tp, shm_peer_t *p, const unsigned char *a)
                               strerror(errno));
         return;
     }
+    /* Sized before anything is read: a page mapped past the end of the file is a SIGBUS when
+     * touched, not an error (the slot it holds for us is checked below). */
+    if (fstat(fd, &st) != 0)
+        st.st_size = 0;
+    if (st.st_size < SHM_PAGE) {
+        close(fd);
+        shm_peer_setup_failed(tp, p, "%s is not the shared segment of rank %d (host %s) of "
+                              "this communicator (a file of %jd bytes)", path, p->rank,
+                              shm_host(p), (intmax_t)st.st_size);
+        return;
+    }
     h = mmap(NULL, SHM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (h == MAP_FAILED) {
         close(fd);
@@ -1340,19 +1359,20 @@ static void shm_peer_setup(rdt_shm_t *tp, shm_peer_t *p, const unsigned char *a)
         return;
     }
     p->hdr = h;
-    if (h->magic != SHM_SEG_MAGIC || h->version != SHM_VERSION || h->rank != (uint32_t)p->rank ||
-        h->nranks != (uint32_t)tp->nranks || h->comm_id != tp->comm_id || h->pid != pid ||
-        !rdt_wire_token_equal(h->token, tp->token) || h->ring_bytes < SHM_RING_MIN ||
-        h->ring_bytes > SHM_RING_MAX || (h->ring_bytes & (h->ring_bytes - 1))) {
+    /* judged and used from one copy: the page stays writable by its owner */
+    memcpy(&snap, &h->id, sizeof(snap));
+    if (rdt_shm_seg_check((const unsigned char *)&snap, sizeof(snap), (uint64_t)st.st_size, pid,
+                          p->rank, tp->rank, tp->nranks, tp->comm_id, tp->token, &seg, why,
+                          sizeof(why)) != 0) {
         close(fd);
         shm_peer_setup_failed(tp, p, "%s is not the shared segment of rank %d (host %s) of "
-                              "this communicator", path, p->rank, shm_host(p));
+                              "this communicator (%s)", path, p->rank, shm_host(p), why);
         return;
     }
-    p->out_size = h->ring_bytes;
-    p->out_map_len = SHM_PAGE + (size_t)h->ring_bytes;
+    p->out_size = seg.ring_bytes;
+    p->out_map_len = (size_t)seg.out_len;
     p->out_map = mmap(NULL, p->out_map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                      (off_t)(SHM_PAGE + (uint64_t)tp->rank * p->out_map_len));
+                      (off_t)seg.out_off);
     close(fd);
     if (p->out_map == MAP_FAILED) {
         p->out_map = NULL;
@@ -1399,9 +1419,9 @@ static void shm_peer_setup(rdt_shm_t *tp, shm_peer_t *p, const unsigned char *a)
     /* one copy for large messages if we may read its memory (same uid, no ptrace lockdown) */
     {
         uint64_t v = 0;
-        struct iovec l = {&v, sizeof(v)}, r = {(void *)(uintptr_t)h->probe_addr, sizeof(v)};
+        struct iovec l = {&v, sizeof(v)}, r = {(void *)(uintptr_t)seg.probe_addr, sizeof(v)};
         ssize_t n = process_vm_readv(p->pid, &l, 1, &r, 1, 0);
-        p->cma_ok = n == (ssize_t)sizeof(v) && v == h->probe_value;
+        p->cma_ok = n == (ssize_t)sizeof(v) && v == seg.probe_value;
         if (p->cma_ok)
             atomic_fetch_or_explicit(&p->in->flags, SHM_RX_CMA, memory_order_release);
         else if (!atomic_exchange(&shm_logged_cma, 1))
@@ -1418,6 +1438,8 @@ static rdt_status_t shm_addrs_set(rdt_transport_t *t, const void *addrs, const c
     rdt_shm_t *tp = (rdt_shm_t *)t;
     const char *mine;
     rdt_status_t st = RDT_SUCCESS;
+    rdt_shm_addr_t ad;
+    char why[160];
     int i;
 
     if (!tp || !addrs)
@@ -1449,10 +1471,8 @@ static rdt_status_t shm_addrs_set(rdt_transport_t *t, const void *addrs, const c
             st = RDT_ERR_CONFIG;
             goto out;
         }
-        if (a[0] != 'S' || a[1] != SHM_VERSION) {
-            shm_set_error(tp, "the shm address of rank %d (host %s) is malformed (bytes 0x%02x "
-                          "0x%02x; is RDT_TRANSPORT the same on every rank?)", i, shm_host(p),
-                          a[0], a[1]);
+        if (rdt_shm_addr_parse(a, SHM_ADDR_LEN, &ad, why, sizeof(why)) != 0) {
+            shm_set_error(tp, "the shm address of rank %d (host %s) is %s", i, shm_host(p), why);
             st = RDT_ERR_INVALID_ARG;
             goto out;
         }

@@ -3,7 +3,8 @@
  *
  * One connection per pair of ranks, made on the first isend/irecv naming the peer: the lower rank
  * connects and sends a handshake, the higher one accepts and checks it. After that the stream
- * carries messages both ways, each a 24-byte header and the payload (little-endian):
+ * carries messages both ways, each a 24-byte header and the payload (little-endian; the formats
+ * are parsed by the pure functions of tcp_wire.c, which the fuzz targets run too):
  *
  *     0        4        8                16               24
  *     | magic  | check  | tag            | length         | payload (length bytes) ...
@@ -32,6 +33,7 @@
  * Threads: the driving thread holds tp->lock inside every call (also while in epoll_wait); abort()
  * from another thread only takes it with trylock, so it never blocks (see tcp_abort()).
  */
+#include "tcp_wire.h"
 #include "transport.h"
 #include "wire.h"
 
@@ -55,11 +57,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TCP_MSG_MAGIC 0x31544452u /* "RDT1" on the wire */
-#define TCP_HDR_LEN 24
-#define TCP_HS_MAGIC 0x48544452u /* "RDTH" */
-#define TCP_HS_VERSION 1u
-#define TCP_HS_LEN 40
+#define TCP_MSG_MAGIC RDT_TCP_MSG_MAGIC
+#define TCP_HDR_LEN RDT_TCP_HDR_LEN
+#define TCP_HS_MAGIC RDT_TCP_HS_MAGIC
+#define TCP_HS_VERSION RDT_TCP_HS_VERSION
+#define TCP_HS_LEN RDT_TCP_HS_LEN
 #define TCP_RBUF_LEN (64 * 1024)
 #define TCP_IOV_MAX 64
 #define TCP_IO_MAX ((size_t)1 << 30) /* bytes per readv/sendmsg, well below SSIZE_MAX */
@@ -71,7 +73,7 @@
 #define TCP_BACKOFF_MAX_MS 500
 #define TCP_CONNECT_TIMEOUT_DEFAULT_MS 30000
 #define TCP_ADDR_STR 96 /* "[v6%scope]:port" */
-#define TCP_NOTE_MAGIC 0x41544452u /* "RDTA": a failure notice, the last thing on a stream */
+#define TCP_NOTE_MAGIC RDT_TCP_NOTE_MAGIC
 #define TCP_NOTICE_MAX 400         /* bytes of a notice's sentence */
 #define TCP_TRAILER_LEN 12         /* after the sentence: length, check, magic */
 #define TCP_TAIL_LEN (TCP_NOTICE_MAX + TCP_TRAILER_LEN)
@@ -468,10 +470,7 @@ static void tcp_peer_notice(rdt_tcp_t *tp, tcp_peer_t *p, const char *why)
         }
     }
     if (framed) {
-        rdt_wire_put_u32(hdr, TCP_NOTE_MAGIC);
-        rdt_wire_put_u32(hdr + 4, rdt_wire_hdr_check(0, n + TCP_TRAILER_LEN, TCP_NOTE_MAGIC));
-        rdt_wire_put_u64(hdr + 8, 0);
-        rdt_wire_put_u64(hdr + 16, n + TCP_TRAILER_LEN);
+        rdt_tcp_frame_pack(TCP_NOTE_MAGIC, 0, n + TCP_TRAILER_LEN, hdr);
         iov[niov].iov_base = hdr;
         iov[niov++].iov_len = TCP_HDR_LEN;
     }
@@ -792,24 +791,25 @@ static ssize_t tcp_rx_read(rdt_tcp_t *tp, tcp_peer_t *p, struct iovec *iov, int 
     return -1;
 }
 
+/* The caller has TCP_HDR_LEN bytes at rbuf[rpos]. */
 static int tcp_rx_header(rdt_tcp_t *tp, tcp_peer_t *p)
 {
-    const unsigned char *b = p->rbuf + p->rpos;
-    uint32_t magic = rdt_wire_get_u32(b), check = rdt_wire_get_u32(b + 4);
-    uint64_t tag = rdt_wire_get_u64(b + 8), len = rdt_wire_get_u64(b + 16);
+    uint64_t tag = 0, len = 0;
+    char why[64];
 
-    if (magic == TCP_NOTE_MAGIC && check == rdt_wire_hdr_check(tag, len, TCP_NOTE_MAGIC)) {
+    switch (rdt_tcp_frame_parse(p->rbuf + p->rpos, p->rend - p->rpos, &tag, &len, why,
+                                sizeof(why))) {
+    case RDT_TCP_FRAME_NOTICE:
         /* the peer gave up: its notice follows, then the end of the stream */
         p->rpos += TCP_HDR_LEN;
         p->in_notice = 1;
         return 0;
-    }
-    if (magic != TCP_MSG_MAGIC ||
-        check != rdt_wire_hdr_check(tag, len, TCP_MSG_MAGIC)) {
+    case RDT_TCP_FRAME_MSG:
+        break;
+    default:
         tcp_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
-                      "rank %d (host %s) sent a corrupt message header (magic 0x%08" PRIx32
-                      "), the stream from it is out of sync",
-                      p->rank, tcp_host(p), magic);
+                      "rank %d (host %s) sent a %s, the stream from it is out of sync", p->rank,
+                      tcp_host(p), why);
         return -1;
     }
     p->rpos += TCP_HDR_LEN;
@@ -967,14 +967,15 @@ static int tcp_peer_up(rdt_tcp_t *tp, tcp_peer_t *p)
 
 static void tcp_connected(rdt_tcp_t *tp, tcp_peer_t *p)
 {
-    unsigned char *h = p->hs_out;
+    rdt_tcp_hs_t h;
 
-    rdt_wire_put_u32(h, TCP_HS_MAGIC);
-    rdt_wire_put_u32(h + 4, TCP_HS_VERSION);
-    memcpy(h + 8, tp->token, RDT_TOKEN_LEN);
-    rdt_wire_put_u64(h + 24, tp->comm_id);
-    rdt_wire_put_u32(h + 32, (uint32_t)tp->rank);
-    rdt_wire_put_u32(h + 36, (uint32_t)tp->nranks);
+    h.magic = TCP_HS_MAGIC;
+    h.version = TCP_HS_VERSION;
+    memcpy(h.token, tp->token, RDT_TOKEN_LEN);
+    h.comm_id = tp->comm_id;
+    h.rank = (uint32_t)tp->rank;
+    h.nranks = (uint32_t)tp->nranks;
+    rdt_tcp_hs_pack(&h, p->hs_out);
     if (tcp_peer_up(tp, p) == 0) {
         p->hs_out_done = 0; /* goes out first, with the first messages */
         rdt_debug("tcp", "connected to rank %d (host %s) at %s", p->rank, tcp_host(p),
@@ -1142,43 +1143,17 @@ static void tcp_accept(rdt_tcp_t *tp)
     }
 }
 
-/* Check a complete handshake; on failure write the reason to @p why and return -1. */
+/* Check a complete handshake (rdt_tcp_hs_check), then that its rank is free to connect; on
+ * failure write the reason to @p why and return -1. */
 static int tcp_hs_check(rdt_tcp_t *tp, const unsigned char *h, uint32_t *rank_p, char *why,
                         size_t n)
 {
-    uint32_t magic = rdt_wire_get_u32(h), version = rdt_wire_get_u32(h + 4);
-    uint64_t comm_id = rdt_wire_get_u64(h + 24);
-    uint32_t rank = rdt_wire_get_u32(h + 32), nranks = rdt_wire_get_u32(h + 36);
+    uint32_t rank;
     tcp_peer_t *p;
 
-    if (magic != TCP_HS_MAGIC) {
-        snprintf(why, n, "not an rdmatrain tcp handshake (magic 0x%08" PRIx32 ")", magic);
+    if (rdt_tcp_hs_check(h, TCP_HS_LEN, tp->token, tp->comm_id, tp->rank, tp->nranks, &rank, why,
+                         n) != 0)
         return -1;
-    }
-    if (version != TCP_HS_VERSION) {
-        snprintf(why, n, "protocol version %" PRIu32 ", this rank speaks %u", version,
-                 TCP_HS_VERSION);
-        return -1;
-    }
-    if (!rdt_wire_token_equal(h + 8, tp->token)) {
-        snprintf(why, n, "wrong job token");
-        return -1;
-    }
-    if (comm_id != tp->comm_id) {
-        snprintf(why, n, "communicator 0x%" PRIx64 ", this one is 0x%" PRIx64, comm_id,
-                 tp->comm_id);
-        return -1;
-    }
-    if (nranks != (uint32_t)tp->nranks) {
-        snprintf(why, n, "a communicator of %" PRIu32 " ranks, this one has %d", nranks,
-                 tp->nranks);
-        return -1;
-    }
-    if (rank >= (uint32_t)tp->rank) {
-        snprintf(why, n, "claims rank %" PRIu32 ", but only ranks below %d connect to rank %d",
-                 rank, tp->rank, tp->rank);
-        return -1;
-    }
     p = &tp->peers[rank];
     if (p->state != PEER_IDLE) {
         snprintf(why, n, "claims rank %" PRIu32 ", which is %s", rank,
@@ -1522,11 +1497,7 @@ static rdt_status_t tcp_isend(rdt_transport_t *t, rdt_xfer_t *x)
     if (st != RDT_SUCCESS)
         goto out;
     p = &tp->peers[x->peer];
-    rdt_wire_put_u32(x->hdr, TCP_MSG_MAGIC);
-    rdt_wire_put_u32(x->hdr + 4,
-                     rdt_wire_hdr_check(x->tag, (uint64_t)x->len, TCP_MSG_MAGIC));
-    rdt_wire_put_u64(x->hdr + 8, x->tag);
-    rdt_wire_put_u64(x->hdr + 16, (uint64_t)x->len);
+    rdt_tcp_frame_pack(TCP_MSG_MAGIC, x->tag, (uint64_t)x->len, x->hdr);
     x->hdr_done = 0;
     x->done = 0;
     x->next = NULL;

@@ -12,7 +12,8 @@
  * INIT and drop packets). The socket then stays open, idle, as a liveness signal: a peer that
  * dies or closes shows up as EOF at once, long before RC retries would run out.
  *
- * Handshake record, both ways, little-endian, VERBS_HS_LEN bytes:
+ * Handshake record, both ways, little-endian, VERBS_HS_LEN bytes (encoded and judged by the pure
+ * functions of verbs_wire.c, which a fuzz target runs too):
  *
  *     0      4       8           24        32     36      40    44    48   50  51  52        56
  *     |magic |version| token(16) | comm_id | rank | nranks| qpn | psn | lid|mtu|pad|slot_size |
@@ -64,6 +65,7 @@
  * thread only uses trylock and otherwise leaves the work to the driver.
  */
 #include "transport.h"
+#include "verbs_wire.h"
 #include "wire.h"
 
 #include "log.h"
@@ -91,9 +93,9 @@
 #define VERBS_MSG_MAGIC 0x31544452u /* "RDT1", the header tcp.c uses too */
 #define VERBS_RTS_MAGIC 0x52544452u /* "RDTR": a rendezvous request, header only */
 #define VERBS_HDR_LEN 24
-#define VERBS_HS_MAGIC 0x56544452u  /* "RDTV" */
-#define VERBS_HS_VERSION 2u
-#define VERBS_HS_LEN 88
+#define VERBS_HS_MAGIC RDT_VERBS_HS_MAGIC
+#define VERBS_HS_VERSION RDT_VERBS_HS_VERSION
+#define VERBS_HS_LEN RDT_VERBS_HS_LEN
 #define VERBS_NSLOTS 16
 #define VERBS_SLOT (64 * 1024)
 #define VERBS_RING_BYTES ((size_t)VERBS_NSLOTS * VERBS_SLOT)
@@ -1045,81 +1047,72 @@ static int verbs_peer_resources(rdt_verbs_t *tp, verbs_peer_t *p)
     return 0;
 }
 
+_Static_assert(IBV_MTU_256 == RDT_VERBS_MTU_MIN && IBV_MTU_4096 == RDT_VERBS_MTU_MAX,
+               "the record's MTU codes are enum ibv_mtu");
+
 /* Our handshake record for peer @p p. */
 static void verbs_hs_fill(rdt_verbs_t *tp, verbs_peer_t *p, unsigned char *h)
 {
-    memset(h, 0, VERBS_HS_LEN);
-    rdt_wire_put_u32(h, VERBS_HS_MAGIC);
-    rdt_wire_put_u32(h + 4, VERBS_HS_VERSION);
-    memcpy(h + 8, tp->token, RDT_TOKEN_LEN);
-    rdt_wire_put_u64(h + 24, tp->comm_id);
-    rdt_wire_put_u32(h + 32, (uint32_t)tp->rank);
-    rdt_wire_put_u32(h + 36, (uint32_t)tp->nranks);
-    rdt_wire_put_u32(h + 40, p->qp->qp_num);
-    rdt_wire_put_u32(h + 44, p->psn);
-    h[48] = (unsigned char)tp->dev->lid;
-    h[49] = (unsigned char)(tp->dev->lid >> 8);
-    h[50] = (unsigned char)tp->dev->mtu;
-    rdt_wire_put_u32(h + 52, VERBS_SLOT);
-    memcpy(h + 56, tp->dev->gid.raw, 16);
-    rdt_wire_put_u64(h + 72, (uint64_t)(uintptr_t)p->ring);
-    rdt_wire_put_u32(h + 80, p->ring_mr->rkey);
+    rdt_verbs_hs_t r;
+
+    memset(&r, 0, sizeof(r));
+    r.magic = VERBS_HS_MAGIC;
+    r.version = VERBS_HS_VERSION;
+    memcpy(r.token, tp->token, RDT_TOKEN_LEN);
+    r.comm_id = tp->comm_id;
+    r.rank = (uint32_t)tp->rank;
+    r.nranks = (uint32_t)tp->nranks;
+    r.qpn = p->qp->qp_num;
+    r.psn = p->psn;
+    r.lid = tp->dev->lid;
+    r.mtu = (uint8_t)tp->dev->mtu;
+    r.slot_size = VERBS_SLOT;
+    memcpy(r.gid, tp->dev->gid.raw, 16);
+    r.raddr = (uint64_t)(uintptr_t)p->ring;
+    r.rkey = p->ring_mr->rkey;
+    rdt_verbs_hs_pack(&r, h);
 }
 
-/* Check the fixed part of a handshake record; on failure the reason goes to @p why. */
-static int verbs_hs_check(rdt_verbs_t *tp, const unsigned char *h, char *why, size_t n)
+/* Judge a complete record from peer @p peer (-1: whoever connected to us) with
+ * rdt_verbs_hs_check; on failure the reason goes to @p why. */
+static int verbs_hs_check(rdt_verbs_t *tp, const unsigned char *h, int peer, rdt_verbs_hs_t *r,
+                          char *why, size_t n)
 {
-    uint32_t magic = rdt_wire_get_u32(h), version = rdt_wire_get_u32(h + 4);
-    uint64_t comm_id = rdt_wire_get_u64(h + 24);
+    rdt_verbs_hs_want_t w;
 
-    if (magic != VERBS_HS_MAGIC) {
-        snprintf(why, n, "not an rdmatrain verbs handshake (magic 0x%08" PRIx32 ")", magic);
-        return -1;
-    }
-    if (version != VERBS_HS_VERSION) {
-        snprintf(why, n, "protocol version %" PRIu32 ", this rank speaks %u", version,
-                 VERBS_HS_VERSION);
-        return -1;
-    }
-    if (!rdt_wire_token_equal(h + 8, tp->token)) {
-        snprintf(why, n, "wrong job token");
-        return -1;
-    }
-    if (comm_id != tp->comm_id || rdt_wire_get_u32(h + 36) != (uint32_t)tp->nranks) {
-        snprintf(why, n, "another communicator (0x%" PRIx64 ")", comm_id);
-        return -1;
-    }
-    if (rdt_wire_get_u32(h + 52) != VERBS_SLOT) {
-        snprintf(why, n, "slot size %" PRIu32 ", this rank uses %d", rdt_wire_get_u32(h + 52),
-                 VERBS_SLOT);
-        return -1;
-    }
-    return 0;
+    w.token = tp->token;
+    w.comm_id = tp->comm_id;
+    w.nranks = tp->nranks;
+    w.self = tp->rank;
+    w.peer = peer;
+    w.slot_size = VERBS_SLOT;
+    w.buf_bytes = VERBS_BUF_BYTES;
+    return rdt_verbs_hs_check(h, VERBS_HS_LEN, &w, r, why, n);
 }
 
 /* INIT -> RTR -> RTS with the peer's record. Path MTU: the smaller active MTU. */
-static int verbs_qp_connect(rdt_verbs_t *tp, verbs_peer_t *p, const unsigned char *h)
+static int verbs_qp_connect(rdt_verbs_t *tp, verbs_peer_t *p, const rdt_verbs_hs_t *h)
 {
     struct ibv_qp_attr attr;
-    enum ibv_mtu rmtu = (enum ibv_mtu)h[50];
+    enum ibv_mtu rmtu = (enum ibv_mtu)h->mtu;
 
-    p->raddr = rdt_wire_get_u64(h + 72);
-    p->rkey = rdt_wire_get_u32(h + 80);
+    p->raddr = h->raddr;
+    p->rkey = h->rkey;
     memset(&attr, 0, sizeof(attr));
     attr.qp_state = IBV_QPS_RTR;
     attr.path_mtu = rmtu < tp->dev->mtu ? rmtu : tp->dev->mtu;
-    attr.dest_qp_num = rdt_wire_get_u32(h + 40);
-    attr.rq_psn = rdt_wire_get_u32(h + 44);
+    attr.dest_qp_num = h->qpn;
+    attr.rq_psn = h->psn;
     attr.max_dest_rd_atomic = 1;
     attr.min_rnr_timer = VERBS_QP_MIN_RNR_TIMER;
     attr.ah_attr.port_num = tp->dev->port;
     if (tp->dev->is_eth) {
         attr.ah_attr.is_global = 1;
-        memcpy(attr.ah_attr.grh.dgid.raw, h + 56, 16);
+        memcpy(attr.ah_attr.grh.dgid.raw, h->gid, 16);
         attr.ah_attr.grh.sgid_index = (uint8_t)tp->dev->gid_index;
         attr.ah_attr.grh.hop_limit = 64;
     } else {
-        attr.ah_attr.dlid = (uint16_t)(h[48] | (h[49] << 8));
+        attr.ah_attr.dlid = h->lid;
     }
     if (ibv_modify_qp(p->qp, &attr,
                       IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
@@ -1605,6 +1598,7 @@ static void verbs_connect_start(rdt_verbs_t *tp, verbs_peer_t *p)
 static void verbs_connector_event(rdt_verbs_t *tp, verbs_peer_t *p)
 {
     char eb[128], why[160];
+    rdt_verbs_hs_t r;
     ssize_t n;
 
     if (p->state == PEER_CONNECTING) {
@@ -1649,15 +1643,13 @@ static void verbs_connector_event(rdt_verbs_t *tp, verbs_peer_t *p)
     p->hs_done += (unsigned)n;
     if (p->hs_done < VERBS_HS_LEN)
         return;
-    why[0] = 0;
-    if (verbs_hs_check(tp, p->hs, why, sizeof(why)) != 0 ||
-        rdt_wire_get_u32(p->hs + 32) != (uint32_t)p->rank) {
+    if (verbs_hs_check(tp, p->hs, p->rank, &r, why, sizeof(why)) != 0) {
         verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
                         "rank %d (host %s) at %s answered with a bad handshake: %s", p->rank,
-                        verbs_host(p), p->addr_str, why[0] ? why : "wrong rank");
+                        verbs_host(p), p->addr_str, why);
         return;
     }
-    if (verbs_qp_connect(tp, p, p->hs) != 0) {
+    if (verbs_qp_connect(tp, p, &r) != 0) {
         verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
                         "cannot connect qp 0x%x to rank %d (host %s): %s", verbs_qpn(p),
                         p->rank, verbs_host(p), strerror_r(errno, eb, sizeof(eb)));
@@ -1721,6 +1713,7 @@ static void verbs_pending_event(rdt_verbs_t *tp, verbs_pending_t *s)
 {
     unsigned char h[VERBS_HS_LEN];
     char why[160];
+    rdt_verbs_hs_t r;
     verbs_peer_t *p;
     uint32_t rank;
     ssize_t n;
@@ -1738,20 +1731,16 @@ static void verbs_pending_event(rdt_verbs_t *tp, verbs_pending_t *s)
     if (s->done < VERBS_HS_LEN)
         return;
     why[0] = 0;
-    rank = rdt_wire_get_u32(s->buf + 32);
-    if (verbs_hs_check(tp, s->buf, why, sizeof(why)) == 0) {
-        if (rank >= (uint32_t)tp->rank)
-            snprintf(why, sizeof(why), "claims rank %" PRIu32 ", but only ranks below %d "
-                     "connect to rank %d", rank, tp->rank, tp->rank);
-        else if (tp->peers[rank].state != PEER_IDLE)
-            snprintf(why, sizeof(why), "claims rank %" PRIu32 ", which is already %s", rank,
-                     tp->peers[rank].state == PEER_FAILED ? "failed" : "connected");
-    }
+    if (verbs_hs_check(tp, s->buf, -1, &r, why, sizeof(why)) == 0 &&
+        tp->peers[r.rank].state != PEER_IDLE)
+        snprintf(why, sizeof(why), "claims rank %" PRIu32 ", which is already %s", r.rank,
+                 tp->peers[r.rank].state == PEER_FAILED ? "failed" : "connected");
     if (why[0]) {
         rdt_warn("verbs", "rejected side-channel connection from %s: %s", s->from, why);
         verbs_pending_drop(tp, s);
         return;
     }
+    rank = r.rank;
     p = &tp->peers[rank];
     snprintf(p->addr_str, sizeof(p->addr_str), "%s", s->from);
     p->fd = s->fd;
@@ -1761,7 +1750,7 @@ static void verbs_pending_event(rdt_verbs_t *tp, verbs_pending_t *s)
                 verbs_ev_data(VERBS_EV_PEER, 0, (uint32_t)p->rank));
     if (verbs_peer_resources(tp, p) != 0)
         return;
-    if (verbs_qp_connect(tp, p, s->buf) != 0) {
+    if (verbs_qp_connect(tp, p, &r) != 0) {
         char eb[128];
         verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
                         "cannot connect qp 0x%x to rank %d (host %s): %s", verbs_qpn(p),

@@ -31,6 +31,66 @@ def wire_seed(addr, tag, length, bit, token):
     return addr + struct.pack("<QQ", tag, length) + bytes([bit]) + token
 
 
+# transport/tcp_wire.c, shm_wire.c, verbs_wire.c
+COMM = 0x0123456789ABCDEF
+MASK64 = (1 << 64) - 1
+MSG_MAGIC, NOTE_MAGIC, TCP_HS_MAGIC = 0x31544452, 0x41544452, 0x48544452
+SHM_MAGIC, VERBS_MAGIC = 0x4D485352, 0x56544452
+
+
+def hdr_check(tag, length, magic):
+    h = ((tag * 0x9E3779B97F4A7C15) & MASK64) ^ ((length * 0xC2B2AE3D27D4EB4F) & MASK64) ^ magic
+    h ^= h >> 29
+    return (h ^ (h >> 32)) & 0xFFFFFFFF
+
+
+def frame(tag, length, magic=MSG_MAGIC, check=None):
+    if check is None:
+        check = hdr_check(tag, length, magic)
+    return struct.pack("<IIQQ", magic, check, tag, length)
+
+
+def tcp_hs(version=1, token=TOKEN, comm=COMM, rank=0, nranks=4, magic=TCP_HS_MAGIC):
+    return struct.pack("<II", magic, version) + token + struct.pack("<QII", comm, rank, nranks)
+
+
+def tcp_hs_seed(mode, self_rank, nranks, body):
+    return struct.pack(">BHH", mode, self_rank, nranks) + body
+
+
+def notice(sentence):
+    n = len(sentence)
+    return (frame(0, n + 12, NOTE_MAGIC) + sentence +
+            struct.pack("<III", n, hdr_check(0, n, NOTE_MAGIC), NOTE_MAGIC))
+
+
+def shm_addr(pid=4242, memfd=5, efd=6, letter=b"S", version=1):
+    return letter + bytes([version, 0, 0]) + struct.pack("<III", pid, memfd, efd)
+
+
+def shm_hdr(rank=1, nranks=4, comm=COMM, token=TOKEN, pid=4242, ring=256 << 10,
+            magic=SHM_MAGIC, version=1):
+    # rdt_shm_seg_hdr_t, native layout on x86-64 / aarch64 (little-endian, no padding), then the
+    # rest of the first cache line of the page
+    return struct.pack("<IIIIQ16sIIQQQ", magic, version, rank, nranks, comm, token, pid, 0,
+                       ring, 0x5EED, 0x7FFF12345678) + bytes(56)
+
+
+def shm_seed(mode, nranks, self_rank, peer, addr, hdr, file_bytes=0):
+    return struct.pack(">BHHHQ", mode, nranks, self_rank, peer, file_bytes) + addr + hdr
+
+
+def verbs_rec(rank=0, nranks=2, comm=COMM, token=TOKEN, qpn=0x11, psn=0x123456, lid=0, mtu=3,
+              slot=64 << 10, raddr=0x7F0000000000, rkey=0x1234, version=2,
+              gid=bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 1])):
+    return struct.pack("<II16sQIIIIHBBI16sQII", VERBS_MAGIC, version, token, comm, rank, nranks,
+                       qpn, psn, lid, mtu, 0, slot, gid, raddr, rkey, 0)
+
+
+def verbs_seed(mode, self_rank, nranks, body):
+    return struct.pack(">BHH", mode, self_rank, nranks) + body
+
+
 SEEDS = {
     "fuzz_bootstrap_hello": {
         # mode 3: the job is the hello's own (token, size, blob length): a member's hello
@@ -64,6 +124,71 @@ SEEDS = {
                                            b"\x01" + struct.pack(">I", 2), 0, 0, 127, TOKEN),
         "unknown_family": wire_seed(bytes([5, 0, 1, 1, 10, 0, 0, 1]), 1, 1, 0, TOKEN),
         "port_zero": wire_seed(bytes([4, 0, 0, 0, 10, 0, 0, 1]), 1 << 63, 1, 64, TOKEN),
+    },
+    "fuzz_tcp_handshake": {
+        # mode 3: the job is the handshake's own (token, communicator, size)
+        "rank0_to_rank2_of_4": tcp_hs_seed(3, 2, 4, tcp_hs(rank=0)),
+        "rank1_then_a_message": tcp_hs_seed(3, 3, 4, tcp_hs(rank=1) + frame(7, 8) + bytes(8)),
+        "wrong_token": tcp_hs_seed(2, 2, 4, tcp_hs()),
+        "version_7": tcp_hs_seed(3, 2, 4, tcp_hs(version=7)),
+        "other_communicator": tcp_hs_seed(1, 2, 4, tcp_hs(comm=0x1234)),
+        "size_2^32-1": tcp_hs_seed(1, 2, 4, tcp_hs(nranks=0xFFFFFFFF)),
+        "rank_2^32-1": tcp_hs_seed(3, 2, 4, tcp_hs(rank=0xFFFFFFFF)),
+        "claims_own_rank": tcp_hs_seed(3, 2, 4, tcp_hs(rank=2)),
+        "message_header_instead": tcp_hs_seed(3, 2, 4, frame(0x1234, 1 << 62) + tcp_hs()),
+        "truncated_20_bytes": tcp_hs_seed(3, 2, 4, tcp_hs()[:20]),
+        "http_garbage": tcp_hs_seed(0, 1, 2, b"GET / HTTP/1.0\r\nHost: x\r\n\r\n\r\n\r\n"),
+    },
+    "fuzz_tcp_frame": {
+        "msg_4096_bytes": frame(0x0000000100000002, 4096) + bytes(16),
+        "msg_empty": frame(0, 0),
+        "msg_2^62_bytes": frame(0x1234, 1 << 62),
+        "notice_then_trailer": notice(b"rank 2 (host h) lost: its process 123 died"),
+        "check_off_by_one": frame(5, 100, check=hdr_check(5, 100, MSG_MAGIC) ^ 1),
+        "notice_magic_msg_check": frame(5, 100, NOTE_MAGIC, check=hdr_check(5, 100, MSG_MAGIC)),
+        "http_garbage": b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n",
+        "truncated_10_bytes": frame(1, 2)[:10],
+    },
+    "fuzz_shm_addr": {
+        # mode 15: the job, the peer, the pid and the file size are the header's own
+        "peer1_of_4_at_rank0": shm_seed(15, 4, 0, 1, shm_addr(), shm_hdr()),
+        "ring_1GiB_slot_3_of_4": shm_seed(15, 4, 3, 1, shm_addr(), shm_hdr(ring=1 << 30)),
+        "ring_4KiB_65535_ranks": shm_seed(15, 9, 65534, 0, shm_addr(),
+                                          shm_hdr(rank=3, nranks=65535, ring=4096)),
+        "ring_not_power_of_two": shm_seed(15, 4, 0, 1, shm_addr(), shm_hdr(ring=(256 << 10) + 1)),
+        "ring_2^63": shm_seed(15, 4, 0, 1, shm_addr(), shm_hdr(ring=1 << 63)),
+        "ring_2KiB": shm_seed(15, 4, 0, 1, shm_addr(), shm_hdr(ring=2048)),
+        "other_pid": shm_seed(11, 4, 0, 1, shm_addr(pid=4243), shm_hdr()),
+        "wrong_token": shm_seed(14, 4, 0, 1, shm_addr(), shm_hdr()),
+        "other_communicator": shm_seed(13, 4, 0, 1, shm_addr(), shm_hdr(comm=0x1234)),
+        "wrong_magic": shm_seed(15, 4, 0, 1, shm_addr(), shm_hdr(magic=0x4D485353)),
+        "addr_of_tcp": shm_seed(15, 4, 0, 1, bytes([4, 0, 0x73, 0x3C, 127, 0, 0, 1]) + bytes(8),
+                                shm_hdr()),
+        "addr_version_2": shm_seed(15, 4, 0, 1, shm_addr(version=2), shm_hdr()),
+        "file_of_one_slot": shm_seed(7, 4, 3, 1, shm_addr(), shm_hdr(),
+                                     4096 + (4096 + (256 << 10))),
+        "short_header": shm_seed(15, 4, 0, 1, shm_addr(), shm_hdr()[:40]),
+    },
+    "fuzz_verbs_record": {
+        # mode 3: the job is the record's own; bit 2: the connector reading the answer
+        "acceptor_rank0_of_2": verbs_seed(3, 1, 2, verbs_rec()),
+        "connector_answer_rank3_of_4": verbs_seed(7, 1, 4, verbs_rec(rank=3, nranks=4)),
+        "ib_lid_mtu_4096": verbs_seed(3, 3, 4, verbs_rec(rank=2, nranks=4, lid=0x17, mtu=5,
+                                                         gid=bytes(16))),
+        "mtu_0": verbs_seed(3, 1, 2, verbs_rec(mtu=0)),
+        "mtu_6": verbs_seed(3, 1, 2, verbs_rec(mtu=6)),
+        "qpn_2^24": verbs_seed(3, 1, 2, verbs_rec(qpn=1 << 24)),
+        "qpn_1": verbs_seed(3, 1, 2, verbs_rec(qpn=1)),
+        "psn_2^24": verbs_seed(3, 1, 2, verbs_rec(psn=1 << 24)),
+        "raddr_0": verbs_seed(3, 1, 2, verbs_rec(raddr=0)),
+        "raddr_wraps": verbs_seed(3, 1, 2, verbs_rec(raddr=0xFFFFFFFFFFFF0000)),
+        "buffer_2^63": verbs_seed(0x0B, 1, 2, verbs_rec(raddr=1 << 63)),
+        "slot_size_4096": verbs_seed(3, 1, 2, verbs_rec(slot=4096)),
+        "wrong_token": verbs_seed(2, 1, 2, verbs_rec()),
+        "version_1": verbs_seed(3, 1, 2, verbs_rec(version=1)),
+        "claims_own_rank": verbs_seed(3, 1, 2, verbs_rec(rank=1)),
+        "connector_wrong_rank": verbs_seed(7, 1, 4, verbs_rec(rank=9, nranks=4)),
+        "tcp_handshake_instead": verbs_seed(3, 1, 2, tcp_hs() + bytes(48)),
     },
     "fuzz_hostfile": {
         "openmpi_file": b"\x00node1 slots=4\nnode2 slots=4 max_slots=8 # big\nnode3\n",

@@ -1,0 +1,81 @@
+/*
+ * shm_wire.h - what a shared-memory peer publishes, judged by pure functions (bytes in, a
+ * verdict and a sentence out; no mapping, no transport state), so that shm.c and the fuzz target
+ * (tests/fuzz/fuzz_shm_addr.c) run the same code.
+ *
+ * The address (RDT_SHM_ADDR_LEN of the RDT_ADDR_MAX bytes): [0] 'S' [1] version [2..3] 0
+ * [4..7] pid [8..11] memfd number [12..15] eventfd number, little-endian.
+ *
+ * The segment, one memfd per rank, holding its inbound rings, one slot per possible sender:
+ *
+ *     | header page | slot 0: ctl page, ring | slot 1: ctl page, ring | ...
+ *
+ * The header page starts with rdt_shm_seg_hdr_t in the owner's native layout (only ranks of one
+ * host, running the same library, read it).
+ */
+#ifndef RDT_SHM_WIRE_H
+#define RDT_SHM_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transport.h"
+
+#define RDT_SHM_SEG_MAGIC 0x4d485352u /* "RSHM" */
+#define RDT_SHM_VERSION 1u
+#define RDT_SHM_ADDR_LEN 16
+#define RDT_SHM_PAGE 4096
+#define RDT_SHM_RING_MIN ((uint64_t)4 << 10)
+#define RDT_SHM_RING_MAX ((uint64_t)1 << 30)
+
+/* The identity part of a segment's header page (shm.c's shm_hdr_t starts with it). */
+typedef struct rdt_shm_seg_hdr {
+    uint32_t magic, version;
+    uint32_t rank, nranks;
+    uint64_t comm_id;
+    unsigned char token[RDT_TOKEN_LEN];
+    uint32_t pid, pad;
+    uint64_t ring_bytes;
+    uint64_t probe_value; /* a peer reads this word with process_vm_readv at probe_addr */
+    uint64_t probe_addr;
+} rdt_shm_seg_hdr_t;
+
+typedef struct rdt_shm_addr {
+    uint32_t pid, memfd, efd;
+} rdt_shm_addr_t;
+
+/* A peer's segment once checked: where this rank's slot in it lies. */
+typedef struct rdt_shm_seg {
+    uint64_t ring_bytes; /* a power of two in [RDT_SHM_RING_MIN, RDT_SHM_RING_MAX] */
+    uint64_t seg_bytes;  /* the whole segment: header page and nranks slots */
+    uint64_t out_off;    /* this rank's slot (ctl page, ring): out_off + out_len <= seg_bytes */
+    uint64_t out_len;
+    uint64_t probe_value, probe_addr;
+} rdt_shm_seg_t;
+
+/* Encode @p a into b[0..RDT_SHM_ADDR_LEN-1] (bytes 2 and 3 zero). */
+void rdt_shm_addr_pack(const rdt_shm_addr_t *a, unsigned char *b);
+
+/*
+ * Judge the @p len bytes @p b a peer published as its shm address: 0 with its fields in *a, or
+ * -1 with a fragment such as "malformed (bytes 0x54 0x01; ...)" in @p why. Only the first
+ * RDT_SHM_ADDR_LEN bytes are read.
+ */
+int rdt_shm_addr_parse(const unsigned char *b, size_t len, rdt_shm_addr_t *a, char *why,
+                       size_t n);
+
+/*
+ * Judge the header page of the segment of rank @p peer (of @p nranks, communicator @p comm_id,
+ * job @p token), whose address named process @p pid, as rank @p self (which must be in
+ * [0, nranks)) about to map its slot in it. @p page holds @p len bytes, of which the first
+ * sizeof(rdt_shm_seg_hdr_t) are read (a copy of the shared page: the peer could change the page
+ * between the check and the use); @p file_bytes is the size of the file behind the segment
+ * (fstat), which must hold every byte the header implies (a mapping past its end would be a
+ * SIGBUS, not an error). 0 with the geometry in *seg (seg_bytes <= file_bytes), or -1 with the
+ * reason in @p why.
+ */
+int rdt_shm_seg_check(const unsigned char *page, size_t len, uint64_t file_bytes, uint32_t pid,
+                      int peer, int self, int nranks, uint64_t comm_id,
+                      const unsigned char *token, rdt_shm_seg_t *seg, char *why, size_t n);
+
+#endif /* RDT_SHM_WIRE_H */

@@ -1,0 +1,105 @@
+/* verbs_wire.c - see verbs_wire.h. Compiled whether or not libibverbs is found. */
+#include "verbs_wire.h"
+#include "wire.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+void rdt_verbs_hs_pack(const rdt_verbs_hs_t *h, unsigned char *b)
+{
+    memset(b, 0, RDT_VERBS_HS_LEN);
+    rdt_wire_put_u32(b, h->magic);
+    rdt_wire_put_u32(b + 4, h->version);
+    memcpy(b + 8, h->token, RDT_TOKEN_LEN);
+    rdt_wire_put_u64(b + 24, h->comm_id);
+    rdt_wire_put_u32(b + 32, h->rank);
+    rdt_wire_put_u32(b + 36, h->nranks);
+    rdt_wire_put_u32(b + 40, h->qpn);
+    rdt_wire_put_u32(b + 44, h->psn);
+    b[48] = (unsigned char)h->lid;
+    b[49] = (unsigned char)(h->lid >> 8);
+    b[50] = h->mtu;
+    rdt_wire_put_u32(b + 52, h->slot_size);
+    memcpy(b + 56, h->gid, 16);
+    rdt_wire_put_u64(b + 72, h->raddr);
+    rdt_wire_put_u32(b + 80, h->rkey);
+}
+
+void rdt_verbs_hs_unpack(const unsigned char *b, rdt_verbs_hs_t *h)
+{
+    h->magic = rdt_wire_get_u32(b);
+    h->version = rdt_wire_get_u32(b + 4);
+    memcpy(h->token, b + 8, RDT_TOKEN_LEN);
+    h->comm_id = rdt_wire_get_u64(b + 24);
+    h->rank = rdt_wire_get_u32(b + 32);
+    h->nranks = rdt_wire_get_u32(b + 36);
+    h->qpn = rdt_wire_get_u32(b + 40);
+    h->psn = rdt_wire_get_u32(b + 44);
+    h->lid = (uint16_t)(b[48] | (b[49] << 8));
+    h->mtu = b[50];
+    h->slot_size = rdt_wire_get_u32(b + 52);
+    memcpy(h->gid, b + 56, 16);
+    h->raddr = rdt_wire_get_u64(b + 72);
+    h->rkey = rdt_wire_get_u32(b + 80);
+}
+
+int rdt_verbs_hs_check(const unsigned char *b, size_t len, const rdt_verbs_hs_want_t *w,
+                       rdt_verbs_hs_t *h, char *why, size_t n)
+{
+    if (len < RDT_VERBS_HS_LEN) {
+        snprintf(why, n, "truncated handshake (%zu of %d bytes)", len, RDT_VERBS_HS_LEN);
+        return -1;
+    }
+    rdt_verbs_hs_unpack(b, h);
+    if (h->magic != RDT_VERBS_HS_MAGIC) {
+        snprintf(why, n, "not an rdmatrain verbs handshake (magic 0x%08" PRIx32 ")", h->magic);
+        return -1;
+    }
+    if (h->version != RDT_VERBS_HS_VERSION) {
+        snprintf(why, n, "protocol version %" PRIu32 ", this rank speaks %u", h->version,
+                 RDT_VERBS_HS_VERSION);
+        return -1;
+    }
+    if (!rdt_wire_token_equal(h->token, w->token)) {
+        snprintf(why, n, "wrong job token");
+        return -1;
+    }
+    if (h->comm_id != w->comm_id || h->nranks != (uint32_t)w->nranks) {
+        snprintf(why, n, "another communicator (0x%" PRIx64 ")", h->comm_id);
+        return -1;
+    }
+    if (h->slot_size != w->slot_size) {
+        snprintf(why, n, "slot size %" PRIu32 ", this rank uses %" PRIu32, h->slot_size,
+                 w->slot_size);
+        return -1;
+    }
+    if (w->peer >= 0 && h->rank != (uint32_t)w->peer) {
+        snprintf(why, n, "wrong rank (%" PRIu32 ", not %d)", h->rank, w->peer);
+        return -1;
+    }
+    /* self < nranks, so either way the rank is an index into the caller's peers */
+    if (w->peer < 0 && (w->self < 0 || h->rank >= (uint32_t)w->self)) {
+        snprintf(why, n, "claims rank %" PRIu32 ", but only ranks below %d connect to rank %d",
+                 h->rank, w->self, w->self);
+        return -1;
+    }
+    /* What the QP and the RDMA writes are given next: refused here with a reason, rather than
+     * by ibv_modify_qp with EINVAL or by a write that wraps around the address space. */
+    if (h->mtu < RDT_VERBS_MTU_MIN || h->mtu > RDT_VERBS_MTU_MAX) {
+        snprintf(why, n, "active MTU code %u (1 to 5 are 256 to 4096 bytes)", h->mtu);
+        return -1;
+    }
+    if (h->qpn < 2 || h->qpn > RDT_VERBS_QPN_MAX || h->psn > RDT_VERBS_PSN_MAX) {
+        snprintf(why, n, "queue pair 0x%" PRIx32 " with PSN 0x%" PRIx32 " (24-bit numbers, QPs 0 "
+                 "and 1 are not RC)", h->qpn, h->psn);
+        return -1;
+    }
+    /* its last byte, raddr + buf_bytes - 1, is below 2^64 */
+    if (h->raddr == 0 || h->raddr - 1 > UINT64_MAX - w->buf_bytes) {
+        snprintf(why, n, "a receive ring of %" PRIu64 " bytes at 0x%" PRIx64, w->buf_bytes,
+                 h->raddr);
+        return -1;
+    }
+    return 0;
+}
