@@ -127,6 +127,7 @@ static void fp16_unpack_scalar(const uint16_t *h, float scale, float *g, size_t 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 
 __attribute__((target("avx,f16c"))) static void fp16_pack_f16c(const float *g, float scale,
@@ -156,8 +157,12 @@ __attribute__((target("avx,f16c"))) static void fp16_unpack_f16c(const uint16_t 
 static int have_f16c(void)
 {
     static int v = -1;
+    unsigned a, b, c, d;
+
+    /* F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports has no "f16c";
+     * "avx" also says the OS saves the YMM registers */
     if (v < 0)
-        v = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+        v = __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
     return v;
 }
 #else

@@ -644,7 +644,7 @@ static int shm_rx_cma(rdt_shm_t *tp, shm_peer_t *p, rdt_xfer_t *x)
 
         if (c > SHM_CMA_CHUNK)
             c = SHM_CMA_CHUNK;
-        if (atomic_load_explicit(&tp->abort_req, memory_order_acquire))
+        if (__atomic_load_n(&tp->abort_req, __ATOMIC_ACQUIRE))
             return -1; /* the abort completes x */
         /* a sender that gave up may have reused its buffer: do not read it */
         closed = atomic_load_explicit(&p->in->closed, memory_order_acquire);
@@ -897,7 +897,7 @@ static int shm_sleep_prepare(rdt_shm_t *tp)
         return 0;
     atomic_store_explicit(&tp->hdr->sleeping, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
-    if (shm_news(tp) || atomic_load_explicit(&tp->abort_req, memory_order_acquire)) {
+    if (shm_news(tp) || __atomic_load_n(&tp->abort_req, __ATOMIC_ACQUIRE)) {
         atomic_store_explicit(&tp->hdr->sleeping, 0, memory_order_relaxed);
         return 0;
     }
