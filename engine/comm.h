@@ -145,6 +145,8 @@ struct rdt_comm {
     unsigned ctl_dropped;     /* invalid datagrams dropped */
     uint32_t ctl_nonce;
     int ctl_second_hand;      /* the failure was heard on the channel: not repeated on it */
+    char *ctl_heard;          /* another rank's last word, heard at ctl_heard_at (ctl.c) */
+    double ctl_heard_at;
 };
 
 /* Replace the executor's scratch by @p mem (@p bytes; NULL frees it), keeping its registration

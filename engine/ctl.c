@@ -26,6 +26,7 @@
 #define CTL_MAGIC 0x53544452u /* "RDTS" */
 #define CTL_VERSION 1
 #define CTL_RETRY_S 0.1 /* a query not answered yet is sent again this often */
+#define CTL_HEARD_WAIT_S 0.3 /* after another rank's last word, how long a wait may go on */
 
 size_t rdt_ctl_pack(const rdt_ctl_msg_t *m, uint64_t comm_id, const unsigned char *token,
                     unsigned char *buf)
@@ -175,6 +176,8 @@ void rdt_ctl_close(rdt_comm_t *comm)
     comm->ctl_fd = -1;
     free(comm->ctl_peers);
     comm->ctl_peers = NULL;
+    free(comm->ctl_heard);
+    comm->ctl_heard = NULL;
 }
 
 /* Send @p m to rank m->to at the address it published (never to where a datagram came from:
@@ -245,19 +248,21 @@ static int ctl_recv(rdt_comm_t *comm, rdt_ctl_msg_t *m)
     }
 }
 
-/* Fail the communicator with rank m->from's last word. */
+/* Keep rank m->from's last word (the first one heard). */
 static void ctl_heard_gave_up(rdt_comm_t *comm, const rdt_ctl_msg_t *m)
 {
-    if (comm->failed)
+    if (comm->ctl_heard)
         return;
-    comm->ctl_second_hand = 1;
+    comm->ctl_heard = malloc(RDT_ERRMSG_LEN);
+    if (!comm->ctl_heard)
+        return;
+    comm->ctl_heard_at = rdt_now();
     /* a sentence that already says who gave up first is passed on as it came */
     if (strncmp(m->text, "rank ", 5) == 0 && strstr(m->text, " gave up: "))
-        rdt_comm_set_error(comm, RDT_ERR_PEER_FAILED, "%s", m->text);
+        snprintf(comm->ctl_heard, RDT_ERRMSG_LEN, "%s", m->text);
     else
-        rdt_comm_set_error(comm, RDT_ERR_PEER_FAILED, "rank %d (host %s) gave up: %s", m->from,
-                           comm->hosts + (size_t)m->from * RDT_HOST_MAX, m->text);
-    rdt_comm_fail(comm, RDT_ERR_PEER_FAILED);
+        snprintf(comm->ctl_heard, RDT_ERRMSG_LEN, "rank %d (host %s) gave up: %s", m->from,
+                 comm->hosts + (size_t)m->from * RDT_HOST_MAX, m->text);
 }
 
 void rdt_ctl_service(rdt_comm_t *comm)
@@ -268,6 +273,17 @@ void rdt_ctl_service(rdt_comm_t *comm)
     while (comm->ctl_fd >= 0 && !comm->failed && ctl_recv(comm, &m))
         if (m.type == RDT_CTL_GAVE_UP)
             ctl_heard_gave_up(comm, &m);
+    /*
+     * A datagram is not ordered with the data: the rank that gave up may have sent, before it
+     * did, the last messages this rank needs to finish its current operation, still in flight.
+     * Peers connected to it get its transport's notice behind that data anyway; the channel is
+     * for the others. So fail only if this rank is still waiting CTL_HEARD_WAIT_S later.
+     */
+    if (comm->ctl_heard && !comm->failed && rdt_now() - comm->ctl_heard_at >= CTL_HEARD_WAIT_S) {
+        comm->ctl_second_hand = 1;
+        rdt_comm_set_error(comm, RDT_ERR_PEER_FAILED, "%s", comm->ctl_heard);
+        rdt_comm_fail(comm, RDT_ERR_PEER_FAILED);
+    }
 }
 
 void rdt_ctl_gave_up(rdt_comm_t *comm)

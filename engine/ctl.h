@@ -14,7 +14,8 @@
  *
  * The same channel carries a rank's last word: a rank whose communicator fails tells every other
  * rank why ("gave up"), so that ranks it never connected to (connections are lazy) or that are
- * blocked behind another rank hear of it at once rather than at their own timeout. Transports
+ * blocked behind another rank hear of it within a fraction of a second rather than at their own
+ * timeout. Transports
  * send their own notice on each live connection too; whichever arrives first is reported.
  *
  * The datagrams carry the job token and the communicator id; anything else (a stranger, a wrong
@@ -67,8 +68,8 @@ struct rdt_request;
 void rdt_ctl_open(struct rdt_comm *comm, unsigned char *addr);
 /* The others' packed addresses: rank i's at addrs + i * stride. */
 void rdt_ctl_peers_set(struct rdt_comm *comm, const unsigned char *addrs, size_t stride);
-/* Answer the queries that arrived, and fail the communicator if a rank said it gave up (the
- * error then quotes it); never blocks. */
+/* Answer the queries that arrived; fail the communicator if a rank said it gave up and this
+ * rank still waits a little later (the error then quotes it); never blocks. */
 void rdt_ctl_service(struct rdt_comm *comm);
 /* Tell every other rank that this one gave up, quoting comm->error (not when the failure was
  * itself heard on this channel: the others heard it too). */
