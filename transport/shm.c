@@ -26,6 +26,7 @@
  *                           copies the payload straight from the sender's memory with
  *                           process_vm_readv (one copy), then bumps rndv_done in the ring's
  *                           consumer line, which completes the send.
+ * Both are encoded and judged by shm_wire.c too (rdt_shm_msg_pack, _rts_pack, rdt_shm_rec_parse).
  * Rendezvous is used only when the receiver proved at setup that it can read the sender's memory
  * (a probe word; the flag is in the consumer line), else everything goes eager (logged once).
  *
@@ -78,10 +79,8 @@
 
 #define SHM_SEG_MAGIC RDT_SHM_SEG_MAGIC
 #define SHM_VERSION RDT_SHM_VERSION
-#define SHM_MSG_MAGIC 0x31534452u  /* "RDS1": eager message */
-#define SHM_RTS_MAGIC 0x32534452u  /* "RDS2": rendezvous request */
-#define SHM_HDR_LEN 24
-#define SHM_RTS_LEN 40
+#define SHM_HDR_LEN RDT_SHM_HDR_LEN
+#define SHM_RTS_LEN RDT_SHM_RTS_LEN
 #define SHM_ADDR_LEN RDT_SHM_ADDR_LEN
 #define SHM_LINE 128 /* a cache line on x86-64 and most aarch64 is 64; 128 covers the rest */
 #define SHM_PAGE RDT_SHM_PAGE
@@ -500,13 +499,8 @@ static void shm_tx(rdt_shm_t *tp, shm_peer_t *p)
                 unsigned char rec[SHM_RTS_LEN];
                 if (shm_out_space(p, SHM_RTS_LEN) < SHM_RTS_LEN)
                     break;
-                rdt_wire_put_u32(rec, SHM_RTS_MAGIC);
-                rdt_wire_put_u32(rec + 4, rdt_wire_hdr_check(x->tag, (uint64_t)x->len,
-                                                             SHM_RTS_MAGIC));
-                rdt_wire_put_u64(rec + 8, x->tag);
-                rdt_wire_put_u64(rec + 16, (uint64_t)x->len);
-                rdt_wire_put_u64(rec + 24, (uint64_t)(uintptr_t)x->buf);
-                rdt_wire_put_u64(rec + 32, p->rndv_sent++);
+                rdt_shm_rts_pack(x->tag, (uint64_t)x->len, (uint64_t)(uintptr_t)x->buf,
+                                 p->rndv_sent++, rec);
                 shm_ring_put(p->out_data, p->out_size, p->out_head, rec, SHM_RTS_LEN);
                 p->out_head += SHM_RTS_LEN;
                 p->sq_head = x->next;
@@ -591,41 +585,30 @@ static void shm_rx_publish(shm_peer_t *p, uint64_t *published)
 static int shm_rx_header(rdt_shm_t *tp, shm_peer_t *p, uint64_t avail)
 {
     unsigned char b[SHM_RTS_LEN];
-    uint32_t magic, check;
-    uint64_t tag, len;
+    size_t k = avail < SHM_RTS_LEN ? (size_t)avail : SHM_RTS_LEN;
+    rdt_shm_rec_kind_t kind;
+    rdt_shm_rec_t r;
+    char why[96] = "";
 
-    shm_ring_get(p->in_data, tp->ring_bytes, p->in_tail, b, SHM_HDR_LEN);
-    magic = rdt_wire_get_u32(b);
-    check = rdt_wire_get_u32(b + 4);
-    tag = rdt_wire_get_u64(b + 8);
-    len = rdt_wire_get_u64(b + 16);
-    if ((magic != SHM_MSG_MAGIC && magic != SHM_RTS_MAGIC) ||
-        check != rdt_wire_hdr_check(tag, len, magic) ||
-        (magic == SHM_RTS_MAGIC && avail < SHM_RTS_LEN)) {
+    /* a record is published whole: what follows its header is there to copy */
+    shm_ring_get(p->in_data, tp->ring_bytes, p->in_tail, b, k);
+    kind = rdt_shm_rec_parse(b, k, p->rndv_expected, &r, why, sizeof(why));
+    if (kind != RDT_SHM_REC_MSG && kind != RDT_SHM_REC_RTS) {
         shm_peer_fail(tp, p, RDT_ERR_PEER_FAILED, SHM_CLOSED_PROTOCOL, NULL, RDT_SUCCESS,
-                      "rank %d (host %s) sent a corrupt message header (magic 0x%08" PRIx32
-                      "), the stream from it is out of sync",
-                      p->rank, shm_host(p), magic);
+                      "rank %d (host %s) sent %s, the stream from it is out of sync", p->rank,
+                      shm_host(p), why);
         return -1;
     }
-    p->rx_rndv = magic == SHM_RTS_MAGIC;
+    p->rx_rndv = kind == RDT_SHM_REC_RTS;
     if (p->rx_rndv) {
-        shm_ring_get(p->in_data, tp->ring_bytes, p->in_tail, b, SHM_RTS_LEN);
-        p->in_addr = rdt_wire_get_u64(b + 24);
-        p->in_seq = rdt_wire_get_u64(b + 32);
-        if (p->in_seq != p->rndv_expected) {
-            shm_peer_fail(tp, p, RDT_ERR_PEER_FAILED, SHM_CLOSED_PROTOCOL, NULL, RDT_SUCCESS,
-                          "rank %d (host %s) sent rendezvous %" PRIu64 " where %" PRIu64
-                          " was due, the stream from it is out of sync",
-                          p->rank, shm_host(p), p->in_seq, p->rndv_expected);
-            return -1;
-        }
+        p->in_addr = r.addr;
+        p->in_seq = r.seq;
         p->in_tail += SHM_RTS_LEN;
     } else {
         p->in_tail += SHM_HDR_LEN;
     }
-    p->in_tag = tag;
-    p->in_len = len;
+    p->in_tag = r.tag;
+    p->in_len = r.len;
     p->have_hdr = 1;
     p->rx_matched = 0;
     return 0;
@@ -1063,10 +1046,7 @@ static rdt_status_t shm_isend(rdt_transport_t *t, rdt_xfer_t *x)
     if (st != RDT_SUCCESS)
         goto out;
     p = &tp->peers[x->peer];
-    rdt_wire_put_u32(x->hdr, SHM_MSG_MAGIC);
-    rdt_wire_put_u32(x->hdr + 4, rdt_wire_hdr_check(x->tag, (uint64_t)x->len, SHM_MSG_MAGIC));
-    rdt_wire_put_u64(x->hdr + 8, x->tag);
-    rdt_wire_put_u64(x->hdr + 16, (uint64_t)x->len);
+    rdt_shm_msg_pack(x->tag, (uint64_t)x->len, x->hdr);
     x->hdr_done = 0;
     x->done = 0;
     x->next = NULL;

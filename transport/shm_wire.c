@@ -89,3 +89,57 @@ int rdt_shm_seg_check(const unsigned char *page, size_t len, uint64_t file_bytes
     seg->probe_addr = h.probe_addr;
     return 0;
 }
+
+void rdt_shm_msg_pack(uint64_t tag, uint64_t len, unsigned char *b)
+{
+    rdt_wire_put_u32(b, RDT_SHM_MSG_MAGIC);
+    rdt_wire_put_u32(b + 4, rdt_wire_hdr_check(tag, len, RDT_SHM_MSG_MAGIC));
+    rdt_wire_put_u64(b + 8, tag);
+    rdt_wire_put_u64(b + 16, len);
+}
+
+void rdt_shm_rts_pack(uint64_t tag, uint64_t len, uint64_t addr, uint64_t seq, unsigned char *b)
+{
+    rdt_wire_put_u32(b, RDT_SHM_RTS_MAGIC);
+    rdt_wire_put_u32(b + 4, rdt_wire_hdr_check(tag, len, RDT_SHM_RTS_MAGIC));
+    rdt_wire_put_u64(b + 8, tag);
+    rdt_wire_put_u64(b + 16, len);
+    rdt_wire_put_u64(b + 24, addr);
+    rdt_wire_put_u64(b + 32, seq);
+}
+
+rdt_shm_rec_kind_t rdt_shm_rec_parse(const unsigned char *b, size_t avail, uint64_t seq_due,
+                                     rdt_shm_rec_t *r, char *why, size_t n)
+{
+    uint32_t magic, check;
+    uint64_t tag, len, seq;
+
+    if (avail < RDT_SHM_HDR_LEN)
+        return RDT_SHM_REC_MORE;
+    magic = rdt_wire_get_u32(b);
+    check = rdt_wire_get_u32(b + 4);
+    tag = rdt_wire_get_u64(b + 8);
+    len = rdt_wire_get_u64(b + 16);
+    if ((magic != RDT_SHM_MSG_MAGIC && magic != RDT_SHM_RTS_MAGIC) ||
+        check != rdt_wire_hdr_check(tag, len, magic) ||
+        (magic == RDT_SHM_RTS_MAGIC && avail < RDT_SHM_RTS_LEN)) {
+        snprintf(why, n, "a corrupt message header (magic 0x%08" PRIx32 ")", magic);
+        return RDT_SHM_REC_CORRUPT;
+    }
+    if (magic == RDT_SHM_MSG_MAGIC) {
+        r->tag = tag;
+        r->len = len;
+        r->addr = r->seq = 0;
+        return RDT_SHM_REC_MSG;
+    }
+    seq = rdt_wire_get_u64(b + 32);
+    if (seq != seq_due) {
+        snprintf(why, n, "rendezvous %" PRIu64 " where %" PRIu64 " was due", seq, seq_due);
+        return RDT_SHM_REC_CORRUPT;
+    }
+    r->tag = tag;
+    r->len = len;
+    r->addr = rdt_wire_get_u64(b + 24);
+    r->seq = seq;
+    return RDT_SHM_REC_RTS;
+}

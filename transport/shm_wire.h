@@ -1,7 +1,7 @@
 /*
  * shm_wire.h - what a shared-memory peer publishes, judged by pure functions (bytes in, a
- * verdict and a sentence out; no mapping, no transport state), so that shm.c and the fuzz target
- * (tests/fuzz/fuzz_shm_addr.c) run the same code.
+ * verdict and a sentence out; no mapping, no transport state), so that shm.c and the fuzz targets
+ * (tests/fuzz/fuzz_shm_addr.c, fuzz_shm_msg.c) run the same code.
  *
  * The address (RDT_SHM_ADDR_LEN of the RDT_ADDR_MAX bytes): [0] 'S' [1] version [2..3] 0
  * [4..7] pid [8..11] memfd number [12..15] eventfd number, little-endian.
@@ -12,6 +12,15 @@
  *
  * The header page starts with rdt_shm_seg_hdr_t in the owner's native layout (only ranks of one
  * host, running the same library, read it).
+ *
+ * A ring carries records, little-endian: an eager message (RDS1), its header then its payload,
+ * or a rendezvous request (RDS2), whose payload the receiver reads from the sender's memory:
+ *
+ *     0        4        8                16               24               32           40
+ *     | magic  | check  | tag            | length         | (RDS2:) address | sequence  |
+ *
+ * check is rdt_wire_hdr_check(tag, length, magic) (wire.h); the sequence counts the sender's
+ * rendezvous requests to this receiver from 0. A sender publishes a record whole.
  */
 #ifndef RDT_SHM_WIRE_H
 #define RDT_SHM_WIRE_H
@@ -27,6 +36,10 @@
 #define RDT_SHM_PAGE 4096
 #define RDT_SHM_RING_MIN ((uint64_t)4 << 10)
 #define RDT_SHM_RING_MAX ((uint64_t)1 << 30)
+#define RDT_SHM_MSG_MAGIC 0x31534452u /* "RDS1": eager message */
+#define RDT_SHM_RTS_MAGIC 0x32534452u /* "RDS2": rendezvous request */
+#define RDT_SHM_HDR_LEN 24
+#define RDT_SHM_RTS_LEN 40
 
 /* The identity part of a segment's header page (shm.c's shm_hdr_t starts with it). */
 typedef struct rdt_shm_seg_hdr {
@@ -77,5 +90,35 @@ int rdt_shm_addr_parse(const unsigned char *b, size_t len, rdt_shm_addr_t *a, ch
 int rdt_shm_seg_check(const unsigned char *page, size_t len, uint64_t file_bytes, uint32_t pid,
                       int peer, int self, int nranks, uint64_t comm_id,
                       const unsigned char *token, rdt_shm_seg_t *seg, char *why, size_t n);
+
+typedef enum {
+    RDT_SHM_REC_MORE,    /* fewer than RDT_SHM_HDR_LEN bytes */
+    RDT_SHM_REC_MSG,     /* an eager message: RDT_SHM_HDR_LEN bytes, its payload follows */
+    RDT_SHM_REC_RTS,     /* a rendezvous request: RDT_SHM_RTS_LEN bytes */
+    RDT_SHM_REC_CORRUPT, /* neither: the stream is out of sync */
+} rdt_shm_rec_kind_t;
+
+typedef struct rdt_shm_rec {
+    uint64_t tag, len;
+    uint64_t addr, seq; /* RTS only: the sender's buffer, the request's sequence number */
+} rdt_shm_rec_t;
+
+/* Encode an eager message header into b[0..RDT_SHM_HDR_LEN-1]. */
+void rdt_shm_msg_pack(uint64_t tag, uint64_t len, unsigned char *b);
+
+/* Encode a rendezvous request into b[0..RDT_SHM_RTS_LEN-1]. */
+void rdt_shm_rts_pack(uint64_t tag, uint64_t len, uint64_t addr, uint64_t seq, unsigned char *b);
+
+/*
+ * Judge the record at the start of the @p avail bytes @p b (what a ring holds past its tail, or
+ * a copy of its first bytes) when rendezvous request @p seq_due is the next one due. MSG and RTS
+ * fill *r (addr and seq 0 for MSG; the length is the peer's claim: the receive it is matched
+ * with decides); CORRUPT writes to @p why a fragment such as "a corrupt message header (magic
+ * 0x...)" or "rendezvous 5 where 3 was due" (NUL-terminated within @p n bytes when n > 0): a
+ * magic or check word that is wrong, a request cut short (a sender publishes it whole), or out
+ * of sequence. Only the record's bytes are read (at most RDT_SHM_RTS_LEN).
+ */
+rdt_shm_rec_kind_t rdt_shm_rec_parse(const unsigned char *b, size_t avail, uint64_t seq_due,
+                                     rdt_shm_rec_t *r, char *why, size_t n);
 
 #endif /* RDT_SHM_WIRE_H */

@@ -74,8 +74,8 @@
 #define TCP_CONNECT_TIMEOUT_DEFAULT_MS 30000
 #define TCP_ADDR_STR 96 /* "[v6%scope]:port" */
 #define TCP_NOTE_MAGIC RDT_TCP_NOTE_MAGIC
-#define TCP_NOTICE_MAX 400         /* bytes of a notice's sentence */
-#define TCP_TRAILER_LEN 12         /* after the sentence: length, check, magic */
+#define TCP_NOTICE_MAX RDT_TCP_NOTICE_MAX
+#define TCP_TRAILER_LEN RDT_TCP_TRAILER_LEN
 #define TCP_TAIL_LEN (TCP_NOTICE_MAX + TCP_TRAILER_LEN)
 #define TCP_DRAIN_MAX (8u << 20) /* bytes read from a failed connection looking for a notice */
 
@@ -330,7 +330,8 @@ static void tcp_peer_close(rdt_tcp_t *tp, tcp_peer_t *p)
  *   trailer:  | n (u32) | check of (0, n) (u32) | magic RDTA (u32) |
  *
  * The receiver keeps the last TCP_TAIL_LEN bytes it read from each stream and looks for the
- * trailer there when the stream ends. A clean close sends no notice.
+ * trailer there when the stream ends (rdt_tcp_notice_pack / _parse in tcp_wire.c). A clean close
+ * sends no notice.
  */
 
 static void tcp_tail_add(tcp_peer_t *p, const unsigned char *b, size_t n)
@@ -352,24 +353,7 @@ static void tcp_tail_add(tcp_peer_t *p, const unsigned char *b, size_t n)
 /* The notice at the end of what the peer sent, printable only (it goes into logs): 1 if any. */
 static int tcp_tail_notice(const tcp_peer_t *p, char *why, size_t len)
 {
-    const unsigned char *t;
-    uint32_t n, i;
-
-    if (p->tail_len < TCP_TRAILER_LEN)
-        return 0;
-    t = p->tail + p->tail_len - TCP_TRAILER_LEN;
-    n = rdt_wire_get_u32(t);
-    if (rdt_wire_get_u32(t + 8) != TCP_NOTE_MAGIC || n > TCP_NOTICE_MAX ||
-        n > p->tail_len - TCP_TRAILER_LEN ||
-        rdt_wire_get_u32(t + 4) != rdt_wire_hdr_check(0, n, TCP_NOTE_MAGIC))
-        return 0;
-    t -= n;
-    for (i = 0; i < n && i + 1 < len; i++)
-        why[i] = t[i] >= 0x20 && t[i] <= 0x7e ? (char)t[i] : '?';
-    why[i] = '\0';
-    if (!why[0])
-        snprintf(why, len, "(no reason given)");
-    return 1;
+    return rdt_tcp_notice_parse(p->tail, p->tail_len, why, len);
 }
 
 /* Read what a failed connection still holds (its end may be a notice): all but the last
@@ -452,10 +436,7 @@ static void tcp_peer_notice(rdt_tcp_t *tp, tcp_peer_t *p, const char *why)
 
     if (!why || !*why || p->state != PEER_UP || p->fd < 0 || p->hs_out_done < TCP_HS_LEN)
         return;
-    n = strnlen(why, TCP_NOTICE_MAX);
-    rdt_wire_put_u32(trl, (uint32_t)n);
-    rdt_wire_put_u32(trl + 4, rdt_wire_hdr_check(0, n, TCP_NOTE_MAGIC));
-    rdt_wire_put_u32(trl + 8, TCP_NOTE_MAGIC);
+    n = rdt_tcp_notice_pack(why, trl);
     if (x && x->hdr_done > 0) {
         if (x->hdr_done < TCP_HDR_LEN) {
             iov[niov].iov_base = x->hdr + x->hdr_done;

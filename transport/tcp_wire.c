@@ -99,3 +99,37 @@ rdt_tcp_frame_t rdt_tcp_frame_parse(const unsigned char *b, size_t avail, uint64
     *len_p = len;
     return magic == RDT_TCP_NOTE_MAGIC ? RDT_TCP_FRAME_NOTICE : RDT_TCP_FRAME_MSG;
 }
+
+size_t rdt_tcp_notice_pack(const char *why, unsigned char *t)
+{
+    size_t n = strnlen(why, RDT_TCP_NOTICE_MAX);
+
+    rdt_wire_put_u32(t, (uint32_t)n);
+    rdt_wire_put_u32(t + 4, rdt_wire_hdr_check(0, n, RDT_TCP_NOTE_MAGIC));
+    rdt_wire_put_u32(t + 8, RDT_TCP_NOTE_MAGIC);
+    return n;
+}
+
+int rdt_tcp_notice_parse(const unsigned char *tail, size_t n, char *why, size_t len)
+{
+    const unsigned char *t;
+    uint32_t k, i;
+
+    if (n < RDT_TCP_TRAILER_LEN)
+        return 0;
+    t = tail + n - RDT_TCP_TRAILER_LEN;
+    k = rdt_wire_get_u32(t);
+    if (rdt_wire_get_u32(t + 8) != RDT_TCP_NOTE_MAGIC || k > RDT_TCP_NOTICE_MAX ||
+        k > n - RDT_TCP_TRAILER_LEN ||
+        rdt_wire_get_u32(t + 4) != rdt_wire_hdr_check(0, k, RDT_TCP_NOTE_MAGIC))
+        return 0;
+    if (len == 0)
+        return 1;
+    t -= k;
+    for (i = 0; i < k && i + 1 < len; i++)
+        why[i] = t[i] >= 0x20 && t[i] <= 0x7e ? (char)t[i] : '?';
+    why[i] = '\0';
+    if (!why[0])
+        snprintf(why, len, "(no reason given)");
+    return 1;
+}

@@ -1,7 +1,8 @@
 /*
  * tcp_wire.h - the TCP transport's wire formats as pure functions (bytes in, a verdict and a
  * sentence out; no socket, no transport state), so that tcp.c and the fuzz targets
- * (tests/fuzz/fuzz_tcp_handshake.c, fuzz_tcp_frame.c) run the same code. Little-endian.
+ * (tests/fuzz/fuzz_tcp_handshake.c, fuzz_tcp_frame.c, fuzz_tcp_notice.c) run the same code.
+ * Little-endian.
  *
  * The handshake, connector to acceptor only, RDT_TCP_HS_LEN bytes:
  *
@@ -14,6 +15,11 @@
  *     | magic  | check  | tag            | length         | payload (length bytes) ...
  *
  * check is rdt_wire_hdr_check(tag, length, magic) (wire.h).
+ *
+ * A failure notice (tcp.c) is the last thing on a stream: a sentence of n <= RDT_TCP_NOTICE_MAX
+ * bytes, then the trailer, which the receiver looks for in the last bytes it read:
+ *
+ *     | sentence (n) | n (u32) | check of (0, n, RDTA) (u32) | magic RDTA (u32) |
  */
 #ifndef RDT_TCP_WIRE_H
 #define RDT_TCP_WIRE_H
@@ -29,6 +35,8 @@
 #define RDT_TCP_HS_MAGIC 0x48544452u /* "RDTH" */
 #define RDT_TCP_HS_VERSION 1u
 #define RDT_TCP_HS_LEN 40
+#define RDT_TCP_NOTICE_MAX 400 /* bytes of a notice's sentence */
+#define RDT_TCP_TRAILER_LEN 12 /* after the sentence: length, check, magic */
 
 typedef struct rdt_tcp_hs {
     uint32_t magic, version;
@@ -73,5 +81,21 @@ void rdt_tcp_frame_pack(uint32_t magic, uint64_t tag, uint64_t len, unsigned cha
  */
 rdt_tcp_frame_t rdt_tcp_frame_parse(const unsigned char *b, size_t avail, uint64_t *tag_p,
                                     uint64_t *len_p, char *why, size_t n);
+
+/*
+ * Encode the trailer of the notice @p why (its first strnlen(why, RDT_TCP_NOTICE_MAX) bytes,
+ * which go on the wire in front of it) into t[0..RDT_TCP_TRAILER_LEN-1]; returns that length.
+ */
+size_t rdt_tcp_notice_pack(const char *why, unsigned char *t);
+
+/*
+ * Look for a notice at the end of the @p n bytes @p tail (the last bytes read from a stream):
+ * 1 if they end with a trailer (magic, check word, length <= RDT_TCP_NOTICE_MAX) behind that
+ * many sentence bytes, which go to @p why with every byte outside 0x20..0x7e as '?' (it goes
+ * into logs), truncated and NUL-terminated within @p len bytes when len > 0 ("(no reason
+ * given)" for an empty one); 0 otherwise, @p why untouched. Only the last n' + 12 bytes (n' the
+ * sentence's length, at most RDT_TCP_NOTICE_MAX) are read.
+ */
+int rdt_tcp_notice_parse(const unsigned char *tail, size_t n, char *why, size_t len);
 
 #endif /* RDT_TCP_WIRE_H */

@@ -64,6 +64,37 @@ def notice(sentence):
             struct.pack("<III", n, hdr_check(0, n, NOTE_MAGIC), NOTE_MAGIC))
 
 
+def trailer(n, magic=NOTE_MAGIC, check=None):
+    if check is None:
+        check = hdr_check(0, n, magic)
+    return struct.pack("<III", n, check, magic)
+
+
+def note(sentence, **kw):
+    return sentence + trailer(len(sentence), **kw)
+
+
+def notice_seed(prefix_len, body):
+    return bytes([prefix_len]) + body
+
+
+SHM_MSG_MAGIC, SHM_RTS_MAGIC = 0x31534452, 0x32534452
+
+
+def shm_msg(tag, length, magic=SHM_MSG_MAGIC, check=None):
+    if check is None:
+        check = hdr_check(tag, length, magic)
+    return struct.pack("<IIQQ", magic, check, tag, length)
+
+
+def shm_rts(tag, length, addr=0x7FFF00001000, seq=0, check=None):
+    return shm_msg(tag, length, SHM_RTS_MAGIC, check) + struct.pack("<QQ", addr, seq)
+
+
+def shm_msg_seed(mode, due, body):
+    return struct.pack(">BQ", mode, due) + body
+
+
 def shm_addr(pid=4242, memfd=5, efd=6, letter=b"S", version=1):
     return letter + bytes([version, 0, 0]) + struct.pack("<III", pid, memfd, efd)
 
@@ -148,6 +179,40 @@ SEEDS = {
         "notice_magic_msg_check": frame(5, 100, NOTE_MAGIC, check=hdr_check(5, 100, MSG_MAGIC)),
         "http_garbage": b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n",
         "truncated_10_bytes": frame(1, 2)[:10],
+    },
+    "fuzz_tcp_notice": {
+        # byte 0: the encoder's prefix length (mod 64); then the last bytes of a stream
+        "notice_alone": notice_seed(0, note(b"rank 2 (host h) lost: its process 123 died")),
+        "notice_after_payload": notice_seed(5, bytes(300) + note(b"rank 1 gave up: abort")),
+        "notice_max_400": notice_seed(0, note(b"x" * 400)),
+        "notice_401": notice_seed(0, note(b"x" * 401)),
+        "notice_empty": notice_seed(3, trailer(0)),
+        "notice_unprintable": notice_seed(0, note(b"bell\x07 nul\x00 esc\x1b high\xff")),
+        "longer_than_held": notice_seed(0, b"short" + trailer(9)),
+        "check_off_by_one": notice_seed(0, note(b"why", check=hdr_check(0, 3, NOTE_MAGIC) ^ 1)),
+        "message_magic": notice_seed(0, note(b"why", magic=MSG_MAGIC)),
+        "framed_notice": notice_seed(1, notice(b"rank 0 (host a) gave up: timeout")),
+        "stream_of_zeros": notice_seed(0, bytes(64)),
+        "truncated_trailer": notice_seed(0, note(b"why")[:-1]),
+    },
+    "fuzz_shm_msg": {
+        # mode bit 0: the sequence due is the request's own; bit 1: the check word is made right
+        "msg_4096_bytes": shm_msg_seed(0, 0, shm_msg(0x0000000100000002, 4096) + bytes(16)),
+        "msg_empty": shm_msg_seed(0, 0, shm_msg(0, 0)),
+        "msg_2^62_bytes": shm_msg_seed(0, 0, shm_msg(0x1234, 1 << 62)),
+        "rts_1MiB_seq_0": shm_msg_seed(0, 0, shm_rts(7, 1 << 20)),
+        "rts_seq_5_due_5": shm_msg_seed(0, 5, shm_rts(7, 1 << 20, seq=5) + bytes(24)),
+        "rts_seq_5_due_3": shm_msg_seed(0, 3, shm_rts(7, 1 << 20, seq=5)),
+        "rts_own_seq_2^64-1": shm_msg_seed(1, 0, shm_rts(9, 64 << 10, seq=(1 << 64) - 1)),
+        "rts_addr_0": shm_msg_seed(0, 0, shm_rts(9, 64 << 10, addr=0)),
+        "rts_cut_to_32": shm_msg_seed(0, 0, shm_rts(7, 1 << 20)[:32]),
+        "rts_with_msg_check": shm_msg_seed(0, 0, shm_rts(7, 100,
+                                                         check=hdr_check(7, 100, SHM_MSG_MAGIC))),
+        "check_off_by_one": shm_msg_seed(0, 0, shm_msg(5, 100,
+                                                       check=hdr_check(5, 100, SHM_MSG_MAGIC) ^ 1)),
+        "tcp_frame_instead": shm_msg_seed(2, 0, frame(5, 100)),
+        "garbage_check_fixed": shm_msg_seed(2, 0, b"RDS2" + bytes(4) + b"garbage in the ring!" * 2),
+        "truncated_10_bytes": shm_msg_seed(0, 0, shm_msg(1, 2)[:10]),
     },
     "fuzz_shm_addr": {
         # mode 15: the job, the peer, the pid and the file size are the header's own
