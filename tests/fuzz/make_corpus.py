@@ -122,6 +122,24 @@ def verbs_seed(mode, self_rank, nranks, body):
     return struct.pack(">BHH", mode, self_rank, nranks) + body
 
 
+# engine/ctl_wire.c: the status channel's datagram
+CTL_QUERY, CTL_ANSWER, CTL_GAVE_UP = 1, 2, 3
+
+
+def ctl(mtype=CTL_QUERY, state=0, comm=COMM, token=TOKEN, frm=0, to=2, nonce=7, wait=(),
+        text=b"", magic=b"RDTS", version=1, reserved=0, nwait=None, textlen=None, slots=None):
+    slots = list(wait) + [0] * (16 - len(wait)) if slots is None else slots
+    nwait = len(wait) if nwait is None else nwait
+    textlen = len(text) if textlen is None else textlen
+    return (magic + bytes([version, mtype, state, reserved]) + struct.pack("<Q", comm) + token +
+            struct.pack("<IIIHH", frm, to, nonce, nwait, textlen) +
+            struct.pack("<16I", *slots) + text)
+
+
+def ctl_seed(mode, nranks, me, body):
+    return struct.pack(">BHH", mode, nranks, me) + body
+
+
 SEEDS = {
     "fuzz_bootstrap_hello": {
         # mode 3: the job is the hello's own (token, size, blob length): a member's hello
@@ -254,6 +272,51 @@ SEEDS = {
         "claims_own_rank": verbs_seed(3, 1, 2, verbs_rec(rank=1)),
         "connector_wrong_rank": verbs_seed(7, 1, 4, verbs_rec(rank=9, nranks=4)),
         "tcp_handshake_instead": verbs_seed(3, 1, 2, tcp_hs() + bytes(48)),
+    },
+    "fuzz_ctl": {
+        # mode 3: the job is the datagram's own (token, communicator); rank 2 of 4 receives
+        "query_0_to_2": ctl_seed(3, 4, 2, ctl()),
+        "answer_waiting_for_1_3": ctl_seed(3, 4, 2, ctl(CTL_ANSWER, 1, frm=3, wait=(1, 3),
+                                                        text=b"allreduce #12 (int64 x 7, ring)")),
+        "answer_idle": ctl_seed(3, 4, 2, ctl(CTL_ANSWER, 0, frm=1)),
+        "answer_16_waited": ctl_seed(3, 20, 2, ctl(CTL_ANSWER, 1, frm=19, wait=range(16))),
+        "gave_up": ctl_seed(3, 4, 2, ctl(CTL_GAVE_UP, frm=1,
+                                         text=b"rank 1 (host h) gave up: timed out " * 25)),
+        "gave_up_900_bytes": ctl_seed(3, 4, 2, ctl(CTL_GAVE_UP, frm=1, text=b"x" * 900)),
+        "wrong_token": ctl_seed(2, 4, 2, ctl()),
+        "other_communicator": ctl_seed(1, 4, 2, ctl(comm=0x1234)),
+        "job_communicator_fixed_token": ctl_seed(0, 4, 2, ctl(token=bytes([0x52, 0x44, 0x54, 0x2D,
+                                                                      0x66, 0x75, 0x7A, 0x7A,
+                                                                      0x2D, 0x74, 0x6F, 0x6B,
+                                                                      0x65, 0x6E, 0x21, 0x00]))),
+        "magic_of_tcp": ctl_seed(3, 4, 2, ctl(magic=b"RDTH")),
+        "version_2": ctl_seed(3, 4, 2, ctl(version=2)),
+        "type_0": ctl_seed(3, 4, 2, ctl(mtype=0)),
+        "type_4": ctl_seed(3, 4, 2, ctl(mtype=4)),
+        "state_2": ctl_seed(3, 4, 2, ctl(CTL_ANSWER, 2, frm=1)),
+        "reserved_byte_set": ctl_seed(3, 4, 2, ctl(reserved=0x80)),
+        "from_self": ctl_seed(3, 4, 2, ctl(frm=2)),
+        "from_2^32-1": ctl_seed(3, 4, 2, ctl(frm=0xFFFFFFFF)),
+        "to_other_rank": ctl_seed(3, 4, 2, ctl(to=1)),
+        "to_out_of_range": ctl_seed(3, 4, 2, ctl(to=4)),
+        "17_waited": ctl_seed(3, 40, 2, ctl(CTL_ANSWER, 1, frm=1, wait=range(16), nwait=17)),
+        "nwait_high_byte": ctl_seed(3, 4, 2, ctl(CTL_ANSWER, 1, frm=1, nwait=0x100)),
+        "waited_rank_out_of_range": ctl_seed(3, 4, 2, ctl(CTL_ANSWER, 1, frm=1, wait=(0, 4))),
+        "unused_slot_set": ctl_seed(3, 4, 2, ctl(CTL_ANSWER, 1, frm=1,
+                                                 slots=[1, 3] + [0] * 13 + [1], nwait=2)),
+        "text_901": ctl_seed(3, 4, 2, ctl(CTL_GAVE_UP, frm=1, text=b"y" * 901)),
+        "text_length_65535": ctl_seed(3, 4, 2, ctl(CTL_GAVE_UP, frm=1, text=b"z" * 10,
+                                                   textlen=0xFFFF)),
+        "text_longer_than_said": ctl_seed(3, 4, 2, ctl(CTL_GAVE_UP, frm=1, text=b"abcdef",
+                                                       textlen=5)),
+        "text_shorter_than_said": ctl_seed(3, 4, 2, ctl(CTL_GAVE_UP, frm=1, text=b"abcdef",
+                                                        textlen=7)),
+        "text_unprintable": ctl_seed(3, 4, 2, ctl(CTL_GAVE_UP, frm=1, text=b"gave up\n\x1b[2J")),
+        "text_nul": ctl_seed(3, 4, 2, ctl(CTL_GAVE_UP, frm=1, text=b"ab\x00cd")),
+        "truncated_header": ctl_seed(3, 4, 2, ctl()[:60]),
+        "empty": ctl_seed(0, 4, 2, b""),
+        "one_rank": ctl_seed(3, 1, 0, ctl(to=0)),
+        "http_garbage": ctl_seed(0, 4, 2, b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"),
     },
     "fuzz_hostfile": {
         "openmpi_file": b"\x00node1 slots=4\nnode2 slots=4 max_slots=8 # big\nnode3\n",

@@ -18,12 +18,25 @@
  * (300 opened just before the honest ranks arrive: the job forms behind them). It also checks
  * that nothing listens on the rendezvous port once the job has formed.
  *
+ * Then every rank's status channel (engine/ctl.c, UDP): a valid query and answer with the job's
+ * token (they must not disturb it), a well-formed query and "gave up" from a stranger (wrong
+ * token), datagrams with the job's token that are wrong in exactly one field (another
+ * communicator, truncated header, empty, reserved byte, version, type, state, magic, a text of
+ * 901 bytes, a text length of 65535, text shorter or longer than said, 1600 bytes, unprintable
+ * text, waited ranks out of range or too many, a nonzero unused wait slot, sender or addressee
+ * out of range or wrong), and 150 random datagrams of 0..1500 bytes per rank. Never a valid
+ * "gave up": that would rightly fail the job. Meanwhile each rank in turn arrives 60 ms late, so
+ * that the others read their channels (a rank does so only in a wait older than 20 ms); the
+ * queues must be read to the end, the job must stay exact, and each rank must warn exactly once,
+ * for the stranger's query (later drops are logged at debug level).
+ *
  * How: the test process is the attacker, in the hook of rdt_spawn_local_hook (it has the ranks'
  * pids). Rank 0 reports RDT_ROOT and RDT_TOKEN through a pipe and starts the rendezvous; the
  * other ranks wait for a "go" on a second pipe, so the rendezvous port is open and waiting while
  * it is attacked. The data ports are found from outside, as an attacker on the host would: the
- * listening TCP sockets in /proc/<pid>/net/tcp whose inodes are among /proc/<pid>/fd. Rank 0
- * broadcasts a "stop" flag each iteration, raised through a third pipe. Each rank's stderr (the
+ * listening TCP sockets in /proc/<pid>/net/tcp whose inodes are among /proc/<pid>/fd, and the
+ * status channels likewise in /proc/<pid>/net/udp. Rank 0 broadcasts a flag each iteration
+ * (stop, or slow turns), set through a third pipe. Each rank's stderr (the
  * engine's log) goes to a file, read at the end. Only 127.0.0.1 is ever contacted.
  *
  * Run twice: RDT_TRANSPORT=tcp (every pair connected over TCP: impostors claim connected ranks)
@@ -45,6 +58,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,17 +85,30 @@
 #define TCP_MSG_MAGIC 0x31544452u
 #define TCP_HS_LEN    40
 #define TCP_HDR_LEN   24
+/* engine/ctl_wire.c: the status channel's datagram, little-endian */
+#define CTL_MAGIC    0x53544452u /* "RDTS" */
+#define CTL_HDR_LEN  112
+#define CTL_TEXT_MAX 900
+#define CTL_MAX_WAIT 16
+#define CTL_STRANGER "a wrong job token" /* the first warning's reason (attack_status) */
 
 /* ------------------------------------------------------------------------------------------ */
 /* The job                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
+
+/* The flag rank 0 broadcasts each iteration, from the test's bytes on the stop pipe ('s': stop,
+ * 'w': slow, 'f': fast again). */
+enum { FLAG_RUN = 0, FLAG_STOP = 1, FLAG_SLOW = 2 };
+#define SLOW_MS 60
+
+static void sleep_ms(int ms);
 
 typedef struct job {
     const char *transport;
     char logdir[64];
     int report[2]; /* ranks -> test: "root ADDR TOKEN", "warm R", "done R ITERS" */
     int go[2];     /* test -> ranks 1..n-1: start the rendezvous */
-    int stop[2];   /* test -> rank 0: finish the loop */
+    int stop[2];   /* test -> rank 0: 's' finish the loop, 'w' slow turns, 'f' fast again */
 } job_t;
 
 static void report(const job_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -180,8 +207,8 @@ static int rank_main(int rank, int nranks, void *arg)
     rdt_comm_t *comm = NULL;
     char path[128], c;
     long iters = 0;
-    int32_t stop = 0;
-    int fd, bad = 0;
+    int32_t flag = FLAG_RUN;
+    int fd, bad = 0, slow = 0;
     rdt_status_t st;
 
     snprintf(path, sizeof(path), "%s/rank%d.log", job->logdir, rank);
@@ -215,17 +242,28 @@ static int rank_main(int rank, int nranks, void *arg)
     for (;;) {
         if (rank == 0) {
             struct pollfd pfd = {.fd = job->stop[0], .events = POLLIN};
-            stop = poll(&pfd, 1, 0) == 1;
+            while (flag != FLAG_STOP && poll(&pfd, 1, 0) == 1) {
+                if (read(job->stop[0], &c, 1) != 1 || c == 's')
+                    flag = FLAG_STOP;
+                else
+                    slow = c == 'w';
+            }
+            if (flag != FLAG_STOP)
+                flag = slow ? FLAG_SLOW : FLAG_RUN;
         }
-        st = rdt_broadcast(comm, &stop, &stop, 1, RDT_INT32, 0);
+        st = rdt_broadcast(comm, &flag, &flag, 1, RDT_INT32, 0);
         if (st != RDT_SUCCESS) {
             fprintf(stderr, "rank %d: stop flag: %s: %s\n", rank, rdt_status_str(st),
                     rdt_comm_last_error(comm));
             bad = 1;
             break;
         }
-        if (stop)
+        if (flag == FLAG_STOP)
             break;
+        /* each rank in turn arrives late, so that the others wait long enough to read their
+         * status channels (ctl.h: a rank answers once a wait is 20 ms old) */
+        if (flag == FLAG_SLOW && iters % nranks == rank)
+            sleep_ms(SLOW_MS);
         if (iteration(comm, rank, nranks, iters)) {
             bad = 1;
             break;
@@ -266,6 +304,11 @@ typedef struct attack {
     unsigned char token[16];
     uint64_t comm_id;
     int data_port[NRANKS];
+    int ctl_port[NRANKS]; /* the ranks' status channels (UDP) */
+    int udp_port;         /* ours, as the warnings print it */
+    int ndgrams, ncrafted, nrandom, nvalid;
+    unsigned long ctl_drops[NRANKS]; /* datagrams the kernel dropped on a full queue */
+    int ctl_warned[NRANKS];          /* warnings naming our port */
     conn_t conns[MAX_CONNS];
     int nconns, nrendezvous, ndata, nanswered;
     uint64_t rng;
@@ -599,22 +642,19 @@ static void attack_rendezvous(attack_t *a)
 
 /* ---- the data ports ------------------------------------------------------------------------ */
 
-/* The listening TCP port of process @p pid on 127.0.0.1: its socket inodes (/proc/PID/fd) that
- * /proc/PID/net/tcp lists in state LISTEN (0A). -1 unless there is exactly one. */
-static int listening_port(int pid)
+/* The socket inodes among /proc/PID/fd; their number. */
+static int socket_inodes(int pid, unsigned long *inodes, int max)
 {
-    char path[64], line[512], target[64];
-    unsigned long inodes[256];
-    int ninodes = 0, port = -1, found = 0, i;
+    char path[64], target[64];
+    int ninodes = 0;
     struct dirent *d;
     DIR *dir;
-    FILE *f;
 
     snprintf(path, sizeof(path), "/proc/%d/fd", pid);
     dir = opendir(path);
     if (!dir)
-        return -1;
-    while ((d = readdir(dir)) != NULL && ninodes < 256) {
+        return 0;
+    while ((d = readdir(dir)) != NULL && ninodes < max) {
         char link[64 + sizeof(d->d_name)];
         ssize_t n;
         snprintf(link, sizeof(link), "%s/%s", path, d->d_name);
@@ -626,26 +666,50 @@ static int listening_port(int pid)
             ninodes++;
     }
     closedir(dir);
-    snprintf(path, sizeof(path), "/proc/%d/net/tcp", pid);
+    return ninodes;
+}
+
+/* The port of rank @p pid's one socket on 127.0.0.1 that /proc/PID/net/@p proto ("tcp" or
+ * "udp") lists in state @p state (0A: a TCP listener; 07: an unconnected UDP socket) among its
+ * socket inodes (/proc/PID/fd). -1 unless there is exactly one. For UDP, *rxq and *drops get its
+ * receive queue (bytes) and the datagrams the kernel dropped on it (a full queue). */
+static int proc_port(int pid, const char *proto, unsigned state, unsigned long *rxq,
+                     unsigned long *drops)
+{
+    char path[64], line[512];
+    unsigned long inodes[256];
+    int ninodes = socket_inodes(pid, inodes, 256), port = -1, found = 0, i;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/net/%s", pid, proto);
     f = fopen(path, "r");
     if (!f)
         return -1;
     while (fgets(line, sizeof(line), f)) {
         unsigned addr, lport, st;
-        unsigned long inode;
-        if (sscanf(line, " %*d: %x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &addr, &lport,
-                   &st, &inode) != 4 ||
-            st != 0x0A)
+        unsigned long inode, rq = 0, dr = 0;
+        int k = sscanf(line, " %*d: %x:%x %*x:%*x %x %*x:%lx %*x:%*x %*x %*u %*u %lu %*d %*s %lu",
+                       &addr, &lport, &st, &rq, &inode, &dr);
+        if (k < 5 || st != state)
             continue;
         for (i = 0; i < ninodes; i++) {
             if (inodes[i] == inode && addr == htonl(INADDR_LOOPBACK)) {
                 port = (int)lport;
                 found++;
+                if (rxq)
+                    *rxq = rq;
+                if (drops)
+                    *drops = k == 6 ? dr : 0;
             }
         }
     }
     fclose(f);
     return found == 1 ? port : -1;
+}
+
+static int listening_port(int pid)
+{
+    return proc_port(pid, "tcp", 0x0A, NULL, NULL);
 }
 
 static void attack_data_port(attack_t *a, int r, int connected)
@@ -741,6 +805,253 @@ static void attack_data(attack_t *a, int connected, int serviced)
     }
 }
 
+/* ---- the status channel -------------------------------------------------------------------- */
+
+/* A status datagram as engine/ctl_wire.c lays one out; @p textlen is what the header says,
+ * @p nbytes the bytes of @p text actually sent. Returns the datagram's length. */
+static size_t ctl_dgram(unsigned char *b, unsigned type, unsigned state, uint64_t comm_id,
+                        const unsigned char *token, uint32_t from, uint32_t to, uint32_t nwait,
+                        const uint32_t *wait, uint32_t textlen, const char *text, size_t nbytes)
+{
+    uint32_t i;
+
+    memset(b, 0, CTL_HDR_LEN);
+    rdt_wire_put_u32(b, CTL_MAGIC);
+    b[4] = 1;
+    b[5] = (unsigned char)type;
+    b[6] = (unsigned char)state;
+    rdt_wire_put_u64(b + 8, comm_id);
+    memcpy(b + 16, token, 16);
+    rdt_wire_put_u32(b + 32, from);
+    rdt_wire_put_u32(b + 36, to);
+    rdt_wire_put_u32(b + 40, 0x1234);
+    b[44] = (unsigned char)nwait;
+    b[45] = (unsigned char)(nwait >> 8);
+    b[46] = (unsigned char)textlen;
+    b[47] = (unsigned char)(textlen >> 8);
+    for (i = 0; i < nwait && i < CTL_MAX_WAIT; i++)
+        rdt_wire_put_u32(b + 48 + 4 * i, wait[i]);
+    memcpy(b + CTL_HDR_LEN, text, nbytes);
+    return CTL_HDR_LEN + nbytes;
+}
+
+static void dgram(attack_t *a, int fd, int r, const void *buf, size_t len, int *counter)
+{
+    struct sockaddr_in sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)a->ctl_port[r]);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof(sa)) != (ssize_t)len) {
+        attack_fail(a, "status channel: cannot send %zu bytes to 127.0.0.1:%d: %s", len,
+                    a->ctl_port[r], strerror(errno));
+        return;
+    }
+    a->ndgrams++;
+    (*counter)++;
+}
+
+/* The lines of rank @p r's log so far that warn of a dropped datagram from our UDP port; with
+ * @p why, only those that also give that reason. */
+static int ctl_warnings(const attack_t *a, int r, const char *why)
+{
+    char path[128], line[2048], from[96];
+    int n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/rank%d.log", a->job->logdir, r);
+    snprintf(from, sizeof(from),
+             "dropped a datagram from 127.0.0.1:%d on the status channel: ", a->udp_port);
+    f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, " warn ") && strstr(line, from) && (!why || strstr(line, why)))
+            n++;
+    fclose(f);
+    return n;
+}
+
+/* Until every rank's status channel has an empty receive queue (and, with @p warned, a warning
+ * in its log), for at most @p ms; 1 if so. */
+static int ctl_drained(attack_t *a, int warned, int ms)
+{
+    int64_t until = now_ms() + ms;
+    int r;
+
+    for (;;) {
+        int drained = 1;
+        for (r = 0; r < a->nranks; r++) {
+            unsigned long rxq = 1;
+            if (proc_port(a->pids[r], "udp", 0x07, &rxq, &a->ctl_drops[r]) < 0 || rxq != 0 ||
+                (warned && ctl_warnings(a, r, NULL) == 0))
+                drained = 0;
+        }
+        if (drained || now_ms() > until)
+            return drained;
+        sleep_ms(10);
+    }
+}
+
+/* Hostile datagrams to every rank's status channel (engine/ctl.c) while the job runs. The job's
+ * token is known here, so besides strangers this sends datagrams with the token that are wrong
+ * in exactly one field (any of them accepted as a "gave up" would fail the job), and a few
+ * valid queries and answers, which must not disturb it. Never a valid "gave up". */
+static void attack_status(attack_t *a)
+{
+    const unsigned char *tok = a->token;
+    unsigned char b[1600], bad[16];
+    char text[1600];
+    uint32_t w[CTL_MAX_WAIT + 1];
+    struct sockaddr_in me;
+    socklen_t melen = sizeof(me);
+    uint64_t id = a->comm_id;
+    int fd, r, i, n = a->nranks;
+
+    for (r = 0; r < n; r++) {
+        a->ctl_port[r] = proc_port(a->pids[r], "udp", 0x07, NULL, NULL);
+        if (a->ctl_port[r] < 0) {
+            attack_fail(a, "rank %d (pid %d): no single UDP socket on 127.0.0.1 in /proc", r,
+                        a->pids[r]);
+            return;
+        }
+    }
+    memset(&me, 0, sizeof(me));
+    me.sin_family = AF_INET;
+    me.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&me, &melen) != 0) {
+        attack_fail(a, "status channel: no UDP socket of our own: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    a->udp_port = ntohs(me.sin_port);
+    memcpy(bad, tok, 16);
+    bad[7] ^= 0x40;
+    memset(text, 'x', sizeof(text));
+    /* every rank in turn arrives late: the others read their channels while they wait */
+    if (write(a->job->stop[1], "w", 1) != 1)
+        attack_fail(a, "cannot slow the job down");
+
+    for (r = 0; r < n && !a->fail[0]; r++) {
+        uint32_t peer = (uint32_t)((r + 1) % n), me_r = (uint32_t)r;
+        size_t k;
+
+        /* With the job's token and valid: a query (answered to rank peer, which asked nothing)
+         * and an unasked-for answer. They come first: were either dropped, the one warning
+         * would give its reason and not the stranger's below. */
+        for (i = 0; i < 3; i++)
+            dgram(a, fd, r, b, ctl_dgram(b, 1, 0, id, tok, peer, me_r, 0, w, 0, "", 0), &a->nvalid);
+        w[0] = me_r;
+        dgram(a, fd, r, b, ctl_dgram(b, 2, 1, id, tok, peer, me_r, 1, w, 14, "allreduce #1 (", 14),
+              &a->nvalid);
+
+        /* a stranger: a well-formed query, and a "gave up", without the token */
+        dgram(a, fd, r, b, ctl_dgram(b, 1, 0, id, bad, peer, me_r, 0, w, 0, "", 0), &a->ncrafted);
+        k = ctl_dgram(b, 3, 0, id, bad, peer, me_r, 0, w, 29, "rank 1 (host x) gave up: lies", 29);
+        dgram(a, fd, r, b, k, &a->ncrafted);
+        /* with the token, one field wrong: each of these would be a "gave up" otherwise */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id ^ 1, tok, peer, me_r, 0, w, 4, "lies", 4),
+              &a->ncrafted); /* another communicator */
+        k = ctl_dgram(b, 3, 0, id, tok, peer, me_r, 0, w, 4, "lies", 4);
+        dgram(a, fd, r, b, 60, &a->ncrafted); /* a truncated header */
+        dgram(a, fd, r, b, 0, &a->ncrafted);  /* nothing at all */
+        b[7] = 1;
+        dgram(a, fd, r, b, k, &a->ncrafted); /* the reserved byte */
+        b[7] = 0;
+        b[4] = 2;
+        dgram(a, fd, r, b, k, &a->ncrafted); /* version 2 */
+        b[4] = 1;
+        b[5] = 4;
+        dgram(a, fd, r, b, k, &a->ncrafted); /* type 4 */
+        b[5] = 3;
+        b[6] = 2;
+        dgram(a, fd, r, b, k, &a->ncrafted); /* state 2 */
+        b[6] = 0;
+        rdt_wire_put_u32(b, CTL_MAGIC ^ 0x20);
+        dgram(a, fd, r, b, k, &a->ncrafted); /* another magic */
+        dgram(
+            a, fd, r, b,
+            ctl_dgram(b, 3, 0, id, tok, peer, me_r, 0, w, CTL_TEXT_MAX + 1, text, CTL_TEXT_MAX + 1),
+            &a->ncrafted); /* a text of 901 bytes */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id, tok, peer, me_r, 0, w, 0xffff, text, 100),
+              &a->ncrafted); /* a text length of 65535 */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id, tok, peer, me_r, 0, w, 20, text, 10),
+              &a->ncrafted); /* a text cut short */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id, tok, peer, me_r, 0, w, 10, text, 20),
+              &a->ncrafted); /* more text than the header says */
+        dgram(a, fd, r, b,
+              ctl_dgram(b, 3, 0, id, tok, peer, me_r, 0, w, CTL_TEXT_MAX, text,
+                        sizeof(b) - CTL_HDR_LEN),
+              &a->ncrafted); /* 1600 bytes: the rank reads 1013 of them */
+        dgram(a, fd, r, b,
+              ctl_dgram(b, 3, 0, id, tok, peer, me_r, 0, w, 14, "gave up\n\033[2J\a!!", 14),
+              &a->ncrafted); /* unprintable text */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id, tok, peer, me_r, 0, w, 5, "ab\0cd", 5),
+              &a->ncrafted); /* a NUL in the text */
+        w[0] = 0;
+        w[1] = (uint32_t)n;
+        dgram(a, fd, r, b, ctl_dgram(b, 2, 1, id, tok, peer, me_r, 2, w, 0, "", 0),
+              &a->ncrafted); /* a waited rank out of range */
+        w[1] = 0xffffffffu;
+        dgram(a, fd, r, b, ctl_dgram(b, 2, 1, id, tok, peer, me_r, 2, w, 0, "", 0),
+              &a->ncrafted); /* waited rank 2^32-1 */
+        memset(w, 0, sizeof(w));
+        dgram(a, fd, r, b, ctl_dgram(b, 2, 1, id, tok, peer, me_r, CTL_MAX_WAIT + 1, w, 0, "", 0),
+              &a->ncrafted); /* 17 waited ranks */
+        dgram(a, fd, r, b, ctl_dgram(b, 2, 1, id, tok, peer, me_r, 0x0100, w, 0, "", 0),
+              &a->ncrafted); /* 256 waited ranks */
+        k = ctl_dgram(b, 2, 1, id, tok, peer, me_r, 1, w, 0, "", 0);
+        rdt_wire_put_u32(b + 48 + 4 * 5, 1);
+        dgram(a, fd, r, b, k, &a->ncrafted); /* a used-looking unused wait slot */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id, tok, me_r, me_r, 0, w, 4, "lies", 4),
+              &a->ncrafted); /* from itself */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id, tok, (uint32_t)n, me_r, 0, w, 4, "lies", 4),
+              &a->ncrafted); /* from a rank out of range */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id, tok, 0xffffffffu, me_r, 0, w, 4, "lies", 4),
+              &a->ncrafted); /* from rank 2^32-1 */
+        dgram(a, fd, r, b,
+              ctl_dgram(b, 3, 0, id, tok, peer, (me_r + 2) % (uint32_t)n, 0, w, 4, "lies", 4),
+              &a->ncrafted); /* addressed to another rank */
+        dgram(a, fd, r, b, ctl_dgram(b, 3, 0, id, tok, peer, 0xffffffffu, 0, w, 4, "lies", 4),
+              &a->ncrafted); /* addressed to rank 2^32-1 */
+        (void)ctl_drained(a, 0, 2000);
+    }
+    /* random bytes of random lengths (0..1500); every third behind the job's magic, version,
+     * communicator and token, so that the fields after them are reached */
+    for (i = 0; i < 150 * n && !a->fail[0]; i++) {
+        size_t len = (size_t)(rdt_test_rand(&a->rng) % 1501);
+        r = i % n;
+        random_bytes(a, b, len);
+        if (i % 3 == 2 && len >= 32) {
+            rdt_wire_put_u32(b, CTL_MAGIC);
+            b[4] = 1;
+            rdt_wire_put_u64(b + 8, id);
+            memcpy(b + 16, tok, 16);
+            b[7] |= 0x01; /* never valid, whatever the rest says */
+        } else if (len >= 1) {
+            b[0] = 'X'; /* not the magic by chance */
+        }
+        dgram(a, fd, r, b, len, &a->nrandom);
+        if (i % (10 * n) == 10 * n - 1)
+            (void)ctl_drained(a, 0, 2000); /* the kernel queues only so many */
+    }
+    close(fd);
+
+    /* until every rank has read its queue and warned */
+    (void)ctl_drained(a, 1, 20000);
+    if (write(a->job->stop[1], "f", 1) != 1)
+        attack_fail(a, "cannot speed the job up again");
+    for (r = 0; r < n; r++) {
+        unsigned long rxq = 1;
+        if (proc_port(a->pids[r], "udp", 0x07, &rxq, &a->ctl_drops[r]) < 0 || rxq != 0)
+            attack_fail(a, "rank %d left %lu bytes unread on its status channel for 20 s", r, rxq);
+    }
+}
+
 /* ---- the hook: the whole attack, then stop the job ----------------------------------------- */
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
@@ -760,11 +1071,14 @@ static void attack_hook(int nranks, const int *pids, void *arg)
     char line[256], root[128], tok[64];
     const char *colon;
     int warm = 0, forming = 0, fd, i, r;
+    void (*old_pipe)(int);
     long it;
 
     line[0] = '\0';
     a->nranks = nranks;
     a->pids = pids;
+    /* a rank that died closes its pipes: a failure to report, not a SIGPIPE of the test */
+    old_pipe = signal(SIGPIPE, SIG_IGN);
     close(a->job->report[1]);
     close(a->job->go[0]);
     close(a->job->stop[0]);
@@ -819,6 +1133,8 @@ release:
     }
     if (!a->fail[0])
         attack_data(a, strcmp(a->job->transport, "tcp") == 0, 1);
+    if (!a->fail[0])
+        attack_status(a);
     sleep_ms(300); /* a few more iterations after the last attack */
     if (write(a->job->stop[1], "s", 1) != 1)
         attack_fail(a, "cannot stop the job");
@@ -834,6 +1150,7 @@ release:
     for (i = 0; i < a->nconns; i++)
         if (a->conns[i].fd >= 0)
             close(a->conns[i].fd);
+    signal(SIGPIPE, old_pipe);
 }
 
 /* ---- the logs ------------------------------------------------------------------------------ */
@@ -888,6 +1205,17 @@ static void check_logs(attack_t *a)
                         c->kind, c->target, c->port, c->why[0], c->why[1] ? " or " : "",
                         c->why[1] ? c->why[1] : "");
     }
+    /* the status channel: one warning per rank, for the first datagram it dropped, the
+     * stranger's query (the valid ones before it were not dropped) */
+    for (r = 0; r < a->nranks && a->udp_port; r++) {
+        int all = ctl_warnings(a, r, NULL), first = ctl_warnings(a, r, CTL_STRANGER);
+        a->ctl_warned[r] = all;
+        if (all != 1 || first != 1)
+            attack_fail(a,
+                        "rank %d's log has %d warnings of datagrams dropped from "
+                        "127.0.0.1:%d on the status channel (%d saying '%s'): want one, saying it",
+                        r, all, a->udp_port, first, CTL_STRANGER);
+    }
 out:
     if (a->fail[0] || getenv("RDT_TEST_SHOW_LOG"))
         for (r = 0; r < a->nranks; r++)
@@ -903,6 +1231,7 @@ static void run_attack(const char *transport)
     static attack_t a; /* large */
     job_t job;
     int statuses[NRANKS], rc, i, logged = 0, unserviced = 0;
+    unsigned long drops = 0;
     struct rlimit rl;
 
     /* The floods hold a few hundred descriptors at once, here and in the ranks: lift a low
@@ -942,6 +1271,12 @@ static void run_attack(const char *transport)
         printf(", %d sent to idle TCP listeners (%d of them answered)", unserviced, a.nanswered);
     printf("; the job ran %ld iterations of allreduce, alltoall and broadcast%s\n", a.iters[0],
            rc == 0 ? ", all exact" : " and failed");
+    for (i = 0; i < NRANKS; i++)
+        drops += a.ctl_drops[i];
+    printf("test_hostile: transport %s: hostile: %d datagrams to the status channel (%d crafted, "
+           "%d random of 0..1500 bytes, %d valid ones with the job's token), %lu of them dropped "
+           "by the kernel on a full queue; each rank warned once\n",
+           transport, a.ndgrams, a.ncrafted, a.nrandom, a.nvalid, drops);
 
     close(job.report[0]);
     close(job.go[1]);
@@ -956,6 +1291,9 @@ static void run_attack(const char *transport)
         fail_msg("%s", a.fail);
     assert_int_equal(logged + unserviced, a.nconns);
     assert_true(a.nrendezvous >= 600 && a.ndata >= 300);
+    assert_true(a.ncrafted >= 25 * NRANKS && a.nrandom >= 150 * NRANKS);
+    for (i = 0; i < NRANKS; i++)
+        assert_int_equal(a.ctl_warned[i], 1);
     for (i = 0; i < NRANKS; i++) {
         assert_true(a.done[i]);
         assert_int_equal(a.iters[i], a.iters[0]);
