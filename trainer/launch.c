@@ -83,6 +83,7 @@ typedef struct rank {
     size_t prefix_len;
     int reaped; /* exited in this reap() pass, not reported yet */
     int status; /* its wait status */
+    int stopped; /* local: the signal that stopped it (SIGSTOP, SIGTSTP...), 0 when running */
 } rank_t;
 
 typedef enum { RUNNING, STOPPING, KILLING } phase_t;
@@ -910,9 +911,14 @@ static void signal_all(job_t *j, int sig)
 
 static void stop_all(job_t *j, int sig)
 {
+    int r;
+
     j->phase = STOPPING;
     j->t_kill = now_ms() + (int64_t)(j->opt->grace_s * 1000);
     signal_all(j, sig);
+    for (r = 0; r < j->np; r++) /* a stopped rank acts on the signal only once continued */
+        if (j->ranks[r].pid && j->ranks[r].stopped)
+            kill(-j->ranks[r].pid, SIGCONT);
 }
 
 /*
@@ -951,9 +957,28 @@ static void kill_agents(job_t *j)
             kill(-j->ranks[r].pid, SIGKILL);
 }
 
+/* "; rank 3 on node2 is stopped (SIGSTOP): ..." when a local rank is stopped while another
+ * fails: the others time out waiting for it, and the exit that gets reported is theirs. */
+static void stopped_note(const job_t *j, char *buf, size_t len)
+{
+    char sname[32];
+    size_t n = 0;
+    int r;
+
+    buf[0] = '\0';
+    for (r = 0; r < j->np && n + 1 < len; r++) {
+        int w;
+        if (!j->ranks[r].pid || !j->ranks[r].stopped)
+            continue;
+        w = snprintf(buf + n, len - n, "; rank %d on %s is stopped (%s): the others waited for it",
+                     r, host_label(j, r), sig_name(j->ranks[r].stopped, sname, sizeof(sname)));
+        n = w < 0 ? n : n + (size_t)w >= len ? len - 1 : n + (size_t)w;
+    }
+}
+
 static void rank_exited(job_t *j, int r, int st)
 {
-    char sname[32], what[128];
+    char sname[32], what[128], note[256];
     int code;
 
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
@@ -973,12 +998,44 @@ static void rank_exited(job_t *j, int r, int st)
                  sig_name(WTERMSIG(st), sname, sizeof(sname)));
     }
     j->status = code;
+    stopped_note(j, note, sizeof(note));
     if (j->alive > 0) {
-        say("rank %d on %s %s; stopping the other ranks", r, host_label(j, r), what);
+        say("rank %d on %s %s%s; stopping the other ranks", r, host_label(j, r), what, note);
         stop_all(j, SIGTERM);
     } else {
-        say("rank %d on %s %s", r, host_label(j, r), what);
+        say("rank %d on %s %s%s", r, host_label(j, r), what, note);
         j->phase = STOPPING;
+    }
+}
+
+/* Local ranks stopped or continued by a signal (kill -STOP, a debugger, ^Z): said when it
+ * happens, since the job then hangs until the others' timeout; remembered for the failure
+ * report. These events are consumed here, exits are left to reap(). */
+static void watch_stops(job_t *j)
+{
+    for (;;) {
+        char sname[32];
+        siginfo_t si;
+        int r;
+
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_ALL, 0, &si, WSTOPPED | WCONTINUED | WNOHANG) < 0 || si.si_pid == 0)
+            break;
+        for (r = 0; r < j->np && j->ranks[r].pid != si.si_pid; r++)
+            ;
+        if (r == j->np || j->ranks[r].remote)
+            continue;
+        if (si.si_code == CLD_STOPPED || si.si_code == CLD_TRAPPED) {
+            j->ranks[r].stopped = si.si_status;
+            if (j->phase == RUNNING)
+                say("rank %d on %s was stopped by %s: the other ranks will wait for it until "
+                    "their timeout (RDT_TIMEOUT)", r, host_label(j, r),
+                    sig_name(si.si_status, sname, sizeof(sname)));
+        } else if (si.si_code == CLD_CONTINUED && j->ranks[r].stopped) {
+            j->ranks[r].stopped = 0;
+            if (j->phase == RUNNING)
+                say("rank %d on %s continues", r, host_label(j, r));
+        }
     }
 }
 
@@ -991,6 +1048,7 @@ static void reap(job_t *j)
 {
     int r, signalled;
 
+    watch_stops(j);
     for (;;) {
         siginfo_t si;
         pid_t pid;

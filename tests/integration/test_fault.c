@@ -23,7 +23,8 @@
  *   pidfd_getfd: both ends fail naming each other, the other ranks name one of the two.
  * - Through the launcher (BUILD/trainer/rdmatrain, found next to this program): one rank of
  *   this very program (run as `test_fault --fault-prog`) kills itself mid-loop; the launcher
- *   must exit non-zero naming it, and every other rank's output must name it.
+ *   must exit non-zero naming it, and every other rank's output must name it. The same with
+ *   SIGSTOP: the launcher says that the rank was stopped, and names it in its failure line.
  *
  * `test_fault --verbs` (what test_fault_verbs runs, label softroce) is the SIGKILL case over
  * RDT_TRANSPORT=verbs on 3 ranks, 4 kills, with hang guards sized for SoftRoCE under emulation.
@@ -688,7 +689,7 @@ static void f_prog_on_term(int sig)
     f_prog_term = 1;
 }
 
-static int f_prog_main(int victim, int iters)
+static int f_prog_main(int victim, int iters, int stop)
 {
     const size_t n = (size_t)1 << 18;
     int32_t *v = calloc(n, sizeof(*v));
@@ -703,7 +704,7 @@ static int f_prog_main(int victim, int iters)
     rank = rdt_comm_rank(comm);
     for (it = 0; it < 100000; it++) {
         if (rank == victim && it == iters)
-            raise(SIGKILL);
+            raise(stop ? SIGSTOP : SIGKILL);
         if (rdt_allreduce(comm, v, v, n, RDT_INT32, RDT_MAX) != RDT_SUCCESS) {
             int waited;
             printf("fault-prog rank %d failed: %s\n", rank, rdt_comm_last_error(comm));
@@ -711,7 +712,7 @@ static int f_prog_main(int victim, int iters)
             /* Stay until the launcher stops the job: a survivor exiting at once may be reaped
              * in the same pass as the killed rank, and the launcher names the first exit it
              * looks at (this test is about the name, see the report of this change). */
-            for (waited = 0; !f_prog_term && waited < 2000; waited++)
+            for (waited = 0; !stop && !f_prog_term && waited < 2000; waited++)
                 f_sleep_ms(10);
             rdt_comm_destroy(comm);
             free(v);
@@ -726,14 +727,13 @@ static int f_prog_main(int victim, int iters)
 
 static char f_self[4096];
 
-static void test_launcher_names_the_killed_rank_and_so_do_the_survivors(void **state)
+/* Run `rdmatrain -np 3 -- test_fault --fault-prog VICTIM ITERS [stop]` with @p env; its output
+ * (stdout and stderr) into @p out; returns the launcher's wait status. */
+static int f_launch_prog(const char *env, int victim, int iters, int stop, char *out, size_t cap)
 {
     char launcher[4096 + 32], cmd[16384], line[4096], *slash;
-    char out[65536];
     size_t used = 0;
-    int victim, iters, status, i;
     FILE *p;
-    (void)state;
 
     snprintf(launcher, sizeof(launcher), "%s", f_self);
     slash = strrchr(launcher, '/');
@@ -744,23 +744,31 @@ static void test_launcher_names_the_killed_rank_and_so_do_the_survivors(void **s
     snprintf(slash, sizeof(launcher) - (size_t)(slash - launcher), "/trainer/rdmatrain");
     if (access(launcher, X_OK) != 0)
         fail_msg("the launcher %s is missing: build the whole tree", launcher);
-    victim = 1 + (int)(rdt_test_rand(&f_seed_state) % 2);
-    iters = 2 + (int)(rdt_test_rand(&f_seed_state) % 20);
-    snprintf(cmd, sizeof(cmd),
-             "RDT_TRANSPORT=tcp RDT_TIMEOUT=60 RDT_LOG=error %s -np 3 -- %s --fault-prog %d %d "
-             "2>&1",
-             launcher, f_self, victim, iters);
+    snprintf(cmd, sizeof(cmd), "%s %s -np 3 -- %s --fault-prog %d %d%s 2>&1", env, launcher,
+             f_self, victim, iters, stop ? " stop" : "");
     p = popen(cmd, "r");
     assert_non_null(p);
     out[0] = '\0';
     while (fgets(line, sizeof(line), p)) {
         size_t l = strlen(line);
-        if (used + l < sizeof(out)) {
+        if (used + l < cap) {
             memcpy(out + used, line, l + 1);
             used += l;
         }
     }
-    status = pclose(p);
+    return pclose(p);
+}
+
+static void test_launcher_names_the_killed_rank_and_so_do_the_survivors(void **state)
+{
+    char line[4096], out[65536];
+    int victim, iters, status, i;
+    (void)state;
+
+    victim = 1 + (int)(rdt_test_rand(&f_seed_state) % 2);
+    iters = 2 + (int)(rdt_test_rand(&f_seed_state) % 20);
+    status = f_launch_prog("RDT_TRANSPORT=tcp RDT_TIMEOUT=60 RDT_LOG=error", victim, iters, 0,
+                           out, sizeof(out));
     print_message("launcher output (rank %d killed after %d calls):\n%s", victim, iters, out);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 128 + SIGKILL);
@@ -778,6 +786,45 @@ static void test_launcher_names_the_killed_rank_and_so_do_the_survivors(void **s
         *strchrnul(l, '\n') = '\0';
         if (!f_names(l, victim))
             fail_msg("rank %d's error does not name rank %d: %s", i, victim, l);
+        l[strlen(l)] = '\n';
+    }
+}
+
+/* A rank stopped with SIGSTOP under the launcher: the launcher says so when it happens and
+ * again in its failure line, and the others time out naming it as the rank that did not answer
+ * (RDT_TIMEOUT=2; the launcher's exit status is the first survivor's, 3). */
+static void test_launcher_names_a_stopped_rank_and_so_do_the_others(void **state)
+{
+    char want[128], out[65536], *l;
+    int victim, iters, status, i;
+    (void)state;
+
+    victim = 1 + (int)(rdt_test_rand(&f_seed_state) % 2);
+    iters = 2 + (int)(rdt_test_rand(&f_seed_state) % 20);
+    status = f_launch_prog("RDT_TRANSPORT=tcp RDT_TIMEOUT=2 RDT_LOG=error", victim, iters, 1, out,
+                           sizeof(out));
+    print_message("launcher output (rank %d stopped after %d calls):\n%s", victim, iters, out);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 3);
+    snprintf(want, sizeof(want), "rank %d on ", victim);
+    l = strstr(out, want);
+    assert_non_null(l);
+    assert_non_null(strstr(l, " was stopped by SIGSTOP: the other ranks will wait for it"));
+    snprintf(want, sizeof(want), "; rank %d on ", victim);
+    l = strstr(out, want);
+    if (!l || !strstr(l, " is stopped (SIGSTOP): the others waited for it"))
+        fail_msg("the launcher's failure line does not name the stopped rank %d", victim);
+    for (i = 0; i < 3; i++) {
+        if (i == victim)
+            continue;
+        snprintf(want, sizeof(want), "fault-prog rank %d failed: ", i);
+        l = strstr(out, want);
+        if (!l)
+            fail_msg("rank %d printed no error", i);
+        *strchrnul(l, '\n') = '\0';
+        if (!f_blames(l, victim))
+            fail_msg("rank %d's error does not say that rank %d did not answer: %s", i, victim,
+                     l);
         l[strlen(l)] = '\n';
     }
 }
@@ -817,7 +864,7 @@ int main(int argc, char **argv)
     ssize_t n;
 
     if (argc >= 4 && strcmp(argv[1], "--fault-prog") == 0)
-        return f_prog_main(atoi(argv[2]), atoi(argv[3]));
+        return f_prog_main(atoi(argv[2]), atoi(argv[3]), argc >= 5 && !strcmp(argv[4], "stop"));
     n = readlink("/proc/self/exe", f_self, sizeof(f_self) - 1);
     if (n <= 0)
         return 1;
@@ -841,6 +888,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(
             test_connection_shut_down_under_the_engine_fails_both_ends_naming_each_other),
         cmocka_unit_test(test_launcher_names_the_killed_rank_and_so_do_the_survivors),
+        cmocka_unit_test(test_launcher_names_a_stopped_rank_and_so_do_the_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
