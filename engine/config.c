@@ -45,7 +45,7 @@ static const knob_t knobs[] = {
      "seconds the rendezvous and each connection to a peer may take"},
     {"RDT_ALGO", "", K_STR, S(algo),
      "force algorithms per collective, e.g. allreduce:ring,broadcast:tree "
-     "(ring, recdbl, rabenseifner, tree, pairwise, hier)"},
+     "(ring, recdbl, rabenseifner, tree, pairwise, hier, hiertree)"},
     {"RDT_CHUNK", "0", K_SIZE, F(chunk), 0,
      "bytes per pipelined slice (suffix k, m, g); 0 = chosen per call by the cost model"},
     {"RDT_SLICES", "3", K_INT, F(slices), 0, "slices of one collective in flight at once (1-16)"},

@@ -348,6 +348,8 @@ double rdt_cost_model(rdt_coll_t coll, rdt_algo_t algo, int nranks, size_t bytes
                    (e ? 2 * a + 2 * n * b + n * g : 0);
         if (algo == RDT_ALGO_HIER) /* one host: the ring's rounds, in chunks of n/p */
             return 2 * (p - 1) * (a + ceil(n / p) * b) + (p - 1) * ceil(n / p) * g;
+        if (algo == RDT_ALGO_HIERTREE) /* one host: binomial reduce, then broadcast */
+            return L * (2 * a + n * (2 * b + g));
         /* tree: U rounds up with half the vector, D rounds down sending it to two children */
         dbtree_rounds(nranks, &up, &down);
         return up * (a + n / 2 * (b + g)) + down * dbtree_down_round(nranks, n, a, b);
@@ -465,6 +467,25 @@ static double hier_sets_model(rdt_coll_t coll, const rdt_hosts_t *hs, double n,
 }
 
 /*
+ * Hierarchical tree allreduce (sched_hier_coll.c, "hiertree"): LG = ceil(log2 G) shared-memory
+ * rounds up and as many down (the whole vector each), and recursive doubling among the H
+ * leaders, one message per host link per step:
+ *   2 LG shm.a + LG n (2 shm.b + g) + m (net.a + n (net.b + g)) + fold, with m = log2 of the
+ *   largest power of two <= H, fold = 2 net.a + 2 n net.b + n g when H is not one.
+ */
+static double hier_tree_allreduce_model(const rdt_hosts_t *hs, double n,
+                                        const rdt_cost_params_t *net,
+                                        const rdt_cost_params_t *shm)
+{
+    int H = hs->nhosts, pp = rdt_pow2_floor(H), m = rdt_log2_floor((uint32_t)pp);
+    int LG = rdt_log2_ceil((uint32_t)hs->lmax);
+
+    return LG * (2 * shm->alpha + n * (2 * shm->beta + net->gamma)) +
+           m * (net->alpha + n * (net->beta + net->gamma)) +
+           (H > pp ? 2 * net->alpha + 2 * n * net->beta + n * net->gamma : 0);
+}
+
+/*
  * Recursive doubling and Rabenseifner allreduce in the two-level model, for hosts of
  * consecutive ranks, G = most ranks on a host, 2^k = the largest power of two <= G: the steps
  * between partners closer than 2^k stay inside a host (shared memory), the others cross, with
@@ -499,7 +520,9 @@ double rdt_cost_model_topo(rdt_coll_t coll, rdt_algo_t algo, int nranks, const i
     int halving = coll == RDT_COLL_ALLREDUCE &&
                   (algo == RDT_ALGO_RECDBL || algo == RDT_ALGO_RABENSEIFNER);
 
-    if (!host_of || (algo != RDT_ALGO_HIER && !halving) || !rdt_sched_supported(coll, algo) ||
+    int hierarchical = algo == RDT_ALGO_HIER || algo == RDT_ALGO_HIERTREE;
+
+    if (!host_of || (!hierarchical && !halving) || !rdt_sched_supported(coll, algo) ||
         nranks <= 1)
         return rdt_cost_model(coll, algo, nranks, bytes, net);
     if (!net || !shm || rdt_hosts_init(&hs, nranks, host_of) != RDT_SUCCESS)
@@ -508,6 +531,8 @@ double rdt_cost_model_topo(rdt_coll_t coll, rdt_algo_t algo, int nranks, const i
         t = hs.nhosts == 1 || hs.lmax == 1
                 ? rdt_cost_model(coll, algo, nranks, bytes, net)
                 : halving_model(algo, nranks, hs.lmax, (double)bytes, net, shm);
+    else if (algo == RDT_ALGO_HIERTREE)
+        t = hier_tree_allreduce_model(&hs, (double)bytes, net, shm);
     else if (coll == RDT_COLL_ALLREDUCE)
         t = hier_allreduce_model(&hs, (double)bytes, net, shm);
     else if (coll == RDT_COLL_BROADCAST || coll == RDT_COLL_REDUCE)
@@ -531,7 +556,8 @@ rdt_algo_t rdt_cost_select(rdt_coll_t coll, int nranks, const int *host_of, size
     rdt_cost_shm_params(net, &shm);
     for (a = 0; a < RDT_ALGO_COUNT; a++) {
         double t;
-        if (!rdt_sched_supported(coll, a) || (a == RDT_ALGO_HIER && !hier))
+        if (!rdt_sched_supported(coll, a) ||
+            ((a == RDT_ALGO_HIER || a == RDT_ALGO_HIERTREE) && !hier))
             continue;
         t = hier ? rdt_cost_model_topo(coll, a, nranks, host_of, bytes, net, &shm)
                  : rdt_cost_model(coll, a, nranks, bytes, net);

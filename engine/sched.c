@@ -13,7 +13,7 @@
 static const char *const coll_names[RDT_COLL_COUNT] = {
     "allreduce", "reduce_scatter", "allgather", "broadcast", "reduce", "barrier", "alltoall"};
 static const char *const algo_names[RDT_ALGO_COUNT] = {"ring", "recdbl", "rabenseifner", "tree",
-                                                       "pairwise", "hier"};
+                                                       "pairwise", "hier", "hiertree"};
 
 const char *rdt_coll_name(rdt_coll_t coll)
 {
@@ -52,7 +52,7 @@ int rdt_sched_supported(rdt_coll_t coll, rdt_algo_t algo)
     switch (coll) {
     case RDT_COLL_ALLREDUCE:
         return algo == RDT_ALGO_RING || algo == RDT_ALGO_RECDBL || algo == RDT_ALGO_RABENSEIFNER ||
-               algo == RDT_ALGO_TREE || algo == RDT_ALGO_HIER;
+               algo == RDT_ALGO_TREE || algo == RDT_ALGO_HIER || algo == RDT_ALGO_HIERTREE;
     case RDT_COLL_REDUCE_SCATTER:
         return algo == RDT_ALGO_RING || algo == RDT_ALGO_RABENSEIFNER || algo == RDT_ALGO_HIER;
     case RDT_COLL_ALLGATHER:
@@ -188,6 +188,8 @@ static void build_dispatch(rdt_sched_builder_t *b)
             rdt_sched_rabenseifner_allreduce(b);
         else if (algo == RDT_ALGO_HIER)
             rdt_sched_hier_allreduce(b);
+        else if (algo == RDT_ALGO_HIERTREE)
+            rdt_sched_hier_tree_allreduce(b);
         else
             rdt_sched_dbtree_allreduce(b);
         break;

@@ -123,6 +123,7 @@ typedef enum {
     RDT_ALGO_TREE,
     RDT_ALGO_PAIRWISE,
     RDT_ALGO_HIER,
+    RDT_ALGO_HIERTREE, /* allreduce: trees inside hosts, recursive doubling between leaders */
     RDT_ALGO_COUNT
 } rdt_algo_t;
 
@@ -191,9 +192,9 @@ rdt_status_t rdt_sched_build(rdt_coll_t coll, rdt_algo_t algo, int rank, int nra
 /*
  * Topology. @p host_of has nranks entries: the host of each rank, an index in [0, nranks)
  * (any numbering: hosts are ordered by their lowest rank, and the ranks of a host, its *local
- * ranks*, by rank). NULL means one host. Only hierarchical algorithms (RDT_ALGO_HIER) look at
- * it; every other builder gives the same schedule as rdt_sched_build, which is
- * rdt_sched_build_topo(..., NULL, ...). A schedule built from a topology is valid only for that
+ * ranks*, by rank). NULL means one host. Only hierarchical algorithms (RDT_ALGO_HIER and
+ * RDT_ALGO_HIERTREE) look at it; every other builder gives the same schedule as
+ * rdt_sched_build, which is rdt_sched_build_topo(..., NULL, ...). A schedule built from a topology is valid only for that
  * topology: every rank must be given the same @p host_of. RDT_ERR_INVALID_ARG for an index out
  * of range.
  */

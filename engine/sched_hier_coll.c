@@ -353,3 +353,119 @@ void rdt_sched_hier_reduce_scatter(rdt_sched_builder_t *b)
     hc_sets_fini(&sets);
     rdt_hosts_fini(&hs);
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Allreduce for small vectors: trees inside the hosts, recursive doubling between them         */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * Allreduce (nunits 1, nblocks 1), "hiertree": the whole vector, three stages.
+ *
+ *   rounds [0, LG)                binomial reduce inside each host to its leader (local rank
+ *                                 0), LG = ceil(log2 G): v receives from v + 2^j in round j,
+ *                                 sends to v - 2^low(v) in round low(v)
+ *   rounds [LG, LG + f + m + 1)   recursive doubling among the H leaders (host numbers as
+ *                                 ranks, sched_recdbl.c's fold for H not a power of two:
+ *                                 f = 1 fold round, m = log2 of the largest power of two <= H)
+ *   then ceil(log2 L_h) rounds    binomial broadcast inside each host from its leader
+ *
+ * Only the leaders touch the network, one message of the whole vector per step: ceil(log2 H)
+ * network latencies (plus two folding ones) and no contention on a host's link, where the flat
+ * recursive doubling puts all G ranks of a host on its link at every crossing step, and the
+ * hierarchical ring (sched_hier.c) pays 2(G-1) + 2(H-1) latencies. So it is for the sizes where
+ * latency counts; the cost model (cost.c) decides.
+ *
+ * Buffers. The reduce inside a host accumulates in OUTPUT (a non-leader's partial sum there is
+ * overwritten by the broadcast). The leaders' steps read X and write W != X alternating TEMP and
+ * OUTPUT as in sched_recdbl.c, starting from INPUT (a host of one rank) or OUTPUT; one that
+ * ends in TEMP copies it to OUTPUT before the broadcast. Every element is reduced along the
+ * same tree and the pairwise steps are symmetric bit for bit (reduce.h), so every rank gets the
+ * same bits.
+ */
+void rdt_sched_hier_tree_allreduce(rdt_sched_builder_t *b)
+{
+    rdt_hosts_t hs;
+    int r = b->s->rank, h, H, L, v, LG, Lh, low, j, pp, e, m, n, i;
+    uint32_t f, R3;
+    rdt_buf_t acc = RDT_BUF_INPUT, x, w;
+
+    if (hc_init(b, &hs))
+        return;
+    b->s->nunits = 1;
+    b->s->nblocks = 1;
+    h = hs.host[r];
+    H = hs.nhosts;
+    L = rdt_hosts_size(&hs, h);
+    v = hs.local[r];
+    LG = rdt_log2_ceil((uint32_t)hs.lmax);
+    Lh = rdt_log2_ceil((uint32_t)L);
+    pp = rdt_pow2_floor(H);
+    e = H - pp;
+    m = rdt_log2_floor((uint32_t)pp);
+    f = e > 0 ? 1 : 0;
+    R3 = (uint32_t)LG + f + (uint32_t)m + 1;
+
+    /* inside the host, up to the leader */
+    low = v == 0 ? Lh : hc_ctz(v);
+    for (j = 0; j < low; j++) {
+        if (v + (1 << j) >= L)
+            continue;
+        rdt_sched_recv_reduce(b, (uint32_t)j, hc_member(&hs, h, v + (1 << j)), RDT_BUF_OUTPUT,
+                              acc, 0, 1);
+        acc = RDT_BUF_OUTPUT;
+    }
+    if (v != 0) {
+        rdt_sched_send(b, (uint32_t)low, hc_member(&hs, h, v - (1 << low)), acc, 0, 1);
+        rdt_sched_recv(b, R3 + (uint32_t)(Lh - 1 - low), hc_member(&hs, h, v - (1 << low)),
+                       RDT_BUF_OUTPUT, 0, 1);
+        for (j = low - 1; j >= 0; j--)
+            if (v + (1 << j) < L)
+                rdt_sched_send(b, R3 + (uint32_t)(Lh - 1 - j), hc_member(&hs, h, v + (1 << j)),
+                               RDT_BUF_OUTPUT, 0, 1);
+        rdt_sched_sort_rounds(b->s);
+        rdt_hosts_fini(&hs);
+        return;
+    }
+
+    /* the leaders: recursive doubling over host numbers */
+    n = rdt_fold_newrank(h, e);
+    x = acc;
+    if (n < 0) { /* folded out: hand the host's sum over, get the result back */
+        rdt_sched_send(b, (uint32_t)LG, hc_member(&hs, h + 1, 0), x, 0, 1);
+        rdt_sched_recv(b, (uint32_t)LG + f + (uint32_t)m, hc_member(&hs, h + 1, 0),
+                       RDT_BUF_OUTPUT, 0, 1);
+        x = RDT_BUF_OUTPUT;
+    } else {
+        int folded_in = h < 2 * e;
+        if (folded_in) {
+            /* the fold writes what step 0 reads; step i writes OUTPUT when m - 1 - i is even */
+            w = ((m - 1) % 2 == 0) ? RDT_BUF_TEMP : RDT_BUF_OUTPUT;
+            rdt_sched_recv_reduce(b, (uint32_t)LG, hc_member(&hs, h - 1, 0), w, x, 0, 1);
+            x = w;
+        }
+        for (i = 0; i < m; i++) {
+            int peer = hc_member(&hs, rdt_fold_realrank(n ^ (1 << i), e), 0);
+            w = x == RDT_BUF_OUTPUT ? RDT_BUF_TEMP : RDT_BUF_OUTPUT;
+            if (x == RDT_BUF_INPUT) /* in place INPUT is OUTPUT: the first step writes TEMP */
+                w = RDT_BUF_TEMP;
+            rdt_sched_send(b, (uint32_t)LG + f + (uint32_t)i, peer, x, 0, 1);
+            rdt_sched_recv_reduce(b, (uint32_t)LG + f + (uint32_t)i, peer, w, x, 0, 1);
+            x = w;
+        }
+        if (x != RDT_BUF_OUTPUT) {
+            rdt_sched_copy(b, (uint32_t)LG + f + (uint32_t)m, RDT_BUF_OUTPUT, x, 0, 1);
+            x = RDT_BUF_OUTPUT;
+        }
+        if (folded_in)
+            rdt_sched_send(b, (uint32_t)LG + f + (uint32_t)m, hc_member(&hs, h - 1, 0),
+                           RDT_BUF_OUTPUT, 0, 1);
+    }
+
+    /* inside the host, down from the leader */
+    for (j = Lh - 1; j >= 0; j--)
+        if (1 << j < L)
+            rdt_sched_send(b, R3 + (uint32_t)(Lh - 1 - j), hc_member(&hs, h, 1 << j),
+                           RDT_BUF_OUTPUT, 0, 1);
+    rdt_sched_sort_rounds(b->s);
+    rdt_hosts_fini(&hs);
+}

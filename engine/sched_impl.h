@@ -115,6 +115,7 @@ void rdt_sched_hier_broadcast(rdt_sched_builder_t *b);
 void rdt_sched_hier_reduce(rdt_sched_builder_t *b);
 void rdt_sched_hier_allgather(rdt_sched_builder_t *b);
 void rdt_sched_hier_reduce_scatter(rdt_sched_builder_t *b);
+void rdt_sched_hier_tree_allreduce(rdt_sched_builder_t *b);
 
 /*
  * Hosts of a topology (sched_hier.c), the plain-data view the hierarchical builders and the

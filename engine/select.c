@@ -89,7 +89,7 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
         if (algo < 0)
             return rdt_comm_set_error(comm, RDT_ERR_CONFIG,
                                       "RDT_ALGO: '%s' is not an algorithm (ring, recdbl, "
-                                      "rabenseifner, tree, pairwise, hier)", aname);
+                                      "rabenseifner, tree, pairwise, hier, hiertree)", aname);
         for (c = 0; c < RDT_COLL_COUNT; c++) {
             if ((coll >= 0 && c != coll) || !rdt_sched_supported(c, algo))
                 continue;

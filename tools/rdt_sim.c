@@ -65,7 +65,7 @@ static void usage(FILE *out)
             "  to the call times the element size. Defaults: --alpha 5e-6 --beta 2.5e-10\n"
             "  --gamma 1e-10 --coll allreduce --dtype float32 --op sum.\n"
             "  collectives: allreduce reduce_scatter allgather broadcast reduce barrier alltoall\n"
-            "  algorithms:  ring recdbl rabenseifner tree pairwise hier\n");
+            "  algorithms:  ring recdbl rabenseifner tree pairwise hier hiertree\n");
 }
 
 static int parse_size(const char *s, size_t *out)

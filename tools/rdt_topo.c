@@ -41,9 +41,10 @@ static void usage(FILE *f)
         "  --coll NAME    allreduce reduce_scatter allgather broadcast reduce barrier alltoall\n"
         "  --bytes SIZE   per rank, as the count passed to the call times the element size\n"
         "                 (suffixes k, M, G: powers of 1024); not needed for barrier\n"
-        "  --algo NAME    force an algorithm (ring recdbl rabenseifner tree pairwise hier), as\n"
-        "                 RDT_ALGO does; default: the selector's choice, with RDT_ALPHA, RDT_BETA,\n"
-        "                 RDT_GAMMA from the environment as the engine reads them\n"
+        "  --algo NAME    force an algorithm (ring recdbl rabenseifner tree pairwise hier\n"
+        "                 hiertree), as RDT_ALGO does; default: the selector's choice, with\n"
+        "                 RDT_ALPHA, RDT_BETA, RDT_GAMMA from the environment as the engine reads\n"
+        "                 them\n"
         "  --dtype T      element type for the element ranges (default float32)\n"
         "  --root R       root of broadcast and reduce (default 0)\n"
         "  --rank R       print only rank R's operations\n"
@@ -380,7 +381,7 @@ int main(int argc, char **argv)
         case 'a':
             if ((q.algo = rdt_algo_from_name(optarg)) < 0) {
                 fprintf(stderr, "rdt_topo: --algo '%s': not an algorithm (ring, recdbl, "
-                                "rabenseifner, tree, pairwise, hier)\n", optarg);
+                                "rabenseifner, tree, pairwise, hier, hiertree)\n", optarg);
                 return 2;
             }
             break;

@@ -187,8 +187,11 @@ static void test_supported_pairs_are_exactly_the_documented_ones(void **state)
     for (c = 0; c < RDT_COLL_COUNT; c++)
         for (a = 0; a < RDT_ALGO_COUNT; a++)
             n += rdt_sched_supported((rdt_coll_t)c, (rdt_algo_t)a);
-    assert_int_equal(n, 19);
+    assert_int_equal(n, 20);
     assert_true(rdt_sched_supported(RDT_COLL_ALLREDUCE, RDT_ALGO_TREE));
+    for (c = 0; c < RDT_COLL_COUNT; c++)
+        assert_int_equal(rdt_sched_supported((rdt_coll_t)c, RDT_ALGO_HIERTREE),
+                         c == RDT_COLL_ALLREDUCE);
     assert_true(rdt_sched_supported(RDT_COLL_ALLREDUCE, RDT_ALGO_HIER));
     assert_true(rdt_sched_supported(RDT_COLL_BROADCAST, RDT_ALGO_HIER));
     assert_true(rdt_sched_supported(RDT_COLL_REDUCE, RDT_ALGO_HIER));

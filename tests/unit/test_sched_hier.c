@@ -1,12 +1,14 @@
 /* rdt-test-labels: integration */
 /*
- * test_sched_hier.c - the hierarchical allreduce (engine/sched_hier.c): replayed by the simulator
- * on host shapes (1 host x N, N hosts x 1, 2x2, 2x4, 2/1/3, 3/1/4, 8x8, random uneven ones up to
- * 64 ranks, hosts of consecutive ranks or interleaved), in place and out of place, over counts,
- * slices, every dtype and op; the bytes crossing between hosts against 2(H-1)/H N per host and
- * against the flat ring; the two-level prices and closed forms; the selector's choice; and, over
- * real processes on loopback TCP with host names faked through RDT_HOSTNAME, the executor
- * running the forced hierarchical schedule (hence the extra label: it starts processes).
+ * test_sched_hier.c - the hierarchical allreduces (engine/sched_hier.c's ring, and hiertree in
+ * sched_hier_coll.c: trees inside hosts, recursive doubling between them): replayed by the
+ * simulator on host shapes (1 host x N, N hosts x 1, 2x2, 2x4, 2/1/3, 3/1/4, 8x8, random uneven
+ * ones up to 64 ranks, hosts of consecutive ranks or interleaved), in place and out of place,
+ * over counts, slices, every dtype and op; the bytes crossing between hosts against 2(H-1)/H N
+ * per host and against the flat ring; the two-level prices and closed forms; the selector's
+ * choice; and, over real processes on loopback TCP with host names faked through RDT_HOSTNAME,
+ * the executor running the forced hierarchical schedules (hence the extra label: it starts
+ * processes).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -122,9 +124,12 @@ static void sim_matrix(const shape_t *s, unsigned *rot)
         for (si = 0; si < 3; si++) {
             if ((si == 1 && n < 3) || (si == 2 && n > 64 * (size_t)s->p))
                 continue;
-            for (ip = 0; ip < 2; ip++, (*rot)++)
+            for (ip = 0; ip < 2; ip++, (*rot)++) {
                 sim(s, RDT_ALGO_HIER, n, slices[si], (rdt_dtype_t)(*rot % RDT_DTYPE_COUNT),
                     (rdt_op_t)((*rot / RDT_DTYPE_COUNT) % RDT_OP_COUNT), ip, 0);
+                sim(s, RDT_ALGO_HIERTREE, n, slices[si], (rdt_dtype_t)(*rot % RDT_DTYPE_COUNT),
+                    (rdt_op_t)((*rot / RDT_DTYPE_COUNT) % RDT_OP_COUNT), ip, 0);
+            }
         }
     }
 }
@@ -173,7 +178,7 @@ static void test_build_rejects_a_bad_host_map_and_flat_builders_ignore_it(void *
     assert_int_equal(rdt_algo_from_name("hier"), RDT_ALGO_HIER);
     for (c = 0; c < RDT_COLL_COUNT; c++) {
         for (a = 0; a < RDT_ALGO_COUNT; a++) {
-            if (a == RDT_ALGO_HIER || !rdt_sched_supported(c, a))
+            if (a == RDT_ALGO_HIER || a == RDT_ALGO_HIERTREE || !rdt_sched_supported(c, a))
                 continue;
             for (r = 0; r < 5; r++) {
                 assert_int_equal(rdt_sched_build_topo(c, a, r, 5, 2, hof, &s), RDT_SUCCESS);
@@ -300,8 +305,10 @@ static void test_hier_allreduce_is_exact_for_every_dtype_and_op(void **state)
     for (si = 0; si < 3; si++)
         for (dt = 0; dt < RDT_DTYPE_COUNT; dt++)
             for (op = 0; op < RDT_OP_COUNT; op++)
-                for (ip = 0; ip < 2; ip++)
+                for (ip = 0; ip < 2; ip++) {
                     sim(&shapes[si], RDT_ALGO_HIER, 37, 10, dt, op, ip, 0);
+                    sim(&shapes[si], RDT_ALGO_HIERTREE, 37, 10, dt, op, ip, 0);
+                }
 }
 
 /* Sums that round: every rank must still end with the same bits (each element is reduced once,
@@ -328,6 +335,8 @@ static void test_hier_allreduce_gives_every_rank_the_same_bits_when_sums_round(v
         }
         sim(&sh, RDT_ALGO_HIER, 301, k % 3 ? 0 : 40, fdt[k % 4], (k / 4) % 2 ? RDT_AVG : RDT_SUM,
             k % 2, 1);
+        sim(&sh, RDT_ALGO_HIERTREE, 301, k % 3 ? 0 : 40, fdt[k % 4],
+            (k / 4) % 2 ? RDT_AVG : RDT_SUM, k % 2, 1);
     }
 }
 
@@ -452,15 +461,18 @@ static void test_hier_closed_form_tracks_the_priced_schedule(void **state)
     for (si = 0; si < n; si++) {
         for (zi = 0; zi < sizeof(sizes) / sizeof(sizes[0]); zi++) {
             const shape_t *s = &shapes[si];
-            double pr = rdt_sim_price_topo(RDT_COLL_ALLREDUCE, RDT_ALGO_HIER, s->p, s->host_of,
-                                           sizes[zi], &net_cost, &shm, NULL);
-            double cf = rdt_cost_model_topo(RDT_COLL_ALLREDUCE, RDT_ALGO_HIER, s->p, s->host_of,
-                                            sizes[zi], &net_cost, &shm);
-            char name[400];
-            shape_name(s, name, sizeof(name));
-            if (!(pr > 0 && cf >= 0.67 * pr && cf <= 1.5 * pr))
-                fail_msg("hier allreduce on %s, %zu bytes: closed form %g, priced %g", name,
-                         sizes[zi], cf, pr);
+            rdt_algo_t a;
+            for (a = RDT_ALGO_HIER; a <= RDT_ALGO_HIERTREE; a++) {
+                double pr = rdt_sim_price_topo(RDT_COLL_ALLREDUCE, a, s->p, s->host_of,
+                                               sizes[zi], &net_cost, &shm, NULL);
+                double cf = rdt_cost_model_topo(RDT_COLL_ALLREDUCE, a, s->p, s->host_of,
+                                                sizes[zi], &net_cost, &shm);
+                char name[400];
+                shape_name(s, name, sizeof(name));
+                if (!(pr > 0 && cf >= 0.67 * pr && cf <= 1.5 * pr))
+                    fail_msg("%s allreduce on %s, %zu bytes: closed form %g, priced %g",
+                             rdt_algo_name(a), name, sizes[zi], cf, pr);
+            }
         }
     }
 }
@@ -509,7 +521,8 @@ static void test_two_level_prices_reduce_to_the_flat_ones(void **state)
     shape_grid(&sh, 7, 1);
     for (a = 0; a < RDT_ALGO_COUNT; a++) {
         double one, two;
-        if (!rdt_sched_supported(RDT_COLL_ALLREDUCE, a))
+        /* hiertree is recursive doubling among 7 hosts here, a binomial tree on one */
+        if (!rdt_sched_supported(RDT_COLL_ALLREDUCE, a) || a == RDT_ALGO_HIERTREE)
             continue;
         one = rdt_sim_price(RDT_COLL_ALLREDUCE, a, 7, 70000, &net_cost);
         two = rdt_sim_price_topo(RDT_COLL_ALLREDUCE, a, 7, sh.host_of, 70000, &net_cost, &shm,
@@ -1136,6 +1149,7 @@ static void test_executor_runs_the_forced_hier_allreduce_on_2_faked_hosts_of_2(v
     static const char *const hosts[] = {"hA", "hA", "hB", "hB"};
     (void)state;
     run_engine(4, hosts, "allreduce:hier");
+    run_engine(4, hosts, "allreduce:hiertree");
 }
 
 static void test_executor_runs_hier_on_uneven_interleaved_hosts_and_selects_by_itself(
@@ -1145,6 +1159,7 @@ static void test_executor_runs_hier_on_uneven_interleaved_hosts_and_selects_by_i
     static const char *const hosts[] = {"hA", "hB", "hC", "hA", "hC"};
     (void)state;
     run_engine(5, hosts, "hier");
+    run_engine(5, hosts, "allreduce:hiertree");
     run_engine(5, hosts, NULL); /* the selector's choice, per size: every rank must agree */
 }
 
