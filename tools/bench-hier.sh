@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench-hier.sh - hierarchical allreduce against the flat ring, 2 hosts x 2 ranks, over TCP
-# between hosts that are network namespaces of this machine (shared memory inside each).
+# bench-hier.sh - hierarchical allreduce against the flat ring (or any two allreduce algorithms,
+# ALGOS), 2 hosts x 2 ranks, over TCP between hosts that are network namespaces of this machine
+# (shared memory inside each).
 #
 #   tools/bench-hier.sh                      (as root; about 2-5 minutes with the defaults)
 #   RATE=1gbit tools/bench-hier.sh           (each host's link shaped to 1 Gb/s, see below)
@@ -22,6 +23,8 @@
 #
 # Knobs (environment):
 #   ROUNDS (3), MINB (64K), MAXB (64M), TARGET_S (0.2), WARMUP (2), RUN_TIMEOUT (900 s per run)
+#   ALGOS    the two allreduce algorithms compared ("hier ring"; e.g. "hiertree recdbl" with
+#            MINB=8 for small vectors); the table's ratio is second time / first time
 #   RATE     if set (e.g. 1gbit), `tc qdisc add dev eth0 root tbf rate RATE burst BURST latency
 #            20ms` in each host namespace: a slower link between hosts (veths between namespaces
 #            are memory copies, about as fast as shm). BURST (512kb).
@@ -36,6 +39,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC_ROOT=$(cd "$HERE/.." && pwd)
 ROUNDS=${ROUNDS:-3}
+ALGOS=${ALGOS:-"hier ring"}
+ALGO_A=${ALGOS%% *}
+ALGO_B=${ALGOS##* }
 MINB=${MINB:-64K}
 MAXB=${MAXB:-64M}
 TARGET_S=${TARGET_S:-0.2}
@@ -154,7 +160,7 @@ echo "# 2 namespaces x 2 ranks (${ADDRS[0]}, ${ADDRS[1]}), RDT_TRANSPORT=auto (s
 echo "# link between hosts: veth + bridge$([[ -n $RATE$DELAY ]] && echo ", shaped on each host's eth0:" \
     "$([[ -n $DELAY ]] && echo "netem delay $DELAY${RATE:+ rate $RATE}" || echo "tbf rate $RATE burst $BURST latency 20ms")")"
 echo "# rounds $ROUNDS, sizes $MINB..$MAXB, ~$TARGET_S s per size and mode, warmup $WARMUP"
-echo "# run: rdmatrain -H h0:2,h1:2 --rsh AGENT -x RDT_ALGO=allreduce:{hier,ring} --" \
+echo "# run: rdmatrain -H h0:2,h1:2 --rsh AGENT -x RDT_ALGO=allreduce:{$ALGO_A,$ALGO_B} --" \
     "rdt_bench -c allreduce -d float32 -o sum -b $MINB -e $MAXB -w $WARMUP -T $TARGET_S"
 env | grep '^RDT_' | grep -v '^RDT_BENCH=\|^RDT_LAUNCHER=' | sed 's/^/# env: /' || true
 echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -184,7 +190,7 @@ run_one() { # algo round
 }
 
 for round in $(seq "$ROUNDS"); do
-    if ((round % 2)); then order="hier ring"; else order="ring hier"; fi
+    if ((round % 2)); then order="$ALGO_A $ALGO_B"; else order="$ALGO_B $ALGO_A"; fi
     for algo in $order; do
         run_one "$algo" "$round"
     done
@@ -195,7 +201,7 @@ echo
 # ------------------------------------------------------------------------------- table
 # rows (after the launcher's "[host:rank] " prefix): size count type redop root |
 #   time algbw busbw #wrong | time algbw busbw #wrong
-awk '
+awk -v A="$ALGO_A" -v B="$ALGO_B" '
     function median(s,   a, n, i, j, t) {
         n = split(s, a, " ")
         if (n == 0) return -1
@@ -209,7 +215,7 @@ awk '
     function bw(size, t) { return t > 0 ? size / t / 1e3 * 1.5 : -1 }
     function fmt(x) { return x < 0 ? sprintf("%8s", "-") : sprintf("%8.3f", x) }
     function ratio(r, h) { return (r > 0 && h > 0) ? sprintf("%7.2f", r / h) : sprintf("%7s", "-") }
-    FNR == 1 { algo = (FILENAME ~ /raw-hier-/) ? "hier" : "ring" }
+    FNR == 1 { algo = index(FILENAME, "raw-" A "-") ? A : B }
     {
         sub(/^\[[^]]*\] /, "")
         if ($0 ~ /^#/ || $1 !~ /^[0-9]+$/ || NF < 13 || $3 != "float32") next
@@ -223,18 +229,18 @@ awk '
         m = 0
         for (k in seen) sizes[++m] = k + 0
         for (i = 2; i <= m; i++) { x = sizes[i]; for (j = i - 1; j >= 1 && sizes[j] > x; j--) sizes[j + 1] = sizes[j]; sizes[j + 1] = x }
-        printf "# %10s %8s %8s %7s %8s %8s %7s %6s\n", "size", "hier oop", "ring oop", "ratio", "hier ip", "ring ip", "ratio", "rounds"
-        printf "# %10s %8s %8s %7s %8s %8s %7s %6s\n", "(B)", "(GB/s)", "(GB/s)", "r/h", "(GB/s)", "(GB/s)", "r/h", "h/r"
+        printf "# %10s %8s %8s %7s %8s %8s %7s %6s\n", "size", A " oop", B " oop", "ratio", A " ip", B " ip", "ratio", "rounds"
+        printf "# %10s %8s %8s %7s %8s %8s %7s %6s\n", "(B)", "(GB/s)", "(GB/s)", "B/A", "(GB/s)", "(GB/s)", "B/A", "A/B"
         for (i = 1; i <= m; i++) {
             k = sizes[i]; line = sprintf("  %10d", k)
             for (md = 0; md < 2; md++) {
-                h = median(t[k, "hier", md]); r = median(t[k, "ring", md])
+                h = median(t[k, A, md]); r = median(t[k, B, md])
                 line = line " " fmt(bw(k, h)) " " fmt(bw(k, r)) " " ratio(r, h)
             }
-            print line sprintf(" %3d/%d", n[k, "hier"], n[k, "ring"])
+            print line sprintf(" %3d/%d", n[k, A], n[k, B])
         }
         print "# busbw = size / time x 2(p-1)/p, p = 4, from the median time over rounds;"
-        print "# ratio r/h = ring time / hier time (> 1: hier faster)"
+        print "# ratio B/A = " B " time / " A " time (> 1: " A " faster)"
         printf "# #wrong over all runs: %d\n", wrong
         if (wrong > 0) exit 3
     }' "$WORK"/raw-*.txt || failed=1
