@@ -139,6 +139,14 @@ struct rdt_comm {
     int forced[RDT_COLL_COUNT];
     /* selection: which (collective, log2 size) choices were already logged */
     uint64_t logged[RDT_COLL_COUNT];
+    /* selection: the last choices, direct-mapped by (collective, bytes): pricing every
+     * algorithm costs as much as a small shm collective's own work (select.c) */
+    struct rdt_sel_cache {
+        size_t bytes;  /* count x element size; 0 = empty (a count of 0 is never cached) */
+        size_t key;    /* element size, and the collective in the top byte */
+        size_t slice;
+        int algo;
+    } sel_cache[16];
     /* the status side channel (ctl.c): socket (-1: none), every rank's packed address */
     int ctl_fd;
     unsigned char *ctl_peers; /* nranks * RDT_WIRE_SOCKADDR_LEN */

@@ -598,6 +598,16 @@ static void req_hold(rdt_request_t *req)
 }
 
 /* Idempotent; a transfer still in flight keeps its own reference. */
+/* The monotonic clock at its tick's resolution (a few ms), a third of the price: enough for
+ * deadlines in seconds (one may fire a tick early), read once per operation. Same time base as
+ * rdt_now(). */
+static double now_coarse(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void req_unhold(rdt_request_t *req)
 {
     int i;
@@ -617,7 +627,7 @@ rdt_status_t rdt_exec_start(rdt_request_t *req)
     uint32_t i;
 
     req->started = 1;
-    now = rdt_now();
+    now = now_coarse();
     req->deadline = now + req->timeout_s;
     req->warn_at = comm->cfg.stall_warn > 0 ? now + comm->cfg.stall_warn * req->timeout_s : 0;
     if (req->kind != RDT_REQ_COLL) {
@@ -852,10 +862,9 @@ static double ctl_grace(double timeout_s)
  * the fast path never reads it: turn an expired deadline of the head request into a failure, and
  * when it has waited RDT_STALL_WARN of its timeout, say once what it waits for.
  */
-static void check_clock(rdt_comm_t *comm, rdt_request_t *head)
+static void check_clock(rdt_comm_t *comm, rdt_request_t *head, double now)
 {
     char name[160], what[600], msg[RDT_ERRMSG_LEN];
-    double now = rdt_now();
 
     if (now > head->deadline) {
         rdt_exec_request_name(head, name, sizeof(name));
@@ -880,9 +889,9 @@ static void check_clock(rdt_comm_t *comm, rdt_request_t *head)
     }
 }
 
-/* Advance, then turn an abort request or an expired deadline (looked at when @p clock) into a
- * failure. Never blocks. */
-static void exec_poll(rdt_comm_t *comm, int clock)
+/* Advance, then turn an abort request or an expired deadline (looked at when the caller read
+ * the clock: @p now > 0) into a failure. Never blocks. */
+static void exec_poll(rdt_comm_t *comm, double now)
 {
     rdt_request_t *head;
 
@@ -896,13 +905,13 @@ static void exec_poll(rdt_comm_t *comm, int clock)
     }
     rdt_exec_advance(comm);
     head = comm->head;
-    if (head && head->started && clock)
-        check_clock(comm, head);
+    if (head && head->started && now > 0)
+        check_clock(comm, head, now);
 }
 
 void rdt_exec_poll(rdt_comm_t *comm)
 {
-    exec_poll(comm, 1);
+    exec_poll(comm, rdt_now());
 }
 
 /* More ranks of this communicator on this host than online CPUs? Then a waiting rank must
@@ -933,28 +942,32 @@ static int oversubscribed(rdt_comm_t *comm)
  */
 rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
 {
-    double poll_until = rdt_now() + comm->cfg.poll_us * 1e-6, now = 0;
-    unsigned yield_mask = oversubscribed(comm) ? 0 : 63, k;
+    double poll_until = 0, now;
+    unsigned yield_mask = oversubscribed(comm) ? 0 : 63, clock_mask = comm->cfg.poll_us ? 15 : 0;
+    unsigned k;
 
-    for (k = 0;; k++) {
+    /* The clock (deadline, polling budget) every 16th poll from the 16th on: an operation that
+     * completes within a few polls, as small ones do through shared memory, never reads it
+     * (the polling budget starts a few hundred nanoseconds late). */
+    for (k = 1;; k++) {
         double left;
 
-        exec_poll(comm, (k & 15) == 0); /* the deadline is in seconds: every 16th poll */
+        now = (k & clock_mask) == 0 ? rdt_now() : 0;
+        exec_poll(comm, now);
         if (req ? req->done : comm->head == NULL)
             return req ? req->status : comm->failed;
         if (comm->failed) /* a request not in the queue any more cannot complete */
             return comm->failed;
-        if ((k & 15) == 0)
-            now = rdt_now();
-        if (now < poll_until) {
+        if (now > 0 && poll_until == 0)
+            poll_until = now + comm->cfg.poll_us * 1e-6;
+        if (now == 0 || now < poll_until) {
             if ((k & yield_mask) == yield_mask)
                 sched_yield(); /* let another process have the core if it wants it */
             continue;
         }
-        now = rdt_now();
         left = comm->head && comm->head->started ? comm->head->deadline - now : 0.1;
         comm->tp->ops->progress(comm->tp, left > 0.1 ? 100 : (int)(left * 1000) + 1);
-        k = (unsigned)-1; /* after a wait, the next poll looks at the deadline */
+        k = clock_mask; /* after a wait, the next poll looks at the deadline */
     }
 }
 

@@ -121,8 +121,16 @@ rdt_status_t rdt_select(rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dty
     rdt_cost_params_t cost = {comm->cfg.alpha, comm->cfg.beta, comm->cfg.gamma};
     size_t es = rdt_dtype_size(dtype);
     size_t units = rdt_sched_nunits(coll, comm->nranks);
-    size_t total = count * es * units, chunk, slice;
+    size_t total = count * es * units, chunk, slice, key = es | (size_t)coll << 56;
     int best = -1, bucket;
+    /* the choice depends only on (collective, count, element size) for a communicator */
+    struct rdt_sel_cache *c = &comm->sel_cache[(count * 7 + (size_t)coll) & 15];
+
+    if (count && c->bytes == count * es && c->key == key) {
+        *algo_p = (rdt_algo_t)c->algo;
+        *slice_len_p = c->slice;
+        return RDT_SUCCESS;
+    }
 
     if (comm->forced[coll] >= 0)
         best = comm->forced[coll];
@@ -140,6 +148,12 @@ rdt_status_t rdt_select(rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dty
         slice = count;
     *algo_p = best;
     *slice_len_p = slice ? slice : 1;
+    if (count) {
+        c->bytes = count * es;
+        c->key = key;
+        c->slice = *slice_len_p;
+        c->algo = best;
+    }
 
     bucket = 0;
     while (bucket < 63 && ((size_t)1 << bucket) < count * es)
