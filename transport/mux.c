@@ -56,11 +56,6 @@ typedef struct rdt_mux {
     int armed, stop, watch_fd, kick_fd;
 } rdt_mux_t;
 
-typedef struct mux_wrap {
-    rdt_xfer_cb_t cb;
-    void *arg;
-    rdt_mux_t *mux;
-} mux_wrap_t;
 
 static void mux_set_error(rdt_mux_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void mux_set_error(rdt_mux_t *m, const char *fmt, ...)
@@ -152,14 +147,14 @@ static void mux_helper_stop(rdt_mux_t *m)
 /* Transfers                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
+/* A network transfer completes: the caller's callback and argument were kept in the transfer
+ * (outer_cb, outer_arg) while the network transport ran it with this one and the mux. */
 static void mux_net_cb(rdt_xfer_t *x, rdt_status_t st)
 {
-    mux_wrap_t *w = x->arg;
-    rdt_mux_t *m = w->mux;
+    rdt_mux_t *m = x->arg;
 
-    x->cb = w->cb;
-    x->arg = w->arg;
-    free(w);
+    x->cb = x->outer_cb;
+    x->arg = x->outer_arg;
     if (st != RDT_SUCCESS)
         mux_copy_error(m, m->net);
     x->cb(x, st);
@@ -170,7 +165,7 @@ static rdt_status_t mux_post(rdt_transport_t *t, rdt_xfer_t *x, int send)
     rdt_mux_t *m = (rdt_mux_t *)t;
     rdt_transport_t *sub;
     rdt_status_t st;
-    mux_wrap_t *w;
+    int wrap;
 
     if (!x || x->peer < 0 || x->peer >= m->nranks || !m->via_shm) {
         mux_set_error(m, "%s on rank %d: invalid transfer (peer %d of %d ranks%s)",
@@ -186,23 +181,19 @@ static rdt_status_t mux_post(rdt_transport_t *t, rdt_xfer_t *x, int send)
         return st;
     }
     sub = m->net;
-    if (!x->cb) /* let the network transport refuse it with its own sentence */
-        w = NULL;
-    else if (!(w = malloc(sizeof(*w))))
-        return RDT_ERR_NO_MEMORY;
-    if (w) {
-        w->cb = x->cb;
-        w->arg = x->arg;
-        w->mux = m;
+    wrap = x->cb != NULL; /* without one, the network transport refuses it in its own words */
+    if (wrap) {
+        /* its callback copies the network transport's sentence before the caller's runs */
+        x->outer_cb = x->cb;
+        x->outer_arg = x->arg;
         x->cb = mux_net_cb;
-        x->arg = w;
+        x->arg = m;
     }
     st = send ? sub->ops->isend(sub, x) : sub->ops->irecv(sub, x);
     if (st != RDT_SUCCESS) {
-        if (w) {
-            x->cb = w->cb;
-            x->arg = w->arg;
-            free(w);
+        if (wrap) {
+            x->cb = x->outer_cb;
+            x->arg = x->outer_arg;
         }
         mux_copy_error(m, sub);
     }

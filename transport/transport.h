@@ -55,6 +55,9 @@ struct rdt_xfer {
     uint32_t hdr_done;
     unsigned char hdr[24];
     void *tpriv;
+    /* a transport that hands the transfer to another (mux.c) keeps the caller's callback here */
+    rdt_xfer_cb_t outer_cb;
+    void *outer_arg;
 };
 
 typedef struct rdt_transport_params {
