@@ -948,15 +948,11 @@ static int tcp_peer_up(rdt_tcp_t *tp, tcp_peer_t *p)
 
 static void tcp_connected(rdt_tcp_t *tp, tcp_peer_t *p)
 {
-    rdt_tcp_hs_t h;
+    rdt_wire_hello_t h;
 
-    h.magic = TCP_HS_MAGIC;
-    h.version = TCP_HS_VERSION;
-    memcpy(h.token, tp->token, RDT_TOKEN_LEN);
-    h.comm_id = tp->comm_id;
-    h.rank = (uint32_t)tp->rank;
-    h.nranks = (uint32_t)tp->nranks;
-    rdt_tcp_hs_pack(&h, p->hs_out);
+    rdt_wire_hello_fill(&h, TCP_HS_MAGIC, TCP_HS_VERSION, tp->token, tp->comm_id, tp->rank,
+                        tp->nranks);
+    rdt_wire_hello_pack(&h, p->hs_out);
     if (tcp_peer_up(tp, p) == 0) {
         p->hs_out_done = 0; /* goes out first, with the first messages */
         rdt_debug("tcp", "connected to rank %d (host %s) at %s", p->rank, tcp_host(p),

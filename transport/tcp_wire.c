@@ -6,60 +6,20 @@
 #include <stdio.h>
 #include <string.h>
 
-void rdt_tcp_hs_pack(const rdt_tcp_hs_t *h, unsigned char *b)
-{
-    rdt_wire_put_u32(b, h->magic);
-    rdt_wire_put_u32(b + 4, h->version);
-    memcpy(b + 8, h->token, RDT_TOKEN_LEN);
-    rdt_wire_put_u64(b + 24, h->comm_id);
-    rdt_wire_put_u32(b + 32, h->rank);
-    rdt_wire_put_u32(b + 36, h->nranks);
-}
-
-void rdt_tcp_hs_unpack(const unsigned char *b, rdt_tcp_hs_t *h)
-{
-    h->magic = rdt_wire_get_u32(b);
-    h->version = rdt_wire_get_u32(b + 4);
-    memcpy(h->token, b + 8, RDT_TOKEN_LEN);
-    h->comm_id = rdt_wire_get_u64(b + 24);
-    h->rank = rdt_wire_get_u32(b + 32);
-    h->nranks = rdt_wire_get_u32(b + 36);
-}
-
 int rdt_tcp_hs_check(const unsigned char *b, size_t len, const unsigned char *token,
                      uint64_t comm_id, int self, int nranks, uint32_t *rank_p, char *why,
                      size_t n)
 {
-    rdt_tcp_hs_t h;
+    rdt_wire_hello_t h;
 
     if (len < RDT_TCP_HS_LEN) {
         snprintf(why, n, "truncated handshake (%zu of %d bytes)", len, RDT_TCP_HS_LEN);
         return -1;
     }
-    rdt_tcp_hs_unpack(b, &h);
-    if (h.magic != RDT_TCP_HS_MAGIC) {
-        snprintf(why, n, "not an rdmatrain tcp handshake (magic 0x%08" PRIx32 ")", h.magic);
+    rdt_wire_hello_unpack(b, &h);
+    if (rdt_wire_hello_check(&h, "tcp", RDT_TCP_HS_MAGIC, RDT_TCP_HS_VERSION, token, comm_id,
+                             nranks, why, n) != 0)
         return -1;
-    }
-    if (h.version != RDT_TCP_HS_VERSION) {
-        snprintf(why, n, "protocol version %" PRIu32 ", this rank speaks %u", h.version,
-                 RDT_TCP_HS_VERSION);
-        return -1;
-    }
-    if (!rdt_wire_token_equal(h.token, token)) {
-        snprintf(why, n, "wrong job token");
-        return -1;
-    }
-    if (h.comm_id != comm_id) {
-        snprintf(why, n, "communicator 0x%" PRIx64 ", this one is 0x%" PRIx64, h.comm_id,
-                 comm_id);
-        return -1;
-    }
-    if (h.nranks != (uint32_t)nranks) {
-        snprintf(why, n, "a communicator of %" PRIu32 " ranks, this one has %d", h.nranks,
-                 nranks);
-        return -1;
-    }
     /* self < nranks, so this also keeps the rank an index into the caller's peers */
     if (self < 0 || h.rank >= (uint32_t)self) {
         snprintf(why, n, "claims rank %" PRIu32 ", but only ranks below %d connect to rank %d",

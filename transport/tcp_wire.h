@@ -28,28 +28,19 @@
 #include <stdint.h>
 
 #include "transport.h"
+#include "wire.h"
 
 #define RDT_TCP_MSG_MAGIC 0x31544452u  /* "RDT1" on the wire */
 #define RDT_TCP_NOTE_MAGIC 0x41544452u /* "RDTA": a failure notice, the last thing on a stream */
 #define RDT_TCP_HDR_LEN 24
 #define RDT_TCP_HS_MAGIC 0x48544452u /* "RDTH" */
 #define RDT_TCP_HS_VERSION 1u
-#define RDT_TCP_HS_LEN 40
+#define RDT_TCP_HS_LEN RDT_WIRE_HELLO_LEN
 #define RDT_TCP_NOTICE_MAX 400 /* bytes of a notice's sentence */
 #define RDT_TCP_TRAILER_LEN 12 /* after the sentence: length, check, magic */
 
-typedef struct rdt_tcp_hs {
-    uint32_t magic, version;
-    unsigned char token[RDT_TOKEN_LEN];
-    uint64_t comm_id;
-    uint32_t rank, nranks;
-} rdt_tcp_hs_t;
-
-/* Encode @p h into b[0..RDT_TCP_HS_LEN-1]; every byte is one of its fields. */
-void rdt_tcp_hs_pack(const rdt_tcp_hs_t *h, unsigned char *b);
-
-/* Decode b[0..RDT_TCP_HS_LEN-1], whatever it holds (the reverse of rdt_tcp_hs_pack). */
-void rdt_tcp_hs_unpack(const unsigned char *b, rdt_tcp_hs_t *h);
+/* The handshake is the hello of wire.h (rdt_wire_hello_pack / _unpack), with the magic and
+ * version above. */
 
 /*
  * Judge the @p len bytes @p b an accepted connection sent as its handshake, as rank @p self of

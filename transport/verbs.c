@@ -1056,12 +1056,8 @@ static void verbs_hs_fill(rdt_verbs_t *tp, verbs_peer_t *p, unsigned char *h)
     rdt_verbs_hs_t r;
 
     memset(&r, 0, sizeof(r));
-    r.magic = VERBS_HS_MAGIC;
-    r.version = VERBS_HS_VERSION;
-    memcpy(r.token, tp->token, RDT_TOKEN_LEN);
-    r.comm_id = tp->comm_id;
-    r.rank = (uint32_t)tp->rank;
-    r.nranks = (uint32_t)tp->nranks;
+    rdt_wire_hello_fill(&r.hello, VERBS_HS_MAGIC, VERBS_HS_VERSION, tp->token, tp->comm_id,
+                        tp->rank, tp->nranks);
     r.qpn = p->qp->qp_num;
     r.psn = p->psn;
     r.lid = tp->dev->lid;
@@ -1732,15 +1728,15 @@ static void verbs_pending_event(rdt_verbs_t *tp, verbs_pending_t *s)
         return;
     why[0] = 0;
     if (verbs_hs_check(tp, s->buf, -1, &r, why, sizeof(why)) == 0 &&
-        tp->peers[r.rank].state != PEER_IDLE)
-        snprintf(why, sizeof(why), "claims rank %" PRIu32 ", which is already %s", r.rank,
-                 tp->peers[r.rank].state == PEER_FAILED ? "failed" : "connected");
+        tp->peers[r.hello.rank].state != PEER_IDLE)
+        snprintf(why, sizeof(why), "claims rank %" PRIu32 ", which is already %s", r.hello.rank,
+                 tp->peers[r.hello.rank].state == PEER_FAILED ? "failed" : "connected");
     if (why[0]) {
         rdt_warn("verbs", "rejected side-channel connection from %s: %s", s->from, why);
         verbs_pending_drop(tp, s);
         return;
     }
-    rank = r.rank;
+    rank = r.hello.rank;
     p = &tp->peers[rank];
     snprintf(p->addr_str, sizeof(p->addr_str), "%s", s->from);
     p->fd = s->fd;

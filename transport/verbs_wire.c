@@ -9,12 +9,7 @@
 void rdt_verbs_hs_pack(const rdt_verbs_hs_t *h, unsigned char *b)
 {
     memset(b, 0, RDT_VERBS_HS_LEN);
-    rdt_wire_put_u32(b, h->magic);
-    rdt_wire_put_u32(b + 4, h->version);
-    memcpy(b + 8, h->token, RDT_TOKEN_LEN);
-    rdt_wire_put_u64(b + 24, h->comm_id);
-    rdt_wire_put_u32(b + 32, h->rank);
-    rdt_wire_put_u32(b + 36, h->nranks);
+    rdt_wire_hello_pack(&h->hello, b);
     rdt_wire_put_u32(b + 40, h->qpn);
     rdt_wire_put_u32(b + 44, h->psn);
     b[48] = (unsigned char)h->lid;
@@ -28,12 +23,7 @@ void rdt_verbs_hs_pack(const rdt_verbs_hs_t *h, unsigned char *b)
 
 void rdt_verbs_hs_unpack(const unsigned char *b, rdt_verbs_hs_t *h)
 {
-    h->magic = rdt_wire_get_u32(b);
-    h->version = rdt_wire_get_u32(b + 4);
-    memcpy(h->token, b + 8, RDT_TOKEN_LEN);
-    h->comm_id = rdt_wire_get_u64(b + 24);
-    h->rank = rdt_wire_get_u32(b + 32);
-    h->nranks = rdt_wire_get_u32(b + 36);
+    rdt_wire_hello_unpack(b, &h->hello);
     h->qpn = rdt_wire_get_u32(b + 40);
     h->psn = rdt_wire_get_u32(b + 44);
     h->lid = (uint16_t)(b[48] | (b[49] << 8));
@@ -52,36 +42,22 @@ int rdt_verbs_hs_check(const unsigned char *b, size_t len, const rdt_verbs_hs_wa
         return -1;
     }
     rdt_verbs_hs_unpack(b, h);
-    if (h->magic != RDT_VERBS_HS_MAGIC) {
-        snprintf(why, n, "not an rdmatrain verbs handshake (magic 0x%08" PRIx32 ")", h->magic);
+    if (rdt_wire_hello_check(&h->hello, "verbs", RDT_VERBS_HS_MAGIC, RDT_VERBS_HS_VERSION,
+                             w->token, w->comm_id, w->nranks, why, n) != 0)
         return -1;
-    }
-    if (h->version != RDT_VERBS_HS_VERSION) {
-        snprintf(why, n, "protocol version %" PRIu32 ", this rank speaks %u", h->version,
-                 RDT_VERBS_HS_VERSION);
-        return -1;
-    }
-    if (!rdt_wire_token_equal(h->token, w->token)) {
-        snprintf(why, n, "wrong job token");
-        return -1;
-    }
-    if (h->comm_id != w->comm_id || h->nranks != (uint32_t)w->nranks) {
-        snprintf(why, n, "another communicator (0x%" PRIx64 ")", h->comm_id);
-        return -1;
-    }
     if (h->slot_size != w->slot_size) {
         snprintf(why, n, "slot size %" PRIu32 ", this rank uses %" PRIu32, h->slot_size,
                  w->slot_size);
         return -1;
     }
-    if (w->peer >= 0 && h->rank != (uint32_t)w->peer) {
-        snprintf(why, n, "wrong rank (%" PRIu32 ", not %d)", h->rank, w->peer);
+    if (w->peer >= 0 && h->hello.rank != (uint32_t)w->peer) {
+        snprintf(why, n, "wrong rank (%" PRIu32 ", not %d)", h->hello.rank, w->peer);
         return -1;
     }
     /* self < nranks, so either way the rank is an index into the caller's peers */
-    if (w->peer < 0 && (w->self < 0 || h->rank >= (uint32_t)w->self)) {
+    if (w->peer < 0 && (w->self < 0 || h->hello.rank >= (uint32_t)w->self)) {
         snprintf(why, n, "claims rank %" PRIu32 ", but only ranks below %d connect to rank %d",
-                 h->rank, w->self, w->self);
+                 h->hello.rank, w->self, w->self);
         return -1;
     }
     /* What the QP and the RDMA writes are given next: refused here with a reason, rather than

@@ -3,7 +3,8 @@
  * and a sentence out), so that verbs.c and the fuzz target (tests/fuzz/fuzz_verbs_record.c) run
  * the same code. Needs no libibverbs: built whether or not the verbs transport is.
  *
- * The record, both ways through the side channel, little-endian, RDT_VERBS_HS_LEN bytes:
+ * The record, both ways through the side channel, little-endian, RDT_VERBS_HS_LEN bytes (its
+ * first 40 are the hello of wire.h):
  *
  *     0      4       8           24        32     36      40    44    48   50  51  52        56
  *     |magic |version| token(16) | comm_id | rank | nranks| qpn | psn | lid|mtu|pad|slot_size |
@@ -19,6 +20,7 @@
 #include <stdint.h>
 
 #include "transport.h"
+#include "wire.h"
 
 #define RDT_VERBS_HS_MAGIC 0x56544452u /* "RDTV" */
 #define RDT_VERBS_HS_VERSION 2u
@@ -29,10 +31,7 @@
 #define RDT_VERBS_PSN_MAX 0xffffffu
 
 typedef struct rdt_verbs_hs {
-    uint32_t magic, version;
-    unsigned char token[RDT_TOKEN_LEN];
-    uint64_t comm_id;
-    uint32_t rank, nranks;
+    rdt_wire_hello_t hello; /* the first 40 bytes (wire.h) */
     uint32_t qpn, psn;
     uint16_t lid;
     uint8_t mtu;

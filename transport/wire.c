@@ -2,6 +2,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -118,6 +119,69 @@ int rdt_wire_sockaddr_unpack(const unsigned char *a, struct sockaddr_storage *ss
         return in6->sin6_port ? 0 : -1;
     }
     return -1;
+}
+
+_Static_assert(RDT_WIRE_TOKEN_LEN == RDT_TOKEN_LEN, "the hello carries the job token");
+
+void rdt_wire_hello_fill(rdt_wire_hello_t *h, uint32_t magic, uint32_t version,
+                         const unsigned char *token, uint64_t comm_id, int rank, int nranks)
+{
+    h->magic = magic;
+    h->version = version;
+    memcpy(h->token, token, RDT_TOKEN_LEN);
+    h->comm_id = comm_id;
+    h->rank = (uint32_t)rank;
+    h->nranks = (uint32_t)nranks;
+}
+
+void rdt_wire_hello_pack(const rdt_wire_hello_t *h, unsigned char *b)
+{
+    rdt_wire_put_u32(b, h->magic);
+    rdt_wire_put_u32(b + 4, h->version);
+    memcpy(b + 8, h->token, RDT_TOKEN_LEN);
+    rdt_wire_put_u64(b + 24, h->comm_id);
+    rdt_wire_put_u32(b + 32, h->rank);
+    rdt_wire_put_u32(b + 36, h->nranks);
+}
+
+void rdt_wire_hello_unpack(const unsigned char *b, rdt_wire_hello_t *h)
+{
+    h->magic = rdt_wire_get_u32(b);
+    h->version = rdt_wire_get_u32(b + 4);
+    memcpy(h->token, b + 8, RDT_TOKEN_LEN);
+    h->comm_id = rdt_wire_get_u64(b + 24);
+    h->rank = rdt_wire_get_u32(b + 32);
+    h->nranks = rdt_wire_get_u32(b + 36);
+}
+
+int rdt_wire_hello_check(const rdt_wire_hello_t *h, const char *kind, uint32_t magic,
+                         uint32_t version, const unsigned char *token, uint64_t comm_id,
+                         int nranks, char *why, size_t n)
+{
+    if (h->magic != magic) {
+        snprintf(why, n, "not an rdmatrain %s handshake (magic 0x%08" PRIx32 ")", kind, h->magic);
+        return -1;
+    }
+    if (h->version != version) {
+        snprintf(why, n, "protocol version %" PRIu32 ", this rank speaks %" PRIu32, h->version,
+                 version);
+        return -1;
+    }
+    if (!rdt_wire_token_equal(h->token, token)) {
+        snprintf(why, n, "wrong job token");
+        return -1;
+    }
+    if (h->comm_id != comm_id) {
+        snprintf(why, n, "communicator 0x%" PRIx64 ", this one is 0x%" PRIx64, h->comm_id,
+                 comm_id);
+        return -1;
+    }
+    if (h->nranks != (uint32_t)nranks) {
+        snprintf(why, n, "a communicator of %" PRIu32 " ranks, this one has %d", h->nranks,
+                 nranks);
+        return -1;
+    }
+    return 0;
 }
 
 void rdt_wire_eventfd_kick(int fd)

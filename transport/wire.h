@@ -35,6 +35,36 @@ size_t rdt_wire_sockaddr_pack(const struct sockaddr *sa, unsigned char *a);
 int rdt_wire_sockaddr_unpack(const unsigned char *a, struct sockaddr_storage *ss,
                              socklen_t *len_p);
 
+/*
+ * The hello that opens a TCP or verbs connection (the transports' handshakes start with it):
+ *
+ *     0        4        8                    24         32       36        40
+ *     | magic  | version| token (16)         | comm_id  | rank   | nranks  |
+ */
+#define RDT_WIRE_HELLO_LEN 40
+#define RDT_WIRE_TOKEN_LEN 16 /* RDT_TOKEN_LEN (transport.h) */
+
+typedef struct rdt_wire_hello {
+    uint32_t magic, version;
+    unsigned char token[RDT_WIRE_TOKEN_LEN];
+    uint64_t comm_id;
+    uint32_t rank, nranks;
+} rdt_wire_hello_t;
+
+/* This rank's hello. */
+void rdt_wire_hello_fill(rdt_wire_hello_t *h, uint32_t magic, uint32_t version,
+                         const unsigned char *token, uint64_t comm_id, int rank, int nranks);
+/* Encode into b[0..RDT_WIRE_HELLO_LEN-1]; every byte is one of its fields. */
+void rdt_wire_hello_pack(const rdt_wire_hello_t *h, unsigned char *b);
+/* Decode b[0..RDT_WIRE_HELLO_LEN-1], whatever it holds (the reverse of the pack). */
+void rdt_wire_hello_unpack(const unsigned char *b, rdt_wire_hello_t *h);
+/* 0 if @p h is a @p kind ("tcp", "verbs") hello of this protocol (@p magic, @p version), job
+ * (@p token) and communicator (@p comm_id, @p nranks); else -1 and one sentence into @p why
+ * (@p n bytes; may be 0). Which rank may say hello is the caller's to judge. */
+int rdt_wire_hello_check(const rdt_wire_hello_t *h, const char *kind, uint32_t magic,
+                         uint32_t version, const unsigned char *token, uint64_t comm_id,
+                         int nranks, char *why, size_t n);
+
 /* Add one to the eventfd @p fd, so that a thread waiting on it wakes (the transports' wakeup()).
  * Thread safe; EAGAIN means the counter is saturated, a wakeup is pending anyway. */
 void rdt_wire_eventfd_kick(int fd);

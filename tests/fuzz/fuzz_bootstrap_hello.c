@@ -24,17 +24,7 @@
 #include <string.h>
 
 #include "bootstrap.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static const unsigned char fixed_token[16] = {0x52, 0x44, 0x54, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
-                                              0x2d, 0x74, 0x6f, 0x6b, 0x65, 0x6e, 0x21, 0x00};
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz_util.h"
 
 typedef struct verdict {
     rdt_bootstrap_verdict_t v;
@@ -56,7 +46,7 @@ static void judge(const unsigned char *hdr, size_t len, const unsigned char *tok
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const unsigned char *token = fixed_token;
+    const unsigned char *token = fuzz_token;
     unsigned char *hdr, again[RDT_BOOTSTRAP_HELLO_LEN];
     rdt_bootstrap_hello_t dec;
     verdict_t v, w;

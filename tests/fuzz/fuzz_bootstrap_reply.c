@@ -24,14 +24,7 @@
 #include <string.h>
 
 #include "bootstrap.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz_util.h"
 
 static uint32_t be32(const unsigned char *p)
 {

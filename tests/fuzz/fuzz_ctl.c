@@ -27,19 +27,7 @@
 
 #include "ctl_wire.h"
 #include "wire.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
-
-#define JOB_COMM 0x0123456789abcdefULL
-
-static const unsigned char fixed_token[RDT_TOKEN_LEN] = {
-    0x52, 0x44, 0x54, 0x2d, 0x66, 0x75, 0x7a, 0x7a, 0x2d, 0x74, 0x6f, 0x6b, 0x65, 0x6e, 0x21, 0x00};
+#include "fuzz_util.h"
 
 /* The spec, written out independently of the parser. */
 static int wanted(const unsigned char *b, size_t len, uint64_t comm, const unsigned char *token,
@@ -74,12 +62,12 @@ static int wanted(const unsigned char *b, size_t len, uint64_t comm, const unsig
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const unsigned char *token = fixed_token;
+    const unsigned char *token = fuzz_token;
     unsigned char *b, *padded, again[RDT_CTL_MSG_MAX];
-    uint64_t comm = JOB_COMM;
+    uint64_t comm = FUZZ_COMM;
     rdt_ctl_msg_t m, m2;
     char why[160], why2[160];
-    size_t len, k, n;
+    size_t len, n;
     int mode, me, nranks, rc, rc2, want, i;
 
     if (size < 5)
@@ -141,14 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* Tiny sentence buffers, exactly allocated, and none at all. */
-    for (k = 1; k <= 7; k += 6) {
-        char *w = malloc(k);
-        if (!w)
-            break;
-        CHECK(rdt_ctl_parse(b, len, comm, token, nranks, me, &m2, w, k) == rc);
-        CHECK(rc == 0 || memchr(w, '\0', k) != NULL);
-        free(w);
-    }
+    FUZZ_TINY_SENTENCES(rdt_ctl_parse(b, len, comm, token, nranks, me, &m2, fuzz_w, fuzz_k), rc,
+                        rc != 0);
     CHECK(rdt_ctl_parse(b, len, comm, token, nranks, me, &m2, NULL, 0) == rc);
     free(b);
     return 0;

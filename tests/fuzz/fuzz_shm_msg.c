@@ -31,14 +31,7 @@
 
 #include "shm_wire.h"
 #include "wire.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz_util.h"
 
 #define PRE 9
 
@@ -163,14 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* Tiny sentence buffers, exactly allocated. */
-    for (k = 1; k <= 7; k += 6) {
-        char *s = malloc(k);
-        if (!s)
-            break;
-        CHECK(parse(b, len, due, &r2, s, k) == v);
-        CHECK(v != RDT_SHM_REC_CORRUPT || memchr(s, '\0', k) != NULL);
-        free(s);
-    }
+    FUZZ_TINY_SENTENCES(parse(b, len, due, &r2, fuzz_w, fuzz_k), v, v == RDT_SHM_REC_CORRUPT);
 
     /* The encoders: any tag, length, address and sequence parse back. */
     tag = rdt_wire_get_u64(in + 8);

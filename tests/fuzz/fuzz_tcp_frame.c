@@ -24,14 +24,7 @@
 
 #include "tcp_wire.h"
 #include "wire.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz_util.h"
 
 static rdt_tcp_frame_t parse(const unsigned char *b, size_t len, uint64_t *tag, uint64_t *n,
                              char *why, size_t wn)
@@ -47,7 +40,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t magic = 0;
     char why[96], why2[96];
     rdt_tcp_frame_t v, w;
-    size_t k;
     int bit;
 
     b = malloc(size ? size : 1);
@@ -102,14 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     /* Tiny sentence buffers, exactly allocated. */
-    for (k = 1; k <= 7; k += 6) {
-        char *s = malloc(k);
-        if (!s)
-            break;
-        CHECK(parse(b, size, &t2, &l2, s, k) == v);
-        CHECK(v != RDT_TCP_FRAME_CORRUPT || memchr(s, '\0', k) != NULL);
-        free(s);
-    }
+    FUZZ_TINY_SENTENCES(parse(b, size, &t2, &l2, fuzz_w, fuzz_k), v, v == RDT_TCP_FRAME_CORRUPT);
 
     /* The encoder: any tag and length, either magic, parse back. */
     tag = rdt_wire_get_u64(in + 8);

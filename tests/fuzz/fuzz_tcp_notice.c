@@ -27,14 +27,7 @@
 
 #include "tcp_wire.h"
 #include "wire.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz_util.h"
 
 #define TAIL_LEN (RDT_TCP_NOTICE_MAX + RDT_TCP_TRAILER_LEN)
 #define SENTINEL 0xa5

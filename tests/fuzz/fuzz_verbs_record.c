@@ -28,22 +28,10 @@
 #include <string.h>
 
 #include "verbs_wire.h"
+#include "fuzz_util.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
-
-#define JOB_COMM 0x0123456789abcdefULL
 #define SLOT (64u * 1024)
 #define BUF ((uint64_t)16 * SLOT + 4096)
-
-static const unsigned char fixed_token[RDT_TOKEN_LEN] = {0x52, 0x44, 0x54, 0x2d, 0x66, 0x75,
-                                                         0x7a, 0x7a, 0x2d, 0x74, 0x6f, 0x6b,
-                                                         0x65, 0x6e, 0x21, 0x00};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -51,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rdt_verbs_hs_want_t w;
     rdt_verbs_hs_t h, h2, out;
     char why[160], why2[160];
-    size_t len, k;
+    size_t len;
     int mode, self, nranks, rc, want, rank_ok;
 
     if (size < 5)
@@ -67,8 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&w, 0, sizeof(w));
     memset(&h, 0, sizeof(h));
-    w.token = fixed_token;
-    w.comm_id = JOB_COMM;
+    w.token = fuzz_token;
+    w.comm_id = FUZZ_COMM;
     if (len >= RDT_VERBS_HS_LEN) {
         rdt_verbs_hs_unpack(b, &h);
         rdt_verbs_hs_pack(&h, again);
@@ -80,10 +68,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rdt_verbs_hs_unpack(again, &h2);
         CHECK(memcmp(&h, &h2, sizeof(h)) == 0);
         if (mode & 1)
-            w.token = h.token;
-        if ((mode & 2) && h.nranks >= 1 && h.nranks < 65536) {
-            w.comm_id = h.comm_id;
-            nranks = (int)h.nranks;
+            w.token = h.hello.token;
+        if ((mode & 2) && h.hello.nranks >= 1 && h.hello.nranks < 65536) {
+            w.comm_id = h.hello.comm_id;
+            nranks = (int)h.hello.nranks;
         }
     }
     if (nranks == 0)
@@ -92,22 +80,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     w.self = self % nranks;
     w.peer = -1;
     if (mode & 4)
-        w.peer = h.rank < (uint32_t)nranks ? (int)h.rank : w.self;
+        w.peer = h.hello.rank < (uint32_t)nranks ? (int)h.hello.rank : w.self;
     w.slot_size = SLOT;
     w.buf_bytes = mode & 8 ? (uint64_t)1 << 63 : BUF;
 
     memset(&out, 0, sizeof(out));
     rc = rdt_verbs_hs_check(b, len, &w, &out, why, sizeof(why));
-    rank_ok = w.peer >= 0 ? h.rank == (uint32_t)w.peer : h.rank < (uint32_t)w.self;
-    want = len >= RDT_VERBS_HS_LEN && h.magic == RDT_VERBS_HS_MAGIC &&
-           h.version == RDT_VERBS_HS_VERSION && memcmp(h.token, w.token, RDT_TOKEN_LEN) == 0 &&
-           h.comm_id == w.comm_id && h.nranks == (uint32_t)nranks && h.slot_size == SLOT &&
-           rank_ok && h.mtu >= 1 && h.mtu <= 5 && h.qpn >= 2 && h.qpn < (1u << 24) &&
-           h.psn < (1u << 24) && h.raddr != 0 && h.raddr + (w.buf_bytes - 1) >= h.raddr;
+    rank_ok = w.peer >= 0 ? h.hello.rank == (uint32_t)w.peer : h.hello.rank < (uint32_t)w.self;
+    want = len >= RDT_VERBS_HS_LEN && h.hello.magic == RDT_VERBS_HS_MAGIC &&
+           h.hello.version == RDT_VERBS_HS_VERSION &&
+           memcmp(h.hello.token, w.token, RDT_TOKEN_LEN) == 0 && h.hello.comm_id == w.comm_id &&
+           h.hello.nranks == (uint32_t)nranks && h.slot_size == SLOT && rank_ok && h.mtu >= 1 &&
+           h.mtu <= 5 && h.qpn >= 2 && h.qpn < (1u << 24) && h.psn < (1u << 24) && h.raddr != 0 &&
+           h.raddr + (w.buf_bytes - 1) >= h.raddr;
     CHECK((rc == 0) == want);
     if (rc == 0) {
         CHECK(memcmp(&out, &h, sizeof(h)) == 0);
-        CHECK(out.rank < (uint32_t)nranks);
+        CHECK(out.hello.rank < (uint32_t)nranks);
         CHECK(out.raddr + (w.buf_bytes - 1) >= out.raddr);
     } else {
         CHECK(memchr(why, '\0', sizeof(why)) != NULL && why[0] != '\0');
@@ -125,14 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(r);
         }
     }
-    for (k = 1; k <= 7; k += 6) {
-        char *s = malloc(k);
-        if (!s)
-            break;
-        CHECK(rdt_verbs_hs_check(b, len, &w, &h2, s, k) == rc);
-        CHECK(rc == 0 || memchr(s, '\0', k) != NULL);
-        free(s);
-    }
+    FUZZ_TINY_SENTENCES(rdt_verbs_hs_check(b, len, &w, &h2, fuzz_w, fuzz_k), rc, rc != 0);
     free(b);
     return 0;
 }

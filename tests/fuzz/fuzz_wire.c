@@ -26,14 +26,7 @@
 
 #include "transport.h"
 #include "wire.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            abort();                                                                               \
-    } while (0)
+#include "fuzz_util.h"
 
 #define IN_LEN (RDT_WIRE_SOCKADDR_LEN + 8 + 8 + 1 + RDT_TOKEN_LEN)
 

@@ -632,18 +632,28 @@ static void test_kills_summary(void **state)
                      4 * F_KILLS + 2 * (F_KILLS / 2));
 }
 
+/* SIGSTOP once over tcp and once over shm on @p nranks ranks (@p bcast_only: broadcasts from
+ * the stopped rank only), with RDT_TIMEOUT=F_STOP_TIMEOUT_S. */
+static void f_stop_tcp_and_shm(int nranks, int bcast_only)
+{
+    static const char *const transports[] = {"tcp", "shm"};
+    char to[16];
+    int i;
+
+    snprintf(to, sizeof(to), "%d", F_STOP_TIMEOUT_S);
+    for (i = 0; i < 2; i++) {
+        double t = f_run(transports[i], nranks, F_FAULT_STOP, to, bcast_only);
+        print_message("faults: SIGSTOP over %s, %d ranks: last survivor failed %.3f s after\n",
+                      transports[i], nranks, t);
+    }
+}
+
 /* Every other rank waits for the stopped rank directly here: broadcasts of 4 MiB from it, as
  * binomial trees on 3 ranks (both others are its children). */
 static void test_stopped_rank_times_the_others_out_naming_it_over_tcp_and_shm(void **state)
 {
-    char to[16];
-    double t;
     (void)state;
-    snprintf(to, sizeof(to), "%d", F_STOP_TIMEOUT_S);
-    t = f_run("tcp", 3, F_FAULT_STOP, to, 1);
-    print_message("faults: SIGSTOP over tcp, 3 ranks: last survivor failed %.3f s after\n", t);
-    t = f_run("shm", 3, F_FAULT_STOP, to, 1);
-    print_message("faults: SIGSTOP over shm, 3 ranks: last survivor failed %.3f s after\n", t);
+    f_stop_tcp_and_shm(3, 1);
 }
 
 /* On 4 ranks with the whole mix (rings, trees, pairwise exchanges), a rank often waits for one
@@ -652,14 +662,8 @@ static void test_stopped_rank_times_the_others_out_naming_it_over_tcp_and_shm(vo
  * not answer. */
 static void test_stopped_rank_is_found_through_the_chain_of_waiting_ranks_on_4_ranks(void **state)
 {
-    char to[16];
-    double t;
     (void)state;
-    snprintf(to, sizeof(to), "%d", F_STOP_TIMEOUT_S);
-    t = f_run("tcp", 4, F_FAULT_STOP, to, 0);
-    print_message("faults: SIGSTOP over tcp, 4 ranks: last survivor failed %.3f s after\n", t);
-    t = f_run("shm", 4, F_FAULT_STOP, to, 0);
-    print_message("faults: SIGSTOP over shm, 4 ranks: last survivor failed %.3f s after\n", t);
+    f_stop_tcp_and_shm(4, 0);
 }
 
 static void
