@@ -11,12 +11,40 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
 #ifdef RDT_HAVE_VERBS
 #include <infiniband/verbs.h>
 #endif
 
 #include "testutil.h"
+
+rdt_comm_t *rdt_test_create_or_die(void)
+{
+    rdt_comm_t *comm = NULL;
+    rdt_status_t st = rdt_comm_create_from_env(&comm);
+
+    if (st != RDT_SUCCESS) {
+        fprintf(stderr, "create: %s: %s\n", rdt_status_str(st), rdt_comm_last_error(NULL));
+        _exit(3);
+    }
+    return comm;
+}
+
+int rdt_test_leaks(int rank)
+{
+#ifdef __SANITIZE_ADDRESS__
+    if (__lsan_do_recoverable_leak_check()) {
+        fprintf(stderr, "rank %d: LeakSanitizer found leaks\n", rank);
+        return 1;
+    }
+#endif
+    (void)rank;
+    return 0;
+}
 
 uint64_t rdt_test_rand(uint64_t *state)
 {

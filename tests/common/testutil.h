@@ -5,7 +5,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rdmatrain.h"
 #include "sched.h"
+
+/* In a rank: the communicator from the environment, or exit 3 with the reason on stderr. */
+rdt_comm_t *rdt_test_create_or_die(void);
+
+/* A rank's last words: 1 (and a line on stderr) if LeakSanitizer finds a leak; 0 without
+ * AddressSanitizer. */
+int rdt_test_leaks(int rank);
 
 /* Deterministic pseudo-random numbers (splitmix64), so a failing case can be replayed. */
 uint64_t rdt_test_rand(uint64_t *state);

@@ -365,17 +365,6 @@ typedef struct job {
     uint64_t rng_seed; /* random counts; set by run_job */
 } job_t;
 
-static rdt_comm_t *create_or_die(void)
-{
-    rdt_comm_t *comm = NULL;
-    rdt_status_t st = rdt_comm_create_from_env(&comm);
-    if (st != RDT_SUCCESS) {
-        fprintf(stderr, "create: %s: %s\n", rdt_status_str(st), rdt_comm_last_error(NULL));
-        _exit(3);
-    }
-    return comm;
-}
-
 /* Collectives whose count is per rank block (the vector is nranks * count). */
 static int per_rank_blocks(int coll)
 {
@@ -440,7 +429,7 @@ static int body_battery(int rank, int nranks, void *arg)
         setenv("RDT_HOSTNAME", host, 1);
     }
     setenv("RDT_TIMEOUT", "60", 1);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     sizes[5] = 2 + rdt_test_rand(&rng) % 5000;
     sizes[6] = 5000 + rdt_test_rand(&rng) % 300000;
     for (coll = 0; coll < C_COUNT; coll++) {
@@ -588,7 +577,7 @@ static int body_nonblocking(int rank, int nranks, void *arg)
 {
     enum { K = 14 };
     const job_t *job = arg;
-    rdt_comm_t *comm = create_or_die(), *rev = NULL;
+    rdt_comm_t *comm = rdt_test_create_or_die(), *rev = NULL;
     rdt_request_t *reqs[K];
     tcase_t cases[K];
     int bad = 0, k;
@@ -659,7 +648,7 @@ static void test_many_nonblocking_operations_on_two_communicators_are_exact(void
 /* Split by parity: each half runs an allreduce of its own; RDT_UNDEFINED opts out. */
 static int body_split(int rank, int nranks, void *arg)
 {
-    rdt_comm_t *comm = create_or_die(), *half = NULL, *none = NULL;
+    rdt_comm_t *comm = rdt_test_create_or_die(), *half = NULL, *none = NULL;
     int bad = 0, color = rank % 2;
     tcase_t c;
     rdt_status_t st;
@@ -714,7 +703,7 @@ static void test_split_communicators_work_beside_their_parent(void **state)
  * receives, so the two must run together), blocking ping-pong, and p2p between collectives. */
 static int body_p2p(int rank, int nranks, void *arg)
 {
-    rdt_comm_t *comm = create_or_die();
+    rdt_comm_t *comm = rdt_test_create_or_die();
     size_t n = (4u << 20) / 4 + 3, i;
     int32_t *out = malloc(n * 4), *in = malloc(n * 4);
     int right = (rank + 1) % nranks, left = (rank + nranks - 1) % nranks, bad = 0, round;
@@ -813,7 +802,7 @@ static void *abort_later(void *p)
 static int body_abort(int rank, int nranks, void *arg)
 {
     const int *done_pipe = arg; /* [0] read end, [1] write end */
-    rdt_comm_t *comm = create_or_die();
+    rdt_comm_t *comm = rdt_test_create_or_die();
     float v[16] = {0};
     abort_arg_t a = {comm};
     pthread_t th;
@@ -881,7 +870,7 @@ static int body_timeout(int rank, int nranks, void *arg)
     rdt_status_t st;
 
     setenv("RDT_TIMEOUT", "1", 1);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     if (rank == nranks - 1) {
         sleep(3);
         rdt_comm_destroy(comm);
@@ -944,7 +933,7 @@ static int body_env_source(int rank, int nranks, void *arg)
         unsetenv("RDT_TOKEN");
         break;
     }
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     if (rdt_comm_rank(comm) != rank || rdt_comm_size(comm) != nranks) {
         fprintf(stderr, "rank %d: communicator says rank %d of %d\n", rank, rdt_comm_rank(comm),
                 rdt_comm_size(comm));
@@ -979,7 +968,7 @@ static int oob_allgather(const void *send, void *recv, size_t bytes, void *ctx)
 
 static int body_oob(int rank, int nranks, void *arg)
 {
-    rdt_comm_t *world = create_or_die(), *comm = NULL;
+    rdt_comm_t *world = rdt_test_create_or_die(), *comm = NULL;
     rdt_status_t st = rdt_comm_create_oob(rank, nranks, oob_allgather, world, &comm);
     int bad = 0, coll;
 
@@ -1023,7 +1012,7 @@ static uint64_t hash_bytes(const void *p, size_t n)
 static int body_determinism(int rank, int nranks, void *arg)
 {
     static const size_t sizes[] = {3, 1000, 300007};
-    rdt_comm_t *comm = create_or_die();
+    rdt_comm_t *comm = rdt_test_create_or_die();
     uint64_t rng = 77 + (uint64_t)rank, hashes[16];
     size_t si, i;
     int bad = 0, rep, q;
@@ -1084,7 +1073,7 @@ static void test_results_are_bit_identical_on_every_rank_and_every_call(void **s
 
 static int body_bad_input(int rank, int nranks, void *arg)
 {
-    rdt_comm_t *comm = create_or_die();
+    rdt_comm_t *comm = rdt_test_create_or_die();
     float buf[64];
     rdt_request_t *req = NULL;
     int bad = 0;
@@ -1140,7 +1129,7 @@ static int body_count_mismatch(int rank, int nranks, void *arg)
     rdt_status_t st;
 
     setenv("RDT_TIMEOUT", "20", 1);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     for (i = 0; i < 8192 + 16; i++)
         out[i] = -1.0f;
     st = rdt_allreduce(comm, in, out, n, RDT_FLOAT32, RDT_SUM);

@@ -82,10 +82,6 @@
 #include "spawn.h"
 #include "testutil.h"
 
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/lsan_interface.h>
-#endif
-
 #define L_NRANKS     3 /* ranks 0 and 1 measured; rank 2 a fresh child per communicator */
 #define L_MEASURED   2
 #define L_MAX_FDS    1024
@@ -550,14 +546,10 @@ static void l_cycle(int rank, const char *transport, int ti, int fault, float *v
 
 static int l_leaks(int rank)
 {
-#ifdef __SANITIZE_ADDRESS__
-    if (__lsan_do_recoverable_leak_check()) {
-        l_fail(&l_sh->r[rank], "rank %d: LeakSanitizer found leaks (its report is above)", rank);
-        return 1;
-    }
-#endif
-    (void)rank;
-    return 0;
+    if (!rdt_test_leaks(rank))
+        return 0;
+    l_fail(&l_sh->r[rank], "rank %d: LeakSanitizer found leaks (its report is above)", rank);
+    return 1;
 }
 
 static int l_body(int rank, int nranks, void *arg)

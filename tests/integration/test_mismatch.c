@@ -30,10 +30,7 @@
 
 #include "rdmatrain.h"
 #include "spawn.h"
-
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/lsan_interface.h>
-#endif
+#include "testutil.h"
 
 #define SPAWN_TIMEOUT_S 90
 #define COUNT           1000
@@ -164,30 +161,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static rdt_comm_t *create_or_die(void)
-{
-    rdt_comm_t *comm = NULL;
-    rdt_status_t st = rdt_comm_create_from_env(&comm);
-    if (st != RDT_SUCCESS) {
-        fprintf(stderr, "create: %s: %s\n", rdt_status_str(st), rdt_comm_last_error(NULL));
-        _exit(3);
-    }
-    return comm;
-}
-
-/* A rank's last words: 1 if LeakSanitizer finds a leak (AddressSanitizer builds only). */
-static int leaks(int rank)
-{
-#ifdef __SANITIZE_ADDRESS__
-    if (__lsan_do_recoverable_leak_check()) {
-        fprintf(stderr, "rank %d: LeakSanitizer found leaks\n", rank);
-        return 1;
-    }
-#endif
-    (void)rank;
-    return 0;
-}
-
 /* The communicator still works: an allreduce of int32 with an exact result. */
 static int still_usable(rdt_comm_t *comm, int rank, int p)
 {
@@ -280,7 +253,7 @@ static int body_check_mismatch(int rank, int p, void *arg)
 
     setenv("RDT_CHECK", "1", 1);
     setenv("RDT_TIMEOUT", "20", 1);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     for (r = 0; r < p; r++)
         calls[r] = call_of(job->field, r, p);
     memset(in, 1, bytes);
@@ -337,7 +310,7 @@ static int body_check_mismatch(int rank, int p, void *arg)
     rdt_comm_destroy(comm);
     free(in);
     free(out);
-    return bad | leaks(rank);
+    return bad | rdt_test_leaks(rank);
 }
 
 static void run_ranks(int p, rdt_spawn_fn_t fn, void *arg)
@@ -425,7 +398,7 @@ static int body_check_sequence(int rank, int p, void *arg)
 
     setenv("RDT_CHECK", "1", 1);
     setenv("RDT_TIMEOUT", "20", 1);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
 
 #define CALL(what, expr)                                                                           \
     do {                                                                                           \
@@ -517,7 +490,7 @@ static int body_check_sequence(int rank, int p, void *arg)
     free(in);
     free(out);
     free(want);
-    return bad | leaks(rank);
+    return bad | rdt_test_leaks(rank);
 }
 
 static void test_check_a_matching_sequence_of_every_collective_is_exact(void **state)
@@ -554,7 +527,7 @@ static int body_count_mismatch(int rank, int p, void *arg)
 
     unsetenv("RDT_CHECK");
     setenv("RDT_TIMEOUT", "5", 1);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     memset(in, 0, bytes);
     memset(out, POISON, bytes);
     t0 = now_s();
@@ -588,16 +561,16 @@ static int body_count_mismatch(int rank, int p, void *arg)
         bad = 1;
     }
     /* abort twice on the failed communicator is harmless; then a fresh one in this process
-     * works (and nothing leaks: leaks()) */
+     * works (and nothing leaks: rdt_test_leaks()) */
     rdt_comm_abort(comm);
     rdt_comm_abort(comm);
     rdt_comm_destroy(comm);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     bad |= still_usable(comm, rank, p);
     rdt_comm_destroy(comm);
     free(in);
     free(out);
-    return bad | leaks(rank);
+    return bad | rdt_test_leaks(rank);
 }
 
 static void run_count_mismatch(int kind, int short_rank)

@@ -33,10 +33,7 @@
 
 #include "rdmatrain.h"
 #include "spawn.h"
-
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/lsan_interface.h>
-#endif
+#include "testutil.h"
 
 #define SPAWN_TIMEOUT_S 60
 
@@ -52,29 +49,6 @@ static void sleep_s(double s)
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0)
         ;
-}
-
-static rdt_comm_t *create_or_die(void)
-{
-    rdt_comm_t *comm = NULL;
-    rdt_status_t st = rdt_comm_create_from_env(&comm);
-    if (st != RDT_SUCCESS) {
-        fprintf(stderr, "create: %s: %s\n", rdt_status_str(st), rdt_comm_last_error(NULL));
-        _exit(3);
-    }
-    return comm;
-}
-
-static int leaks(int rank)
-{
-#ifdef __SANITIZE_ADDRESS__
-    if (__lsan_do_recoverable_leak_check()) {
-        fprintf(stderr, "rank %d: LeakSanitizer found leaks\n", rank);
-        return 1;
-    }
-#endif
-    (void)rank;
-    return 0;
 }
 
 static int expect_in(int rank, const char *what, const char *text, const char *needle)
@@ -119,16 +93,16 @@ static int body_never_arrives(int rank, int p, void *arg)
     setenv("RDT_STALL_WARN", "0.3", 1);
     setenv("RDT_LOG", "warn", 1);
     if (rank == p - 1) {
-        comm = create_or_die();
+        comm = rdt_test_create_or_die();
         sleep_s(NA_TIMEOUT_S + 2.0);
         rdt_comm_destroy(comm);
-        return leaks(rank);
+        return rdt_test_leaks(rank);
     }
     fd = mkstemp(path);
     saved = dup(2);
     if (fd < 0 || saved < 0 || dup2(fd, 2) < 0)
         return 1;
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     t0 = now_s();
     st = rdt_barrier(comm);
     dt = now_s() - t0;
@@ -188,7 +162,7 @@ static int body_never_arrives(int rank, int p, void *arg)
     }
     free(log);
     rdt_comm_destroy(comm);
-    return bad | leaks(rank);
+    return bad | rdt_test_leaks(rank);
 }
 
 static void test_a_rank_that_never_arrives_is_named_by_a_warning_then_a_timeout(void **state)
@@ -216,7 +190,7 @@ static int body_cycle(int rank, int p, void *arg)
     (void)p;
     (void)arg;
     setenv("RDT_TIMEOUT", "1", 1);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     st = rdt_recv(comm, &x, 1, RDT_INT32, rank == 0 ? 1 : 0);
     fprintf(stderr, "rank %d (expected error): %s: %s\n", rank, rdt_status_str(st),
             rdt_comm_last_error(comm));
@@ -231,7 +205,7 @@ static int body_cycle(int rank, int p, void *arg)
         bad = 1;
     }
     rdt_comm_destroy(comm);
-    return bad | leaks(rank);
+    return bad | rdt_test_leaks(rank);
 }
 
 static void test_ranks_waiting_for_each_other_are_reported_as_a_cycle(void **state)
@@ -255,7 +229,7 @@ static int body_set_timeout(int rank, int p, void *arg)
     int bad = 0, i;
 
     setenv("RDT_TIMEOUT", "60", 1);
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     if (rdt_comm_timeout(comm) != 60.0) {
         fprintf(stderr, "rank %d: initial timeout %g, expected RDT_TIMEOUT=60\n", rank,
                 rdt_comm_timeout(comm));
@@ -297,7 +271,7 @@ static int body_set_timeout(int rank, int p, void *arg)
     rdt_comm_destroy(comm);
 
     /* a fresh communicator in the same process, with a long timeout: works */
-    comm = create_or_die();
+    comm = rdt_test_create_or_die();
     if (rdt_comm_set_timeout(comm, 60) != RDT_SUCCESS)
         bad = 1;
     st = rdt_allreduce(comm, in, out, 8, RDT_FLOAT32, RDT_SUM);
@@ -314,7 +288,7 @@ static int body_set_timeout(int rank, int p, void *arg)
         }
     }
     rdt_comm_destroy(comm);
-    return bad | leaks(rank);
+    return bad | rdt_test_leaks(rank);
 }
 
 static void test_set_timeout_shortens_the_next_call_and_a_fresh_communicator_works(void **state)
@@ -376,7 +350,7 @@ static int body_every_kind(int rank, int p, void *arg)
 
     setenv("RDT_TIMEOUT", "60", 1);
     setenv("RDT_STALL_WARN", "0", 1); /* no warning lines: the timeouts are the subject */
-    world = create_or_die();
+    world = rdt_test_create_or_die();
     for (k = 0; k < T_COUNT; k++) {
         st = rdt_comm_split(world, 0, rank, &sub);
         if (st != RDT_SUCCESS) {
@@ -419,7 +393,7 @@ static int body_every_kind(int rank, int p, void *arg)
     rdt_comm_destroy(world);
     free(in);
     free(out);
-    return bad | leaks(rank);
+    return bad | rdt_test_leaks(rank);
 }
 
 static void test_every_collective_and_send_recv_name_the_rank_and_step_on_timeout(void **state)
