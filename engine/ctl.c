@@ -269,7 +269,7 @@ static size_t chain_text(const search_t *s, int q, char *out, size_t len, size_t
     return n;
 }
 
-void rdt_ctl_blame(rdt_comm_t *comm, rdt_request_t *req, double grace, char *out, size_t len)
+void rdt_ctl_blame(rdt_comm_t *comm, double grace, char *out, size_t len)
 {
     search_t s;
     int mine[RDT_CTL_MAX_WAIT], nmine, q, i, open, silent = 0, idle = 0, first = -1;
@@ -279,7 +279,6 @@ void rdt_ctl_blame(rdt_comm_t *comm, rdt_request_t *req, double grace, char *out
     double t0 = rdt_now(), last = 0, now;
     size_t n = strlen(out);
 
-    (void)req;
     if (comm->ctl_fd < 0 || !comm->ctl_peers || comm->nranks < 3)
         return; /* two ranks: the one waited for is the one to blame */
     nmine = rdt_exec_wait_state(comm, mine, RDT_CTL_MAX_WAIT, text, sizeof(text));

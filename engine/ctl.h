@@ -31,7 +31,6 @@
 #include "ctl_wire.h"
 
 struct rdt_comm;
-struct rdt_request;
 
 /* Open the communicator's socket on its bind address; @p addr (RDT_ADDR_MAX bytes) gets the
  * packed address for the others, zeros when the socket could not be opened (the channel is
@@ -45,10 +44,10 @@ void rdt_ctl_service(struct rdt_comm *comm);
 /* Tell every other rank that this one gave up, quoting comm->error (not when the failure was
  * itself heard on this channel: the others heard it too). */
 void rdt_ctl_gave_up(struct rdt_comm *comm);
-/* After @p req timed out: ask along the chain of waiting ranks for at most @p grace seconds and
- * append what was found to @p out (which holds the timeout sentence so far). */
-void rdt_ctl_blame(struct rdt_comm *comm, struct rdt_request *req, double grace, char *out,
-                   size_t len);
+/* After the communicator's head request timed out: ask along the chain of waiting ranks for at
+ * most @p grace seconds and append what was found to @p out (which holds the timeout sentence so
+ * far). */
+void rdt_ctl_blame(struct rdt_comm *comm, double grace, char *out, size_t len);
 void rdt_ctl_close(struct rdt_comm *comm);
 
 #endif /* RDT_CTL_H */

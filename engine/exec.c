@@ -871,7 +871,7 @@ static void check_clock(rdt_comm_t *comm, rdt_request_t *head, double now)
         describe_wait(comm, head, what, sizeof(what));
         snprintf(msg, sizeof(msg), "%s timed out after %g s on rank %d (host %s) waiting for: %s",
                  name, head->timeout_s, comm->rank, comm->host, what);
-        rdt_ctl_blame(comm, head, ctl_grace(head->timeout_s), msg, sizeof(msg));
+        rdt_ctl_blame(comm, ctl_grace(head->timeout_s), msg, sizeof(msg));
         rdt_comm_set_error(comm, RDT_ERR_TIMEOUT, "%s", msg);
         rdt_comm_fail(comm, RDT_ERR_TIMEOUT);
         return;
