@@ -328,16 +328,22 @@ static rdt_status_t check_issue(rdt_comm_t *comm, rdt_request_t *req, const unsi
     ck->count = RDT_FP_BYTES;
     ck->dtype = RDT_UINT8;
     ck->op = RDT_SUM;
-    st = rdt_select(comm, RDT_COLL_ALLGATHER, RDT_FP_BYTES, RDT_UINT8, &algo, &ck->slice_len);
-    if (st == RDT_SUCCESS)
-        st = rdt_exec_plan_get(comm, RDT_COLL_ALLGATHER, algo, 0, &ck->plan);
+    if (rdt_select_oneshot(comm, RDT_COLL_ALLGATHER, RDT_FP_BYTES, RDT_UINT8)) {
+        ck->oneshot = 1; /* the same on every rank, whatever the collective it checks */
+        st = RDT_SUCCESS;
+    } else {
+        st = rdt_select(comm, RDT_COLL_ALLGATHER, RDT_FP_BYTES, RDT_UINT8, &algo,
+                        &ck->slice_len);
+        if (st == RDT_SUCCESS)
+            st = rdt_exec_plan_get(comm, RDT_COLL_ALLGATHER, algo, 0, &ck->plan);
+    }
     if (st != RDT_SUCCESS) {
         free(ck);
         return rdt_comm_set_error(comm, st,
                                   "%s on rank %d: cannot set up the RDT_CHECK exchange: %s",
                                   rdt_coll_name(req->coll), comm->rank, rdt_status_str(st));
     }
-    ck->nslices = (RDT_FP_BYTES + ck->slice_len - 1) / ck->slice_len;
+    ck->nslices = ck->oneshot ? 1 : (RDT_FP_BYTES + ck->slice_len - 1) / ck->slice_len;
     queue_append(comm, ck);
     return RDT_SUCCESS;
 }
@@ -372,6 +378,9 @@ static rdt_status_t coll_issue(rdt_comm_t *comm, const coll_args_t *a, rdt_reque
         }
         /* RDT_CHECK: still compared with the others (a rank passing 0 while the others pass
          * 1000 would otherwise leave them waiting); nothing to run afterwards (no plan) */
+    } else if (rdt_select_oneshot(comm, a->coll, a->count, a->dtype)) {
+        req->oneshot = 1; /* one exchange through shared memory, no plan (exec.c) */
+        req->nslices = 1;
     } else {
         st = rdt_select(comm, a->coll, a->count, a->dtype, &algo, &req->slice_len);
         if (st != RDT_SUCCESS)

@@ -159,6 +159,8 @@ void rdt_comm_destroy(rdt_comm_t *comm)
     rdt_topo_destroy(comm->topo);
     rdt_ctl_close(comm);
     free(comm->hosts);
+    free(comm->share_views);
+    free(comm->share_lens);
     free(comm->send_seq);
     free(comm->recv_seq);
     free(comm->p2p_send);

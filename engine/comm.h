@@ -83,7 +83,9 @@ struct rdt_request {
     size_t next_slice;        /* next slice to start */
     size_t slices_done;
     rdt_slot_t *slots;        /* comm->nslots entries */
-    /* p2p execution */
+    /* one exchange through shared memory (transport ishare) instead of a plan (exec.c) */
+    int oneshot;
+    /* p2p execution, and the one-shot exchange */
     rdt_xfer_t xfer;
     /* the transport's holds on the send and receive buffers while the request runs */
     void *hold[2];
@@ -135,6 +137,12 @@ struct rdt_comm {
     size_t scratch_bytes;
     void *scratch_reg;        /* its registration with the transport (NULL: none) */
     void (*scratch_dereg)(void *scratch_reg);
+    /* one-shot exchanges (select.c, exec.c): the largest contribution (0: not available: ranks
+     * on several hosts, a transport without them, RDT_SHM_ONESHOT=0), and the views of the
+     * exchange in progress (nranks each; one collective runs at a time) */
+    size_t share_max;
+    const void **share_views;
+    size_t *share_lens;
     /* selection: algorithm forced per collective by RDT_ALGO (-1: none) */
     int forced[RDT_COLL_COUNT];
     /* selection: which (collective, log2 size) choices were already logged */
@@ -205,6 +213,8 @@ void rdt_coll_check_verdict(rdt_request_t *check);
  * root 0" (with @p with_seq). */
 void rdt_coll_fp_describe(const unsigned char *fp, int with_seq, char *buf, size_t len);
 
+/* select.c: does this call run as one exchange through shared memory (comm->share_max)? */
+int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype);
 /* select.c: choose algorithm and slice length (elements of one unit piece) for a call. */
 rdt_status_t rdt_select(rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype,
                         rdt_algo_t *algo_p, size_t *slice_len_p);

@@ -22,6 +22,12 @@
  * Memory. Scratch (TEMP and staging for every slot) is one persistent, pre-faulted allocation
  * per communicator, sized by the chunk (slice) and not by the message: an allreduce of N bytes
  * costs O(chunk) extra memory.
+ *
+ * One-shot collectives (req->oneshot, chosen by rdt_select_oneshot): no schedule. With every
+ * rank on one host the transport offers exchanges through shared memory (transport.h, ishare):
+ * each rank contributes its part once and, when all have, reads every rank's contribution in
+ * place and computes its own result from them: reductions combine the contributions in rank
+ * order, so every rank gets the same bits.
  */
 #include <errno.h>
 #include <sched.h>
@@ -501,6 +507,8 @@ static int coll_advance(rdt_request_t *req)
     rdt_comm_t *comm = req->comm;
     int changed = 0, i;
 
+    if (req->oneshot)
+        return 0; /* its callback completes it */
     if (!req->plan) { /* count 0 under RDT_CHECK: the check was all there was to do */
         req->done = 1;
         req->status = RDT_SUCCESS;
@@ -579,6 +587,119 @@ static rdt_status_t p2p_start(rdt_request_t *req)
                                      : comm->tp->ops->irecv(comm->tp, x);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* One-shot collectives                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Bytes rank @p r contributes to @p req's exchange. */
+static size_t oneshot_contribution(const rdt_request_t *req, int r)
+{
+    size_t bytes = req->count * rdt_dtype_size(req->dtype);
+
+    switch (req->coll) {
+    case RDT_COLL_REDUCE_SCATTER:
+    case RDT_COLL_ALLTOALL: return bytes * (size_t)req->comm->nranks;
+    case RDT_COLL_BROADCAST: return r == req->root ? bytes : 0;
+    case RDT_COLL_BARRIER: return 0;
+    default: return bytes;
+    }
+}
+
+/* dst = views[0] (op) views[1] (op) ... at byte offset @p off of each, in rank order. */
+static void oneshot_reduce(const rdt_request_t *req, void *dst, size_t off)
+{
+    const rdt_comm_t *comm = req->comm;
+    const void *const *v = comm->share_views;
+    size_t n = req->count;
+    int r;
+
+    rdt_reduce_local(dst, (const char *)v[0] + off, (const char *)v[1] + off, n, req->dtype,
+                     kernel_op(req->op));
+    for (r = 2; r < comm->nranks; r++)
+        rdt_reduce_local(dst, dst, (const char *)v[r] + off, n, req->dtype, kernel_op(req->op));
+    if (req->op == RDT_AVG)
+        rdt_reduce_scale_avg(dst, n, req->dtype, comm->nranks);
+}
+
+/* Every contribution is visible: this rank's result. */
+static rdt_status_t oneshot_finish(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    const void *const *v = comm->share_views;
+    size_t bytes = req->count * rdt_dtype_size(req->dtype);
+    unsigned char *out = req->recvbuf;
+    int r, me = comm->rank;
+
+    for (r = 0; r < comm->nranks; r++) /* the tags agree, so must the sizes */
+        if (comm->share_lens[r] != oneshot_contribution(req, r))
+            return rdt_comm_set_error(comm, RDT_ERR_MISMATCH, "rank %d (host %s) contributed %zu "
+                                      "bytes to a one-shot exchange, rank %d expected %zu", r,
+                                      comm->hosts + (size_t)r * RDT_HOST_MAX,
+                                      comm->share_lens[r], me, oneshot_contribution(req, r));
+    switch (req->coll) {
+    case RDT_COLL_ALLREDUCE: oneshot_reduce(req, out, 0); break;
+    case RDT_COLL_REDUCE:
+        if (me == req->root)
+            oneshot_reduce(req, out, 0);
+        break;
+    case RDT_COLL_REDUCE_SCATTER: oneshot_reduce(req, out, (size_t)me * bytes); break;
+    case RDT_COLL_BROADCAST: memcpy(out, v[req->root], bytes); break;
+    case RDT_COLL_ALLGATHER:
+        for (r = 0; r < comm->nranks; r++)
+            memcpy(out + (size_t)r * bytes, v[r], bytes);
+        break;
+    case RDT_COLL_ALLTOALL:
+        for (r = 0; r < comm->nranks; r++)
+            memcpy(out + (size_t)r * bytes, (const char *)v[r] + (size_t)me * bytes, bytes);
+        break;
+    default: break; /* barrier: that everyone arrived was the point */
+    }
+    return RDT_SUCCESS;
+}
+
+static void oneshot_done(rdt_xfer_t *x, rdt_status_t st)
+{
+    rdt_request_t *req = x->arg;
+    rdt_comm_t *comm = req->comm;
+
+    if (st == RDT_SUCCESS)
+        st = oneshot_finish(req); /* inside the callback: the views are valid until it returns */
+    else if (comm->failed == RDT_SUCCESS) {
+        char name[160];
+        rdt_exec_request_name(req, name, sizeof(name));
+        rdt_comm_set_error(comm, st, "%s on rank %d (host %s): %s%s", name, comm->rank,
+                           comm->host, comm->tp->error[0] ? comm->tp->error : rdt_status_str(st),
+                           st == RDT_ERR_MISMATCH
+                               ? " (the ranks called different collectives, or passed "
+                                 "different counts, dtypes, operations or roots)"
+                               : "");
+    }
+    req->done = 1;
+    req->status = st;
+    if (st != RDT_SUCCESS && comm->failed == RDT_SUCCESS)
+        comm->failed = st;
+    else if (st == RDT_SUCCESS && req->checked)
+        rdt_coll_check_verdict(req);
+}
+
+static void oneshot_start(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    rdt_xfer_t *x = &req->xfer;
+    rdt_status_t st;
+
+    memset(x, 0, sizeof(*x));
+    x->len = oneshot_contribution(req, comm->rank);
+    x->buf = x->len ? (void *)req->sendbuf : NULL;
+    x->peer = -1;
+    x->tag = req->tag_hi;
+    x->cb = oneshot_done;
+    x->arg = req;
+    st = comm->tp->ops->ishare(comm->tp, x, comm->share_views, comm->share_lens);
+    if (st != RDT_SUCCESS)
+        oneshot_done(x, st);
+}
+
 /* Keep the user's buffers registered for the whole call when the transport pins memory for
  * zero-copy (one registration per buffer and call instead of one per message). */
 static void req_hold(rdt_request_t *req)
@@ -634,6 +755,10 @@ rdt_status_t rdt_exec_start(rdt_request_t *req)
         st = p2p_start(req);
         if (st != RDT_SUCCESS)
             p2p_done(&req->xfer, st);
+        return RDT_SUCCESS;
+    }
+    if (req->oneshot) {
+        oneshot_start(req);
         return RDT_SUCCESS;
     }
     if (!req->plan)
@@ -769,6 +894,15 @@ static int describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_t
                  comm->hosts + (size_t)req->peer * RDT_HOST_MAX);
         return 1;
     }
+    if (req->oneshot) {
+        int r = req->xfer.peer;
+        if (r < 0)
+            snprintf(buf, len, "nothing (the exchange is complete)");
+        else
+            snprintf(buf, len, "the contribution of rank %d (host %s) to the one-shot exchange",
+                     r, comm->hosts + (size_t)r * RDT_HOST_MAX);
+        return r >= 0;
+    }
     buf[0] = '\0';
     for (i = 0; i < comm->nslots && req->plan; i++) {
         rdt_slot_t *sl = &comm->slots[i];
@@ -809,6 +943,8 @@ int rdt_exec_wait_state(rdt_comm_t *comm, int *peers, int max, char *text, size_
     snprintf(text, len, "%s, waiting for: %s", name, what);
     if (req->kind != RDT_REQ_COLL)
         return max > 0 ? (peers[0] = req->peer, 1) : 0;
+    if (req->oneshot)
+        return max > 0 && req->xfer.peer >= 0 ? (peers[0] = req->xfer.peer, 1) : 0;
     for (i = 0; i < comm->nslots && req->plan; i++) {
         rdt_slot_t *sl = &comm->slots[i];
         if (!sl->active)
@@ -840,7 +976,9 @@ void rdt_exec_request_name(const rdt_request_t *req, char *buf, size_t len)
     } else {
         snprintf(buf, len, "%s #%u (%s x %zu, %s)", rdt_coll_name(req->coll), req->seq,
                  rdt_dtype_name(req->dtype), req->count,
-                 req->plan ? rdt_algo_name(req->plan->sched->algo) : "nothing to move");
+                 req->oneshot ? "one-shot"
+                 : req->plan  ? rdt_algo_name(req->plan->sched->algo)
+                              : "nothing to move");
     }
 }
 

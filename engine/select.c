@@ -71,6 +71,22 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
 
     for (c = 0; c < RDT_COLL_COUNT; c++)
         comm->forced[c] = -1;
+    /* one-shot exchanges: every rank on this host (the transport knows), and room to see them */
+    comm->share_max = 0;
+    if (comm->nranks > 1 && comm->cfg.shm_oneshot && comm->tp && comm->tp->ops->share_max) {
+        size_t m = comm->tp->ops->share_max(comm->tp);
+        if (!comm->share_views)
+            comm->share_views = calloc((size_t)comm->nranks, sizeof(*comm->share_views));
+        if (!comm->share_lens)
+            comm->share_lens = calloc((size_t)comm->nranks, sizeof(*comm->share_lens));
+        if (!comm->share_views || !comm->share_lens)
+            return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for the views of "
+                                      "one-shot exchanges");
+        comm->share_max = m < comm->cfg.shm_oneshot ? m : comm->cfg.shm_oneshot;
+        if (m)
+            rdt_info("select", "one-shot exchanges through shared memory for contributions of "
+                     "up to %zu bytes", comm->share_max);
+    }
     snprintf(buf, sizeof(buf), "%s", comm->cfg.algo);
     for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         char *colon = strchr(item, ':');
@@ -103,6 +119,26 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
                                       rdt_algo_name(algo));
     }
     return RDT_SUCCESS;
+}
+
+/*
+ * One exchange through shared memory (every rank writes its contribution once, then reads the
+ * others' straight from their segments) costs one synchronisation and n reads of the
+ * contribution; a schedule costs a message per round. Below RDT_SHM_ONESHOT bytes per rank (see
+ * the benchmarks in docs/) the exchange wins; a collective whose algorithm RDT_ALGO forces keeps
+ * its schedule.
+ */
+int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype)
+{
+    size_t bytes = count * rdt_dtype_size(dtype);
+
+    if (!comm->share_max || comm->forced[coll] >= 0)
+        return 0;
+    if (coll == RDT_COLL_REDUCE_SCATTER || coll == RDT_COLL_ALLTOALL)
+        bytes *= (size_t)comm->nranks; /* each rank contributes every rank's part */
+    else if (coll == RDT_COLL_BARRIER)
+        bytes = 0;
+    return bytes <= comm->share_max;
 }
 
 /* Bytes of one pipelined slice (the whole vector of one slice, all units). */

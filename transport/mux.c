@@ -210,6 +210,29 @@ static rdt_status_t mux_irecv(rdt_transport_t *t, rdt_xfer_t *x)
     return mux_post(t, x, 0);
 }
 
+/* One-shot exchanges: shm's, when every peer is on this host. */
+static size_t mux_share_max(rdt_transport_t *t)
+{
+    rdt_mux_t *m = (rdt_mux_t *)t;
+    return m->via_shm && m->nnet == 0 && m->nshm > 0 ? m->shm->ops->share_max(m->shm) : 0;
+}
+
+static rdt_status_t mux_ishare(rdt_transport_t *t, rdt_xfer_t *x, const void **views,
+                               size_t *lens)
+{
+    rdt_mux_t *m = (rdt_mux_t *)t;
+    rdt_status_t st;
+
+    if (!mux_share_max(t)) {
+        mux_set_error(m, "ishare on rank %d: not every rank is on this host", m->rank);
+        return RDT_ERR_INVALID_ARG;
+    }
+    st = m->shm->ops->ishare(m->shm, x, views, lens);
+    if (st != RDT_SUCCESS)
+        mux_copy_error(m, m->shm);
+    return st;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Progress                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
@@ -517,4 +540,6 @@ const rdt_transport_ops_t rdt_mux_ops = {
     .mem_deregister = mux_handle_release,
     .mem_hold = mux_mem_hold,
     .mem_release = mux_handle_release,
+    .share_max = mux_share_max,
+    .ishare = mux_ishare,
 };

@@ -8,8 +8,8 @@
  * descriptor. When every process that mapped a segment is gone, the kernel frees it, crashes
  * included: there is nothing to clean up.
  *
- *     memfd of rank r:  | header page | slot 0: ctl page, ring | slot 1: ctl page, ring | ...
- *                                        written by rank 0        written by rank 1
+ *     memfd of rank r:  | header page | slot 0: ctl page, ring | slot 1: ... | share area |
+ *                                        written by rank 0        rank 1        rank r
  *
  * The address (16 of the RDT_ADDR_MAX bytes): [0] 'S' [1] version [2..3] 0 [4..7] pid
  * [8..11] memfd number [12..15] eventfd number, little-endian. Everything else (ring size, token,
@@ -27,6 +27,15 @@
  *                           process_vm_readv (one copy), then bumps rndv_done in the ring's
  *                           consumer line, which completes the send.
  * Both are encoded and judged by shm_wire.c too (rdt_shm_msg_pack, _rts_pack, rdt_shm_rec_parse).
+ *
+ * One-shot exchanges (ishare, for the engine's small collectives when every rank is on this
+ * host). The segment ends with its owner's share area: two buffers, exchange s in buffer s % 2,
+ * each (sequence, tag, length, contribution). The owner writes its contribution, then releases
+ * the sequence; every peer maps every other's area read-only and acquires the sequence. A rank
+ * posts exchange s + 1 only after its exchange s completed, i.e. after every rank posted s,
+ * which each did after completing s - 1: so when a buffer is rewritten for s + 2, every rank is
+ * done reading it for s, and no acknowledgement is needed. A sequence beyond s in the buffer a
+ * rank waits on means the ranks disagree on which collectives use the exchanges: a mismatch.
  * Rendezvous is used only when the receiver proved at setup that it can read the sender's memory
  * (a probe word; the flag is in the consumer line), else everything goes eager (logged once).
  *
@@ -142,6 +151,7 @@ typedef struct shm_peer {
     unsigned char *out_data;
     uint64_t out_size;
     shm_ctl_t *in; /* ring peer -> me, in my segment */
+    const unsigned char *share; /* its share area (read-only) */
     unsigned char *in_data;
     void *out_map, *in_map;
     size_t out_map_len, in_map_len;
@@ -185,6 +195,15 @@ typedef struct rdt_shm {
     int wake_cap_ms; /* -1: no cap; else sleeps are cut to this */
 
     rdt_xfer_t *done_head, *done_tail; /* completed sends whose callback is due */
+
+    /* one-shot exchanges: my share area, exchanges posted, the outstanding one (at most one),
+     * its caller's arrays, the lowest rank not heard from in it */
+    unsigned char *share;
+    uint64_t share_seq;
+    rdt_xfer_t *share_x;
+    const void **share_views;
+    size_t *share_lens;
+    int share_next;
     uint64_t nevents;     /* callbacks run and peers failed: lets mux.c see progress */
     uint64_t outstanding; /* posted, callback not yet run */
     uint64_t last_check_ms;
@@ -770,6 +789,97 @@ static void shm_rx(rdt_shm_t *tp, shm_peer_t *p)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* One-shot exchanges                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The sequence word of the buffer of exchange @p s in a share area. */
+static _Atomic uint64_t *shm_share_seqp(const unsigned char *area, uint64_t s)
+{
+    return (_Atomic uint64_t *)(uintptr_t)(area + (s & 1) * RDT_SHM_SHARE_BUF);
+}
+
+/* Every rank's share area is mapped: the exchanges can run. */
+static int shm_share_ready(const rdt_shm_t *tp)
+{
+    int i;
+
+    if (!tp->addrs_done || !tp->share || tp->nlocal != tp->nranks - 1)
+        return 0;
+    for (i = 0; i < tp->nlocal; i++)
+        if (!tp->peers[tp->local[i]].share)
+            return 0;
+    return 1;
+}
+
+/* The outstanding exchange fails: say why (every rank is told by the abort that follows). */
+static void shm_share_fail(rdt_shm_t *tp, rdt_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void shm_share_fail(rdt_shm_t *tp, rdt_status_t st, const char *fmt, ...)
+{
+    rdt_xfer_t *x = tp->share_x;
+    char msg[sizeof(tp->base.error)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rdt_warn("shm", "%s", msg);
+    shm_set_error(tp, "%s", msg);
+    tp->failed_any = 1;
+    if (!tp->first_fail[0])
+        snprintf(tp->first_fail, sizeof(tp->first_fail), "%.*s", SHM_NOTICE_MAX, msg);
+    tp->share_x = NULL;
+    shm_complete(tp, x, st);
+}
+
+/* Look at the ranks not heard from yet, in rank order; complete the exchange when all are. */
+static void shm_share_poll(rdt_shm_t *tp)
+{
+    rdt_xfer_t *x = tp->share_x;
+    const uint64_t s = tp->share_seq, cap = RDT_SHM_SHARE_BUF - RDT_SHM_SHARE_HDR;
+
+    while (tp->share_next < tp->nranks) {
+        int r = tp->share_next;
+        const unsigned char *b;
+        shm_peer_t *p;
+        uint64_t seq, w[2];
+
+        if (r == tp->rank) {
+            tp->share_views[r] = tp->share + (s & 1) * RDT_SHM_SHARE_BUF + RDT_SHM_SHARE_HDR;
+            tp->share_lens[r] = x->len;
+            tp->share_next++;
+            continue;
+        }
+        p = &tp->peers[r];
+        b = p->share + (s & 1) * RDT_SHM_SHARE_BUF;
+        seq = atomic_load_explicit(shm_share_seqp(p->share, s), memory_order_acquire);
+        if (seq < s) {
+            x->peer = r;
+            if (p->state != PEER_UP || p->gone) /* what it posted before going is still good */
+                shm_share_fail(tp, p->state == PEER_UP ? RDT_ERR_PEER_FAILED : p->fail_status,
+                               "%s (in one-shot exchange #%" PRIu64 ")",
+                               p->state == PEER_UP ? p->gone_msg : p->fail_msg, s);
+            return;
+        }
+        memcpy(w, b + 8, sizeof(w)); /* tag, length: the owner wrote them before the sequence */
+        if (seq != s || w[0] != x->tag || w[1] > cap) { /* lengths: the caller judges them */
+            shm_share_fail(tp, RDT_ERR_MISMATCH,
+                           "rank %d (host %s) contributed %" PRIu64 " bytes with tag 0x%" PRIx64
+                           " to one-shot exchange #%" PRIu64 ", rank %d %zu bytes with tag 0x%"
+                           PRIx64 " to #%" PRIu64, r, shm_host(p), w[1], w[0], seq, tp->rank,
+                           x->len, x->tag, s);
+            return;
+        }
+        tp->share_views[r] = b + RDT_SHM_SHARE_HDR;
+        tp->share_lens[r] = (size_t)w[1];
+        tp->share_next++;
+    }
+    tp->share_x = NULL;
+    x->peer = -1;
+    shm_complete(tp, x, RDT_SUCCESS);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Progress                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -804,6 +914,8 @@ static void shm_poll_all(rdt_shm_t *tp)
         if (p->state == PEER_UP)
             shm_peer_poll(tp, p);
     }
+    if (tp->share_x && !tp->conns_closed)
+        shm_share_poll(tp);
     if (!tp->conns_closed)
         shm_done_run(tp);
 }
@@ -814,6 +926,10 @@ static int shm_news(rdt_shm_t *tp)
     int i;
 
     if (tp->done_head)
+        return 1;
+    if (tp->share_x && tp->share_next != tp->rank &&
+        atomic_load_explicit(shm_share_seqp(tp->peers[tp->share_next].share, tp->share_seq),
+                             memory_order_relaxed) >= tp->share_seq)
         return 1;
     for (i = 0; i < tp->nlocal; i++) {
         shm_peer_t *p = &tp->peers[tp->local[i]];
@@ -936,6 +1052,11 @@ static void shm_abort_deliver(rdt_shm_t *tp)
     d = tp->done_head;
     tp->done_head = tp->done_tail = NULL;
     shm_complete_list(tp, d, RDT_ERR_ABORTED);
+    if (tp->share_x) {
+        d = tp->share_x;
+        tp->share_x = NULL;
+        shm_complete(tp, d, RDT_ERR_ABORTED);
+    }
     for (i = 0; i < tp->nranks; i++) {
         shm_peer_t *p = &tp->peers[i];
         rdt_xfer_t *sq = p->sq_head, *rv = p->rv_head, *rq = p->rq_head;
@@ -1000,6 +1121,21 @@ aborted:
 /* Posting                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
+/* A post involving @p p, which is failed or gone, is refused: its sentence becomes the error and,
+ * since the caller gives up on it, what this rank's notices will say. */
+static rdt_status_t shm_post_refused(rdt_shm_t *tp, shm_peer_t *p)
+{
+    const char *msg = p->state == PEER_FAILED ? p->fail_msg : p->gone_msg;
+
+    if (!tp->first_fail[0] && p->fail_status != RDT_ERR_ABORTED) {
+        snprintf(tp->first_fail, sizeof(tp->first_fail), "%.*s", SHM_NOTICE_MAX,
+                 p->gave_up[0] ? p->gave_up : msg);
+        tp->failed_any = 1;
+    }
+    shm_set_error(tp, "%s", msg);
+    return p->state == PEER_FAILED ? p->fail_status : RDT_ERR_PEER_FAILED;
+}
+
 static rdt_status_t shm_post_check(rdt_shm_t *tp, rdt_xfer_t *x, int send)
 {
     const char *what = send ? "isend" : "irecv";
@@ -1015,17 +1151,8 @@ static rdt_status_t shm_post_check(rdt_shm_t *tp, rdt_xfer_t *x, int send)
         return RDT_ERR_INVALID_ARG;
     }
     p = &tp->peers[x->peer];
-    if (p->state == PEER_FAILED || (p->gone && send)) { /* a gone peer never reads a send */
-        const char *msg = p->state == PEER_FAILED ? p->fail_msg : p->gone_msg;
-        /* the caller gives up on this: it is what this rank's notices will say */
-        if (!tp->first_fail[0] && p->fail_status != RDT_ERR_ABORTED) {
-            snprintf(tp->first_fail, sizeof(tp->first_fail), "%.*s", SHM_NOTICE_MAX,
-                     p->gave_up[0] ? p->gave_up : msg);
-            tp->failed_any = 1;
-        }
-        shm_set_error(tp, "%s", msg);
-        return p->state == PEER_FAILED ? p->fail_status : RDT_ERR_PEER_FAILED;
-    }
+    if (p->state == PEER_FAILED || (p->gone && send)) /* a gone peer never reads a send */
+        return shm_post_refused(tp, p);
     if (p->state != PEER_UP) {
         shm_set_error(tp, "%s on rank %d: rank %d (host %s) is not reachable through shared "
                       "memory (%s)", what, tp->rank, p->rank, shm_host(p),
@@ -1088,6 +1215,64 @@ out:
     return st;
 }
 
+static size_t shm_share_max(rdt_transport_t *t)
+{
+    rdt_shm_t *tp = (rdt_shm_t *)t;
+    return shm_share_ready(tp) ? (size_t)(RDT_SHM_SHARE_BUF - RDT_SHM_SHARE_HDR) : 0;
+}
+
+static rdt_status_t shm_ishare(rdt_transport_t *t, rdt_xfer_t *x, const void **views,
+                               size_t *lens)
+{
+    rdt_shm_t *tp = (rdt_shm_t *)t;
+    rdt_status_t st = RDT_SUCCESS;
+    unsigned char *b;
+    uint64_t w[2];
+    int i;
+
+    shm_enter(tp);
+    if (shm_abort_requested(tp) || tp->conns_closed) {
+        st = RDT_ERR_ABORTED;
+        goto out;
+    }
+    if (!x || !x->cb || !views || !lens || (x->len && !x->buf) || !shm_share_ready(tp) ||
+        x->len > RDT_SHM_SHARE_BUF - RDT_SHM_SHARE_HDR || tp->share_x) {
+        shm_set_error(tp, "ishare on rank %d: invalid exchange (%zu bytes%s%s)", tp->rank,
+                      x ? x->len : 0, tp->share_x ? ", another one is outstanding" : "",
+                      shm_share_ready(tp) ? "" : ", not every rank is on this host");
+        st = RDT_ERR_INVALID_ARG;
+        goto out;
+    }
+    for (i = 0; i < tp->nlocal; i++) { /* a rank already lost: fail now, as a post to it would */
+        shm_peer_t *p = &tp->peers[tp->local[i]];
+        if (p->state == PEER_FAILED || p->gone) {
+            st = shm_post_refused(tp, p);
+            goto out;
+        }
+    }
+    tp->share_seq++;
+    b = tp->share + (tp->share_seq & 1) * RDT_SHM_SHARE_BUF;
+    if (x->len)
+        memcpy(b + RDT_SHM_SHARE_HDR, x->buf, x->len);
+    w[0] = x->tag;
+    w[1] = x->len;
+    memcpy(b + 8, w, sizeof(w));
+    atomic_store_explicit(shm_share_seqp(tp->share, tp->share_seq), tp->share_seq,
+                          memory_order_release);
+    x->next = NULL;
+    x->peer = tp->rank == 0 && tp->nranks > 1 ? 1 : 0;
+    tp->share_x = x;
+    tp->share_views = views;
+    tp->share_lens = lens;
+    tp->share_next = 0;
+    tp->outstanding++;
+    for (i = 0; i < tp->nlocal; i++)
+        shm_wake(&tp->peers[tp->local[i]]);
+out:
+    shm_leave(tp);
+    return st;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Open, addresses, abort, close                                                                */
 /* ------------------------------------------------------------------------------------------ */
@@ -1108,6 +1293,8 @@ static void shm_unmap_peer(shm_peer_t *p)
         munmap(p->out_map, p->out_map_len);
     if (p->in_map)
         munmap(p->in_map, p->in_map_len);
+    if (p->share)
+        munmap((void *)(uintptr_t)p->share, RDT_SHM_SHARE_BYTES);
     if (p->pidfd >= 0)
         close(p->pidfd);
     if (p->efd >= 0)
@@ -1115,6 +1302,7 @@ static void shm_unmap_peer(shm_peer_t *p)
     p->hdr = NULL;
     p->out_map = p->in_map = NULL;
     p->out = p->in = NULL;
+    p->share = NULL;
     p->pidfd = p->efd = -1;
 }
 
@@ -1127,6 +1315,8 @@ static void shm_free(rdt_shm_t *tp)
             shm_unmap_peer(&tp->peers[i]);
     if (tp->hdr)
         munmap(tp->hdr, SHM_PAGE);
+    if (tp->share)
+        munmap(tp->share, RDT_SHM_SHARE_BYTES);
     if (tp->memfd >= 0)
         close(tp->memfd);
     if (tp->efd >= 0)
@@ -1182,7 +1372,7 @@ rdt_status_t rdt_shm_open_opts(const rdt_transport_params_t *params, const rdt_s
 
     /* The inbound rings of every possible sender; a sparse file, only local peers' slots are
      * ever touched. Nothing is mapped but the header until addrs_set. */
-    seg_bytes = SHM_PAGE + (uint64_t)tp->nranks * tp->slot_bytes;
+    seg_bytes = SHM_PAGE + (uint64_t)tp->nranks * tp->slot_bytes + RDT_SHM_SHARE_BYTES;
     tp->memfd = memfd_create("rdt-shm", MFD_CLOEXEC);
     if (tp->memfd < 0) {
         snprintf(why, sizeof(why), "memfd_create failed: %s", strerror(errno));
@@ -1353,10 +1543,21 @@ static void shm_peer_setup(rdt_shm_t *tp, shm_peer_t *p, const unsigned char *a)
     p->out_map_len = (size_t)seg.out_len;
     p->out_map = mmap(NULL, p->out_map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
                       (off_t)seg.out_off);
-    close(fd);
     if (p->out_map == MAP_FAILED) {
+        close(fd);
         p->out_map = NULL;
         shm_peer_setup_failed(tp, p, "mmap of the ring to rank %d (host %s) failed: %s",
+                              p->rank, shm_host(p), strerror(errno));
+        return;
+    }
+    /* the share areas are used only when every rank is on this host */
+    if (tp->share)
+        p->share = mmap(NULL, RDT_SHM_SHARE_BYTES, PROT_READ, MAP_SHARED, fd,
+                        (off_t)seg.share_off);
+    close(fd);
+    if (p->share == MAP_FAILED) {
+        p->share = NULL;
+        shm_peer_setup_failed(tp, p, "mmap of the share area of rank %d (host %s) failed: %s",
                               p->rank, shm_host(p), strerror(errno));
         return;
     }
@@ -1457,6 +1658,18 @@ static rdt_status_t shm_addrs_set(rdt_transport_t *t, const void *addrs, const c
             goto out;
         }
     }
+    /* every rank here: one-shot exchanges, through the share areas at the segments' ends */
+    for (i = 0; i < tp->nranks && (i == tp->rank || tp->peers[i].local); i++)
+        ;
+    if (i == tp->nranks && tp->nranks > 1) {
+        tp->share = mmap(NULL, RDT_SHM_SHARE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, tp->memfd,
+                         (off_t)(SHM_PAGE + (uint64_t)tp->nranks * tp->slot_bytes));
+        if (tp->share == MAP_FAILED) {
+            tp->share = NULL;
+            rdt_warn("shm", "rank %d: mmap of its share area failed (%s): no one-shot "
+                     "exchanges", tp->rank, strerror(errno));
+        }
+    }
     for (i = 0; i < tp->nranks; i++) {
         if (i != tp->rank && tp->peers[i].local)
             shm_peer_setup(tp, &tp->peers[i],
@@ -1502,8 +1715,10 @@ static void shm_close(rdt_transport_t *t)
     if (!tp)
         return;
     pthread_mutex_lock(&tp->lock);
-    /* a plain close tells the peers "closed", an earlier abort already said "aborted" */
-    shm_abort_conns(tp, shm_abort_requested(tp) ? SHM_CLOSED_ABORT : SHM_CLOSED_CLOSE);
+    /* a plain close tells the peers "closed"; an earlier abort already said "aborted", and a
+     * close after a failure gives up as an abort does: the peers read why (its notice) */
+    shm_abort_conns(tp, shm_abort_requested(tp) || tp->failed_any ? SHM_CLOSED_ABORT
+                                                                  : SHM_CLOSED_CLOSE);
     __atomic_store_n(&tp->abort_req, 1, __ATOMIC_SEQ_CST);
     shm_abort_deliver(tp);
     pthread_mutex_unlock(&tp->lock);
@@ -1553,4 +1768,6 @@ const rdt_transport_ops_t rdt_shm_ops = {
     .progress = shm_progress,
     .abort = shm_abort,
     .wakeup = shm_wakeup,
+    .share_max = shm_share_max,
+    .ishare = shm_ishare,
 };

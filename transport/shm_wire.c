@@ -75,7 +75,7 @@ int rdt_shm_seg_check(const unsigned char *page, size_t len, uint64_t file_bytes
     }
     /* No overflow: nranks < 2^31 slots of at most 2^30 + a page. */
     slot = RDT_SHM_PAGE + h.ring_bytes;
-    seg_bytes = RDT_SHM_PAGE + (uint64_t)nranks * slot;
+    seg_bytes = RDT_SHM_PAGE + (uint64_t)nranks * slot + RDT_SHM_SHARE_BYTES;
     if (file_bytes < seg_bytes) {
         snprintf(why, n, "a file of %" PRIu64 " bytes, its header implies %" PRIu64, file_bytes,
                  seg_bytes);
@@ -85,6 +85,7 @@ int rdt_shm_seg_check(const unsigned char *page, size_t len, uint64_t file_bytes
     seg->seg_bytes = seg_bytes;
     seg->out_off = RDT_SHM_PAGE + (uint64_t)self * slot;
     seg->out_len = slot;
+    seg->share_off = seg_bytes - RDT_SHM_SHARE_BYTES;
     seg->probe_value = h.probe_value;
     seg->probe_addr = h.probe_addr;
     return 0;

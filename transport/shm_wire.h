@@ -6,9 +6,14 @@
  * The address (RDT_SHM_ADDR_LEN of the RDT_ADDR_MAX bytes): [0] 'S' [1] version [2..3] 0
  * [4..7] pid [8..11] memfd number [12..15] eventfd number, little-endian.
  *
- * The segment, one memfd per rank, holding its inbound rings, one slot per possible sender:
+ * The segment, one memfd per rank, holding its inbound rings, one slot per possible sender, and
+ * its side of the one-shot exchanges (shm.c, ishare):
  *
- *     | header page | slot 0: ctl page, ring | slot 1: ctl page, ring | ...
+ *     | header page | slot 0: ctl page, ring | slot 1: ctl page, ring | ... | share area |
+ *
+ * The share area is two buffers of RDT_SHM_SHARE_BUF bytes, written by the owner only: exchange
+ * s uses buffer s % 2, whose first 32 bytes are (sequence s, tag, length, 0) and the rest the
+ * contribution.
  *
  * The header page starts with rdt_shm_seg_hdr_t in the owner's native layout (only ranks of one
  * host, running the same library, read it).
@@ -31,7 +36,7 @@
 #include "transport.h"
 
 #define RDT_SHM_SEG_MAGIC 0x4d485352u /* "RSHM" */
-#define RDT_SHM_VERSION 1u
+#define RDT_SHM_VERSION 2u
 #define RDT_SHM_ADDR_LEN 16
 #define RDT_SHM_PAGE 4096
 #define RDT_SHM_RING_MIN ((uint64_t)4 << 10)
@@ -40,6 +45,9 @@
 #define RDT_SHM_RTS_MAGIC 0x32534452u /* "RDS2": rendezvous request */
 #define RDT_SHM_HDR_LEN 24
 #define RDT_SHM_RTS_LEN 40
+#define RDT_SHM_SHARE_BUF ((uint64_t)32 << 10) /* one buffer of the share area */
+#define RDT_SHM_SHARE_HDR 32                   /* its header: sequence, tag, length, 0 */
+#define RDT_SHM_SHARE_BYTES (2 * RDT_SHM_SHARE_BUF)
 
 /* The identity part of a segment's header page (shm.c's shm_hdr_t starts with it). */
 typedef struct rdt_shm_seg_hdr {
@@ -60,9 +68,10 @@ typedef struct rdt_shm_addr {
 /* A peer's segment once checked: where this rank's slot in it lies. */
 typedef struct rdt_shm_seg {
     uint64_t ring_bytes; /* a power of two in [RDT_SHM_RING_MIN, RDT_SHM_RING_MAX] */
-    uint64_t seg_bytes;  /* the whole segment: header page and nranks slots */
+    uint64_t seg_bytes;  /* the whole segment: header page, nranks slots, share area */
     uint64_t out_off;    /* this rank's slot (ctl page, ring): out_off + out_len <= seg_bytes */
     uint64_t out_len;
+    uint64_t share_off;  /* the share area: share_off + RDT_SHM_SHARE_BYTES == seg_bytes */
     uint64_t probe_value, probe_addr;
 } rdt_shm_seg_t;
 

@@ -122,6 +122,19 @@ typedef struct rdt_transport_ops {
      * their own). Driving thread only. */
     void *(*mem_hold)(rdt_transport_t *tp, const void *buf, size_t len);
     void (*mem_release)(void *hold);
+    /* Optional (NULL, or 0 from share_max, when not every rank of the communicator is on this
+     * host): one-shot exchanges through shared memory, for small collectives. share_max is the
+     * largest contribution in bytes (after addrs_set). ishare posts @p x as this rank's
+     * contribution to the next exchange: x->len bytes at x->buf (copied before it returns),
+     * x->tag naming what it is for. Exchanges are numbered in posting order, the same on every
+     * rank; at most one is outstanding. When every rank's contribution is visible, x->cb runs
+     * inside progress() with views[r] and lens[r] (arrays of nranks, the caller's) holding rank
+     * r's bytes (lengths may differ): read-only, valid during the callback only. A rank whose
+     * tag differs, or that is at another exchange, fails it
+     * with RDT_ERR_MISMATCH; a dead or departed rank with RDT_ERR_PEER_FAILED (tp->error names
+     * it). While it waits, x->peer is the lowest rank not heard from. */
+    size_t (*share_max)(rdt_transport_t *tp);
+    rdt_status_t (*ishare)(rdt_transport_t *tp, rdt_xfer_t *x, const void **views, size_t *lens);
 } rdt_transport_ops_t;
 
 /* Every transport's object starts with this. */

@@ -18,8 +18,8 @@
  *     communicator, pid, token) with rings of a power of two from 4 KiB to 1 GiB, in a file
  *     that holds them all; then this rank's slot lies within the segment and the file:
  *     PAGE <= out_off, out_off + out_len <= seg_bytes <= file size (no overflow, seg_bytes below
- *     2^63 so it is an off_t), out_len = PAGE + ring, and the slots of two ranks do not
- *     overlap;
+ *     2^63 so it is an off_t), out_len = PAGE + ring, the slots of two ranks do not
+ *     overlap, and the share area ends the segment after every slot;
  *   - every refusal comes with a sentence, which fits any buffer (also 1 and 7 bytes, exactly
  *     allocated);
  *   - the verdicts depend only on the first 16 bytes of the address and the first
@@ -121,7 +121,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nranks = 1;
     self %= nranks;
     if (h.ring_bytes <= RDT_SHM_RING_MAX)
-        implied = RDT_SHM_PAGE + (uint64_t)nranks * (RDT_SHM_PAGE + h.ring_bytes);
+        implied = RDT_SHM_PAGE + (uint64_t)nranks * (RDT_SHM_PAGE + h.ring_bytes) +
+                  RDT_SHM_SHARE_BYTES;
     if (mode & 8)
         file = implied;
 
@@ -141,7 +142,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(seg.out_off + seg.out_len >= seg.out_off); /* no wrap */
         CHECK(seg.out_off + seg.out_len <= seg.seg_bytes);
         CHECK(seg.seg_bytes <= (uint64_t)INT64_MAX && seg.seg_bytes <= file);
-        CHECK(seg.seg_bytes == RDT_SHM_PAGE + (uint64_t)nranks * seg.out_len);
+        CHECK(seg.seg_bytes ==
+              RDT_SHM_PAGE + (uint64_t)nranks * seg.out_len + RDT_SHM_SHARE_BYTES);
+        /* the share area follows every slot and ends the segment */
+        CHECK(seg.share_off + RDT_SHM_SHARE_BYTES == seg.seg_bytes);
+        CHECK(seg.out_off + seg.out_len <= seg.share_off);
         CHECK(seg.probe_addr == h.probe_addr && seg.probe_value == h.probe_value);
         /* another rank's slot in the same segment does not overlap ours */
         if (nranks > 1) {

@@ -11,7 +11,13 @@
  * Public API: the collectives with RDT_TRANSPORT=auto across two fake hosts (RDT_HOSTNAME: ranks
  * 0,1 on "hosta", 2,3 on "hostb"), checked against a reference computed here; the routing is
  * checked from /proc/self/maps (a rank maps 1 + 3 x (its local peers) pieces of shm segments);
- * RDT_TRANSPORT=shm across the same two hosts must fail naming a rank of the other host. Every
+ * RDT_TRANSPORT=shm across the same two hosts must fail naming a rank of the other host.
+ *
+ * One-shot exchanges (ishare): thousands in a row among 2 and 4 ranks, contributions of random
+ * lengths from 0 to share_max with contents seeded by (rank, exchange), checked byte for byte
+ * inside the callback; posts that must be refused (too long, a second one outstanding); ranks
+ * that disagree on the tag fail with RDT_ERR_MISMATCH naming each other; a rank killed before
+ * its contribution fails the others naming it within seconds, not at a timeout. Every
  * collective over shm alone and over auto on one host runs in test_collectives (ctest entries
  * test_collectives_shm and test_collectives).
  */
@@ -22,6 +28,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -668,6 +675,154 @@ static void test_a_peer_killed_mid_transfer_fails_the_others_transfers_naming_it
     ts_run(3, kill_rank, 0, 0, want);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* One-shot exchanges                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+#define SH_EXCHANGES 3000
+enum { SH_MODE_RUN, SH_MODE_MISMATCH, SH_MODE_KILL };
+
+typedef struct sh_ctx {
+    ts_xfer_t t;
+    int nranks;
+    uint64_t e;     /* exchange number */
+    size_t cap;
+    const void **views;
+    size_t *lens;
+    int bad;        /* views checked in the callback that did not match */
+} sh_ctx_t;
+
+/* Rank r's contribution to exchange e: its length (0, 1, the maximum, or random), its seed. */
+static size_t sh_len(int r, uint64_t e, size_t cap)
+{
+    uint64_t s = e * 131 + (uint64_t)r * 7 + 1;
+    switch (e % 8) {
+    case 0: return 0;
+    case 1: return 1;
+    case 2: return cap;
+    case 3: return 8;
+    default: return (size_t)(rdt_test_rand(&s) % (cap + 1));
+    }
+}
+
+static uint64_t sh_seed(int r, uint64_t e)
+{
+    return 0xabcdef00ULL + e * 64 + (uint64_t)r;
+}
+
+/* Inside the callback, while the views are valid: every rank's contribution, byte for byte. */
+static void sh_cb(rdt_xfer_t *x, rdt_status_t st)
+{
+    sh_ctx_t *c = x->arg;
+    int r;
+
+    if (st == RDT_SUCCESS)
+        for (r = 0; r < c->nranks; r++)
+            if (c->lens[r] != sh_len(r, c->e, c->cap) ||
+                !ts_check(c->views[r], c->lens[r], sh_seed(r, c->e)))
+                c->bad++;
+    c->t.done++;
+    c->t.st = st;
+}
+
+static int share_rank(int rank, int nranks, void *arg)
+{
+    ts_job_t *job = arg;
+    rdt_transport_t *tp = ts_open(job, rank, nranks);
+    sh_ctx_t c;
+    unsigned char *buf;
+    ts_xfer_t extra;
+    uint64_t e, last = job->mode == SH_MODE_RUN ? SH_EXCHANGES : 20;
+    rdt_status_t st;
+    double t0;
+
+    memset(&c, 0, sizeof(c));
+    c.nranks = nranks;
+    c.cap = tp->ops->share_max(tp);
+    CHECK(c.cap >= 4096 && c.cap < (64u << 10));
+    c.views = calloc((size_t)nranks, sizeof(*c.views));
+    c.lens = calloc((size_t)nranks, sizeof(*c.lens));
+    buf = malloc(c.cap + 1);
+    CHECK(c.views && c.lens && buf);
+    for (e = 0; e < last; e++) {
+        size_t len = sh_len(rank, e, c.cap);
+        if (job->mode == SH_MODE_KILL && rank == 2 && e == last - 1)
+            raise(SIGKILL); /* the others wait for this exchange */
+        ts_fill(buf, len, sh_seed(rank, e));
+        ts_prep(&c.t, buf, len, -1, 0x5000 + e);
+        if (job->mode == SH_MODE_MISMATCH && rank == 1 && e == last - 1)
+            c.t.x.tag ^= 1;
+        c.t.x.cb = sh_cb;
+        c.t.x.arg = &c;
+        c.e = e;
+        st = tp->ops->ishare(tp, &c.t.x, c.views, c.lens);
+        if (st != RDT_SUCCESS && job->mode != SH_MODE_RUN && e == last - 1) {
+            /* another rank failed the exchange and left before this one posted: its notice
+             * (kill: the death of rank 2; mismatch: the tags) is the error */
+            CHECK(st == RDT_ERR_PEER_FAILED);
+            if (!strstr(tp->error, job->mode == SH_MODE_KILL ? "rank 2 (host box)"
+                                                             : "one-shot exchange #"))
+                ts_fail(__LINE__, "the error does not say why: '%s'", tp->error);
+            break;
+        }
+        CHECK(st == RDT_SUCCESS);
+        memset(buf, 0xee, len); /* copied at the post: the buffer is free again */
+        if (e == 5) { /* one outstanding at a time */
+            ts_prep(&extra, buf, 8, -1, 1);
+            CHECK(tp->ops->ishare(tp, &extra.x, c.views, c.lens) == RDT_ERR_INVALID_ARG);
+        }
+        t0 = ts_now();
+        CHECK(ts_wait1(tp, &c.t, 20) == 0);
+        if (e == last - 1 && job->mode == SH_MODE_MISMATCH) {
+            /* ranks 0 and 1 see each other's tag; rank 2 may hear of it first */
+            CHECK(c.t.st == RDT_ERR_MISMATCH || (rank == 2 && c.t.st == RDT_ERR_PEER_FAILED));
+            if (!strstr(tp->error, "one-shot exchange #") || !strstr(tp->error, "with tag"))
+                ts_fail(__LINE__, "the mismatch is not explained: '%s'", tp->error);
+            break;
+        }
+        if (e == last - 1 && job->mode == SH_MODE_KILL) {
+            CHECK(c.t.st == RDT_ERR_PEER_FAILED);
+            if (!strstr(tp->error, "rank 2 (host box)") || !strstr(tp->error, "died"))
+                ts_fail(__LINE__, "the error does not name the dead rank: '%s'", tp->error);
+            if (ts_now() - t0 > 5)
+                ts_fail(__LINE__, "the death took %.2f s to show", ts_now() - t0);
+            break;
+        }
+        CHECK(c.t.st == RDT_SUCCESS);
+        if (c.bad)
+            ts_fail(__LINE__, "exchange %" PRIu64 ": %d contributions seen wrong", e, c.bad);
+    }
+    if (job->mode == SH_MODE_RUN) { /* longer than the buffer: refused, nothing posted */
+        ts_prep(&extra, buf, c.cap + 1, -1, 1);
+        CHECK(tp->ops->ishare(tp, &extra.x, c.views, c.lens) == RDT_ERR_INVALID_ARG);
+    }
+    tp->ops->close(tp);
+    free(buf);
+    free(c.views);
+    free(c.lens);
+    return 0;
+}
+
+static void test_one_shot_exchanges_deliver_every_contribution_exactly(void **state)
+{
+    (void)state;
+    ts_run(2, share_rank, SH_MODE_RUN, 0, NULL);
+    ts_run(4, share_rank, SH_MODE_RUN, 0, NULL);
+}
+
+static void test_one_shot_exchanges_with_different_tags_fail_with_mismatch(void **state)
+{
+    (void)state;
+    ts_run(3, share_rank, SH_MODE_MISMATCH, 0, NULL);
+}
+
+static void test_a_rank_killed_before_its_contribution_is_named_by_the_others(void **state)
+{
+    static const int want[3] = {0, 0, 128 + SIGKILL};
+    (void)state;
+    ts_run(3, share_rank, SH_MODE_KILL, 0, want);
+}
+
 /* A receiver killed while it copies 64 MiB out of the sender: the sender fails, naming it. */
 static int kill_reader_rank(int rank, int nranks, void *arg)
 {
@@ -1017,6 +1172,9 @@ int main(void)
             test_tag_mismatch_fails_receiver_with_mismatch_and_sender_with_peer_failed),
         cmocka_unit_test(test_a_peer_killed_mid_transfer_fails_the_others_transfers_naming_it),
         cmocka_unit_test(test_a_receiver_killed_while_copying_fails_the_sender),
+        cmocka_unit_test(test_one_shot_exchanges_deliver_every_contribution_exactly),
+        cmocka_unit_test(test_one_shot_exchanges_with_different_tags_fail_with_mismatch),
+        cmocka_unit_test(test_a_rank_killed_before_its_contribution_is_named_by_the_others),
         cmocka_unit_test(test_abort_from_another_thread_unblocks_a_waiting_progress),
         cmocka_unit_test(test_abort_from_the_driving_thread_completes_transfers_before_returning),
         cmocka_unit_test(

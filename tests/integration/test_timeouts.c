@@ -341,13 +341,18 @@ static rdt_status_t call_kind(rdt_comm_t *comm, int k, void *in, void *out)
     }
 }
 
+/* @p arg: "oneshot" (every collective here is small enough for one-shot exchanges through
+ * shared memory: the error names the rank whose contribution is missing) or "schedules"
+ * (RDT_SHM_ONESHOT=0: the error names the rank, the round and the slice) */
 static int body_every_kind(int rank, int p, void *arg)
 {
     unsigned char *in = calloc(1, BIG), *out = calloc(1, BIG);
+    int oneshot = strcmp((const char *)arg, "oneshot") == 0;
     rdt_comm_t *world, *sub;
     rdt_status_t st;
     int bad = 0, k;
 
+    setenv("RDT_SHM_ONESHOT", oneshot ? "8k" : "0", 1);
     setenv("RDT_TIMEOUT", "60", 1);
     setenv("RDT_STALL_WARN", "0", 1); /* no warning lines: the timeouts are the subject */
     world = rdt_test_create_or_die();
@@ -376,6 +381,10 @@ static int body_every_kind(int rank, int p, void *arg)
                 bad |= expect_in(rank, "the error", e, "waiting for: send to rank 1 (host");
             } else if (k == T_RECV) {
                 bad |= expect_in(rank, "the error", e, "waiting for: recv from rank 1 (host");
+            } else if (oneshot) {
+                bad |= expect_in(rank, "the error", e, ", one-shot) timed out");
+                bad |= expect_in(rank, "the error", e, "waiting for: the contribution of rank 1 "
+                                 "(host");
             } else {
                 bad |= expect_in(rank, "the error", e, "rank 1 (host");
                 bad |= expect_in(rank, "the error", e, " in round ");
@@ -393,12 +402,20 @@ static int body_every_kind(int rank, int p, void *arg)
     rdt_comm_destroy(world);
     free(in);
     free(out);
+    unsetenv("RDT_SHM_ONESHOT");
     return bad | rdt_test_leaks(rank);
 }
 
 static void test_every_collective_and_send_recv_name_the_rank_and_step_on_timeout(void **state)
 {
-    run(2, body_every_kind, NULL);
+    (void)state;
+    run(2, body_every_kind, "schedules");
+}
+
+static void test_a_one_shot_collective_names_the_rank_that_did_not_contribute(void **state)
+{
+    (void)state;
+    run(2, body_every_kind, "oneshot");
 }
 
 int main(void)
@@ -408,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_ranks_waiting_for_each_other_are_reported_as_a_cycle),
         cmocka_unit_test(test_set_timeout_shortens_the_next_call_and_a_fresh_communicator_works),
         cmocka_unit_test(test_every_collective_and_send_recv_name_the_rank_and_step_on_timeout),
+        cmocka_unit_test(test_a_one_shot_collective_names_the_rank_that_did_not_contribute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
