@@ -43,6 +43,14 @@ static rdt_status_t check_common(rdt_comm_t *comm, const char *name)
     return RDT_SUCCESS;
 }
 
+/* Would count x es x p x 2 bytes overflow? (Without dividing: this runs on every call.) */
+static int coll_bytes_overflow(size_t count, size_t es, size_t p)
+{
+    size_t v;
+    return __builtin_mul_overflow(count, es, &v) || __builtin_mul_overflow(v, p, &v) ||
+           __builtin_mul_overflow(v, (size_t)2, &v);
+}
+
 /* Validate a collective's arguments; on error the sentence names what was wrong. */
 static rdt_status_t check_coll(rdt_comm_t *comm, const coll_args_t *a)
 {
@@ -66,7 +74,7 @@ static rdt_status_t check_coll(rdt_comm_t *comm, const coll_args_t *a)
                                   "%s on rank %d: root %d is outside 0..%d", name, comm->rank,
                                   a->root, comm->nranks - 1);
     /* the whole vector (nranks units for allgather, reduce_scatter, alltoall) in bytes */
-    if (a->count > SIZE_MAX / es / p / 2)
+    if (coll_bytes_overflow(a->count, es, p))
         return rdt_comm_set_error(comm, RDT_ERR_INVALID_ARG,
                                   "%s on rank %d: count %zu of %s overflows the address space",
                                   name, comm->rank, a->count, rdt_dtype_name(a->dtype));
@@ -168,16 +176,19 @@ static void fp_pack(unsigned char *fp, uint32_t seq, const coll_args_t *a)
  */
 static uint64_t fp_tag_hi(const unsigned char *fp, uint32_t seq)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    /* a multiply-xorshift mix of the three 64-bit words after magic and seq (collective and
+     * dtype, op and root, count): every input bit reaches the top bits; three multiplies
+     * rather than FNV's 24 byte steps, on every call */
+    uint64_t h = 0, w;
     int i;
 
-    for (i = 8; i < RDT_FP_BYTES; i++) { /* FNV-1a over everything but magic and seq */
-        h ^= fp[i];
-        h *= 0x100000001b3ULL;
+    for (i = 8; i < RDT_FP_BYTES; i += 8) {
+        memcpy(&w, fp + i, sizeof(w));
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
     }
     h ^= h >> 32;
-    h ^= h >> 15;
-    return ((h & 0x7fff) << 48) | ((uint64_t)(seq & 0xffff) << 32);
+    return ((h >> 17 & 0x7fff) << 48) | ((uint64_t)(seq & 0xffff) << 32);
 }
 
 void rdt_coll_fp_describe(const unsigned char *fp, int with_seq, char *buf, size_t len)

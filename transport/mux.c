@@ -223,7 +223,7 @@ static rdt_status_t mux_ishare(rdt_transport_t *t, rdt_xfer_t *x, const void **v
     rdt_mux_t *m = (rdt_mux_t *)t;
     rdt_status_t st;
 
-    if (!mux_share_max(t)) {
+    if (!m->via_shm || m->nnet != 0 || m->nshm == 0) { /* shm judges the rest */
         mux_set_error(m, "ishare on rank %d: not every rank is on this host", m->rank);
         return RDT_ERR_INVALID_ARG;
     }

@@ -204,6 +204,7 @@ typedef struct rdt_shm {
     const void **share_views;
     size_t *share_lens;
     int share_next;
+    int share_ok; /* every rank is on this host and its share area is mapped */
     uint64_t nevents;     /* callbacks run and peers failed: lets mux.c see progress */
     uint64_t outstanding; /* posted, callback not yet run */
     uint64_t last_check_ms;
@@ -798,17 +799,10 @@ static _Atomic uint64_t *shm_share_seqp(const unsigned char *area, uint64_t s)
     return (_Atomic uint64_t *)(uintptr_t)(area + (s & 1) * RDT_SHM_SHARE_BUF);
 }
 
-/* Every rank's share area is mapped: the exchanges can run. */
+/* Every rank's share area is mapped: the exchanges can run (decided once, at addrs_set). */
 static int shm_share_ready(const rdt_shm_t *tp)
 {
-    int i;
-
-    if (!tp->addrs_done || !tp->share || tp->nlocal != tp->nranks - 1)
-        return 0;
-    for (i = 0; i < tp->nlocal; i++)
-        if (!tp->peers[tp->local[i]].share)
-            return 0;
-    return 1;
+    return tp->share_ok;
 }
 
 /* The outstanding exchange fails: say why (every rank is told by the abort that follows). */
@@ -1676,6 +1670,9 @@ static rdt_status_t shm_addrs_set(rdt_transport_t *t, const void *addrs, const c
                            (const unsigned char *)addrs + (size_t)i * RDT_ADDR_MAX);
     }
     tp->addrs_done = 1;
+    tp->share_ok = tp->share && tp->nlocal == tp->nranks - 1;
+    for (i = 0; i < tp->nlocal; i++)
+        tp->share_ok &= tp->peers[tp->local[i]].share != NULL;
     rdt_info("shm", "rank %d: %d local peer%s through shared memory", tp->rank, tp->nlocal,
              tp->nlocal == 1 ? "" : "s");
 out:
