@@ -69,7 +69,7 @@ static const knob_t knobs[] = {
      "ring"},
     {"RDT_SHM_ONESHOT", "8k", K_SIZE, F(shm_oneshot), 0,
      "shm: with every rank on one host, collectives whose contribution per rank is at most this "
-     "many bytes (32736 at most) run as one exchange through shared memory (each rank writes "
+     "many bytes (65504 at most) run as one exchange through shared memory (each rank writes "
      "its part once and reads the others') instead of a schedule of messages; 0 = never; "
      "RDT_ALGO forcing a collective's algorithm turns it off for that collective"},
     {"RDT_IB_DEV", "", K_STR, S(ib_dev),

@@ -45,7 +45,7 @@
 #define RDT_SHM_RTS_MAGIC 0x32534452u /* "RDS2": rendezvous request */
 #define RDT_SHM_HDR_LEN 24
 #define RDT_SHM_RTS_LEN 40
-#define RDT_SHM_SHARE_BUF ((uint64_t)32 << 10) /* one buffer of the share area */
+#define RDT_SHM_SHARE_BUF ((uint64_t)64 << 10) /* one buffer of the share area */
 #define RDT_SHM_SHARE_HDR 32                   /* its header: sequence, tag, length, 0 */
 #define RDT_SHM_SHARE_BYTES (2 * RDT_SHM_SHARE_BUF)
 
