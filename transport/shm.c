@@ -921,9 +921,10 @@ static int shm_news(rdt_shm_t *tp)
 
     if (tp->done_head)
         return 1;
-    if (tp->share_x && tp->share_next != tp->rank &&
-        atomic_load_explicit(shm_share_seqp(tp->peers[tp->share_next].share, tp->share_seq),
-                             memory_order_relaxed) >= tp->share_seq)
+    if (tp->share_x && (tp->share_next == tp->rank ||
+                        atomic_load_explicit(shm_share_seqp(tp->peers[tp->share_next].share,
+                                                            tp->share_seq),
+                                             memory_order_relaxed) >= tp->share_seq))
         return 1;
     for (i = 0; i < tp->nlocal; i++) {
         shm_peer_t *p = &tp->peers[tp->local[i]];

@@ -11,6 +11,8 @@
  * Public API: the collectives with RDT_TRANSPORT=auto across two fake hosts (RDT_HOSTNAME: ranks
  * 0,1 on "hosta", 2,3 on "hostb"), checked against a reference computed here; the routing is
  * checked from /proc/self/maps (a rank maps 1 + 3 x (its local peers) pieces of shm segments);
+ * split by host, each half is one host: its small collectives run as one-shot exchanges
+ * (exact, and the share areas are mapped);
  * RDT_TRANSPORT=shm across the same two hosts must fail naming a rank of the other host.
  *
  * One-shot exchanges (ishare): thousands in a row among 2 and 4 ranks, contributions of random
@@ -1127,10 +1129,31 @@ static int api_rank(int rank, int nranks, void *arg)
         free(all);
         free(gin);
     }
-    /* one peer on this host: our header, our ring for it, its header and its ring for us */
+    /* one peer on this host: our header, our ring for it, its header and its ring for us (no
+     * share areas: the communicator spans two hosts) */
     if (ts_shm_mappings() != 4)
         ts_fail(__LINE__, "%d pieces of shm segments mapped, expected 4 (one local peer)",
                 ts_shm_mappings());
+    /* split by host: each half is on one host, so its small collectives are one-shot
+     * exchanges, through the share areas (ours and the peer's: 2 more pieces) */
+    {
+        rdt_comm_t *sub;
+        int64_t lo = rank / 2 * 2, v, got;
+        CHECK(rdt_comm_split(comm, rank / 2, rank, &sub) == RDT_SUCCESS);
+        if (ts_shm_mappings() != 4 + 6)
+            ts_fail(__LINE__, "%d pieces of shm segments mapped, expected 4 + 6 (the split's "
+                    "header, ring and share area, and the peer's)", ts_shm_mappings());
+        for (k = 0; k < 100; k++) {
+            v = 1000 * rank + (int64_t)k;
+            CHECK(rdt_allreduce(sub, &v, &got, 1, RDT_INT64, RDT_SUM) == RDT_SUCCESS);
+            if (got != 1000 * (2 * lo + 1) + 2 * (int64_t)k)
+                ts_fail(__LINE__, "sum on the split: %" PRId64, got);
+            CHECK(rdt_allreduce(sub, &v, &got, 1, RDT_INT64, RDT_MAX) == RDT_SUCCESS);
+            if (got != 1000 * (lo + 1) + (int64_t)k)
+                ts_fail(__LINE__, "max on the split: %" PRId64, got);
+        }
+        rdt_comm_destroy(sub);
+    }
     rdt_comm_destroy(comm);
     CHECK(ts_shm_mappings() == 0);
     return 0;
