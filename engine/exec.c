@@ -328,6 +328,12 @@ static void op_segment(const rdt_sched_t *s, const rdt_sched_op_t *o, uint32_t s
         *n_p = 0;
         return;
     }
+    if (bpu == 1) { /* a block per unit: the whole piece, no divisions (per message) */
+        *unit_p = o->blk_begin + seg;
+        *start_p = 0;
+        *n_p = len;
+        return;
+    }
     u = o->blk_begin / bpu + seg;
     c0 = o->blk_begin > u * bpu ? o->blk_begin : u * bpu;
     c1 = o->blk_end < (u + 1) * bpu ? o->blk_end : (u + 1) * bpu;
@@ -412,7 +418,18 @@ static void round_begin(rdt_request_t *req, rdt_slot_t *sl)
                 continue;
             }
             m = &sl->msgs[sl->nmsgs++];
-            memset(m, 0, sizeof(*m));
+            /* field by field, not a memset of the whole message: this runs per message; the
+             * transfer's private fields are the transport's from the post on */
+            m->xfer.done = 0;
+            m->xfer.next = NULL;
+            m->xfer.hdr_done = 0;
+            m->xfer.tpriv = NULL;
+            m->xfer.outer_cb = NULL;
+            m->xfer.outer_arg = NULL;
+            m->posted = m->done = 0;
+            m->dst = NULL;
+            m->src = NULL;
+            m->n = 0;
             m->req = req;
             m->slot = sl;
             m->op = i;

@@ -93,9 +93,18 @@ void rdt_sched_block_range(const rdt_sched_t *sched, uint32_t blk, size_t len, s
                            size_t *n_p)
 {
     uint32_t k = sched->nblocks / sched->nunits;
-    uint32_t u = blk / k, j = blk % k;
-    size_t q = len / k, rem = len % k;
+    uint32_t u, j;
+    size_t q, rem;
 
+    if (k == 1) { /* a block per unit (most schedules): no divisions on the per-message path */
+        *off_p = (size_t)blk * len;
+        *n_p = len;
+        return;
+    }
+    u = blk / k;
+    j = blk % k;
+    q = len / k;
+    rem = len % k;
     *off_p = (size_t)u * len + (size_t)j * q + (j < rem ? j : rem);
     *n_p = q + (j < rem ? 1 : 0);
 }
