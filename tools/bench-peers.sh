@@ -17,6 +17,9 @@
 #
 # Prints, per rank count, one table: size, rdmatrain busbw, Open MPI busbw, their ratio
 # (> 1: rdmatrain faster), out-of-place and in-place, then the smallest size's latencies.
+# WIRE=shm also measures single-thread memcpy of MAXB bytes once per round (tools/memcpy_bw.c,
+# median of 11 copies) and prints the median, with both libraries' busbw at MAXB as a share of
+# it.
 # busbw = size / time * 2(n-1)/n, from the median over rounds of each size's time.
 # Exit status 1 if a run failed or reported wrong elements.
 #
@@ -82,6 +85,9 @@ fi
 # ------------------------------------------------------------------------------- build
 MPI_BENCH="$WORK/mpi_allreduce_bench"
 mpicc -O2 -Wall -o "$MPI_BENCH" "$HERE/peers/mpi_allreduce_bench.c"
+MEMCPY_BW="$WORK/memcpy_bw"
+cc -O2 -Wall -o "$MEMCPY_BW" "$HERE/memcpy_bw.c"
+MAXB_BYTES=$(numfmt --from=iec "$MAXB")
 
 rdt_ok=1
 failed=0 # exit status
@@ -145,7 +151,17 @@ for round in $(seq "$ROUNDS"); do
         ((rdt_ok)) && run_one rdt "$np" "$round"
         run_one mpi "$np" "$round"
     done
+    if [[ $WIRE == shm ]]; then
+        "${BENCH_ENV[@]}" "$MEMCPY_BW" "$MAXB_BYTES" 11 >"$WORK/raw-memcpy-$round.txt" || failed=1
+        printf "round %s/%s  memcpy of %s: %s GB/s\n" "$round" "$ROUNDS" "$MAXB" \
+            "$(awk '{print $3}' "$WORK/raw-memcpy-$round.txt")"
+    fi
 done
+MEMCPY_GBS=-1
+if [[ $WIRE == shm ]]; then
+    MEMCPY_GBS=$(cat "$WORK"/raw-memcpy-*.txt | awk '{print $3}' | sort -g |
+        awk '{a[NR] = $1} END {print NR ? (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) : -1}')
+fi
 echo
 [[ -n "$KEEP_DIR" ]] && mkdir -p "$KEEP_DIR" && cp "$WORK"/raw-*.txt "$KEEP_DIR"/
 
@@ -163,7 +179,7 @@ summary() { # np
         echo
         return
     fi
-    awk -v np="$np" '
+    awk -v np="$np" -v memcpy_gbs="$MEMCPY_GBS" '
         function median(s,   a, n, i, j, t) {
             n = split(s, a, " ")
             if (n == 0) return -1
@@ -210,6 +226,9 @@ summary() { # np
                     ls[m] = sprintf("rdmatrain %s us, Open MPI %s us", lr[m] < 0 ? "-" : sprintf("%.2f", lr[m]), lm[m] < 0 ? "-" : sprintf("%.2f", lm[m]))
                 }
                 printf "# %d-byte latency: out-of-place %s; in-place %s\n", k, ls[0], ls[1]
+                k = sizes[n]
+                if (memcpy_gbs > 0)
+                    printf "# single-thread memcpy of %d B: %.2f GB/s; busbw at %d B as a share of it: rdmatrain %.0f%% (in place %.0f%%), Open MPI %.0f%% (in place %.0f%%)\n", k, memcpy_gbs, k, 100 * bw(k, median(t[k, "rdt", 0])) / memcpy_gbs, 100 * bw(k, median(t[k, "rdt", 1])) / memcpy_gbs, 100 * bw(k, median(t[k, "mpi", 0])) / memcpy_gbs, 100 * bw(k, median(t[k, "mpi", 1])) / memcpy_gbs
             }
             printf "# #wrong over all rounds: rdmatrain %d, Open MPI %d\n", wrong["rdt"], wrong["mpi"]
             if (wrong["rdt"] + wrong["mpi"] > 0) exit 3
