@@ -461,6 +461,7 @@ static rdt_status_t transport_open(rdt_comm_t *c, const rdt_config_t *cfg)
     tpp.ib_gid_index = cfg->ib_gid_index;
     tpp.rndv_threshold = cfg->ib_rndv;
     tpp.reg_cache = cfg->ib_reg_cache;
+    tpp.ib_cm_rdmacm = strcmp(cfg->ib_cm, "rdmacm") == 0;
     tpp.open_error = why;
     tpp.open_error_len = sizeof(why);
     memset(&so, 0, sizeof(so));

@@ -85,6 +85,11 @@ static const knob_t knobs[] = {
      "verbs: 1 keeps buffers registered after a zero-copy transfer for the next one (faster, "
      "but only safe if the program never frees such a buffer while the communicator lives; "
      "rdt_mem_register is the safe way to keep a buffer registered)"},
+    {"RDT_IB_CM", "tcp", K_STR, S(ib_cm),
+     "verbs: how a queue pair is connected: tcp = its connection record goes over a TCP side "
+     "channel on the data-plane address, which stays open to notice a dead peer; rdmacm = "
+     "through librdmacm (rdma_connect/rdma_accept, the record as private data; needed for "
+     "iWARP devices such as siw); every rank must use the same"},
     {"RDT_HOSTNAME", "", K_STR, S(hostname), "host identity of this rank; empty = gethostname()"},
     {"RDT_BIND", "none", K_STR, S(bind),
      "bind each rank at communicator creation, within the CPUs it may use: none; core = one "
@@ -255,6 +260,11 @@ rdt_status_t rdt_config_load(rdt_config_t *cfg, char *err, size_t errlen)
         strcmp(cfg->transport, "verbs") && strcmp(cfg->transport, "shm")) {
         snprintf(err, errlen, "RDT_TRANSPORT='%s' is not a transport (auto, tcp, verbs or shm)",
                  cfg->transport);
+        return RDT_ERR_CONFIG;
+    }
+    if (strcmp(cfg->ib_cm, "tcp") && strcmp(cfg->ib_cm, "rdmacm")) {
+        snprintf(err, errlen, "RDT_IB_CM='%s' is not a connection manager (tcp or rdmacm)",
+                 cfg->ib_cm);
         return RDT_ERR_CONFIG;
     }
     if (cfg->stall_warn >= 1.0) {

@@ -32,6 +32,7 @@ typedef struct rdt_config {
     int ib_gid_index;          /* RDT_IB_GID_INDEX, -1 = auto */
     size_t ib_rndv;            /* RDT_IB_RNDV */
     int ib_reg_cache;          /* RDT_IB_REG_CACHE */
+    char ib_cm[16];            /* RDT_IB_CM: tcp or rdmacm */
     size_t shm_ring;           /* RDT_SHM_RING, bytes per ring of a pair of local ranks */
     size_t shm_rndv;           /* RDT_SHM_RNDV, single-copy threshold, 0 = never */
     size_t shm_oneshot;        /* RDT_SHM_ONESHOT, largest one-shot contribution, 0 = never */

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libcmocka-dev
-    libibverbs-dev           # the verbs transport (built when found; its tests skip without a device)
+    libibverbs-dev librdmacm-dev # the verbs transport (built when both are found; its tests skip
+                                 # without a device)
     clang libclang-rt-14-dev # the libFuzzer target of the hosts-file parser
     openssh-server           # the launcher test that reaches "remote" ranks through a real sshd
     openmpi-bin              # the launcher test that starts ranks with Open MPI's mpirun

@@ -9,7 +9,9 @@
  * token). Without -n it is one rank of a job that someone else started (the rdmatrain launcher,
  * mpirun, srun, torchrun): rdt_comm_create_from_env() reads their variables.
  *
- * Output, printed by rank 0, one row per message size, as nccl-tests:
+ * Output, printed by rank 0: a "# setup:" line with rank 0's time in rdt_comm_create_from_env and
+ * in the first rdt_barrier (which makes the connections it needs: they are made on first use),
+ * then one row per message size, as nccl-tests:
  *
  *   size count type redop root | time algbw busbw #wrong | time algbw busbw #wrong
  *                                 out-of-place              in-place
@@ -921,6 +923,7 @@ static int run_rank(const bench_opts_t *o)
     bench_rank_t b;
     bench_totals_t tot = {0, 0.0, 0};
     char algo[256];
+    double t_create, t_connect;
     int c, d, op;
 
     memset(&b, 0, sizeof(b));
@@ -936,7 +939,9 @@ static int run_rank(const bench_opts_t *o)
         }
         setenv("RDT_ALGO", algo, 1);
     }
+    t_create = now_s();
     check_rc(rdt_comm_create_from_env(&b.comm), "rdt_comm_create_from_env");
+    t_create = now_s() - t_create;
     g_comm = b.comm;
     b.rank = g_rank = rdt_comm_rank(b.comm);
     b.nranks = rdt_comm_size(b.comm);
@@ -965,8 +970,16 @@ static int run_rank(const bench_opts_t *o)
     b.tab_in = xmalloc(PATTERN_PERIOD * 8);
     b.tab_exp = xmalloc(PATTERN_PERIOD * 8);
 
-    if (b.rank == 0)
+    /* Connections are made on first use: the first barrier pays for those it needs (with 2
+     * ranks, the only one). */
+    t_connect = now_s();
+    check_rc(rdt_barrier(b.comm), "rdt_barrier");
+    t_connect = now_s() - t_connect;
+    if (b.rank == 0) {
         print_header(&b);
+        printf("# setup: rdt_comm_create_from_env %.1f ms, first rdt_barrier (connects its "
+               "peers) %.1f ms\n", t_create * 1e3, t_connect * 1e3);
+    }
     for (c = 0; c < BENCH_COLL_COUNT; c++) {
         if (!(o->colls & (1u << c)))
             continue;

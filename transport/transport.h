@@ -75,6 +75,8 @@ typedef struct rdt_transport_params {
     int ib_gid_index;                      /* GID table index when ib_gid_fixed */
     size_t rndv_threshold;                 /* messages this long or longer go zero-copy; 0 = never */
     int reg_cache;                         /* keep implicit registrations after use */
+    int ib_cm_rdmacm;                      /* connect QPs through librdmacm, not a TCP side
+                                            * channel (RDT_IB_CM=rdmacm) */
     /* out: why open() failed, one sentence (may be NULL) */
     char *open_error;
     size_t open_error_len;

@@ -12,6 +12,22 @@
  * INIT and drop packets). The socket then stays open, idle, as a liveness signal: a peer that
  * dies or closes shows up as EOF at once, long before RC retries would run out.
  *
+ * RDT_IB_CM=rdmacm instead (verbs_cm_*, below): no side channel. Each rank listens with rdma_cm
+ * (rdma_create_id(RDMA_PS_TCP), rdma_bind_addr, rdma_listen) on the data-plane address (or, when
+ * that is loopback, on the IPv4 address of the RoCE GID in use: rdma_cm cannot route loopback over
+ * RoCE). The lower rank resolves the higher one's address and route, creates its QP with
+ * rdma_create_qp on the resolved cm_id (which must be on this transport's device context: the
+ * device is opened on librdmacm's own context for that) and calls rdma_connect with a short
+ * record as private data (verbs_wire.h: job token, communicator, rank, ring address and rkey;
+ * rdma_cm exchanges QP numbers, PSNs and the path itself). The acceptor judges the record as
+ * below, rejects a bad one (rdma_reject) or accepts with its own; librdmacm moves both QPs through
+ * INIT, RTR and RTS. The acceptor may write once RDMA_CM_EVENT_ESTABLISHED says the connector's
+ * QP is ready. The event channel sits in the epoll set; DISCONNECTED (the kernel sends a DREQ
+ * when a process holding a connected cm_id dies or closes it), REJECTED, UNREACHABLE and the
+ * resolution errors fail the peer. A rank giving up tells why with an RDMA write (with immediate)
+ * of the sentence into the peer's control page, and disconnects once that write has completed,
+ * so the peer finds it in its CQ before it sees DISCONNECTED (verbs_cm_notice_*).
+ *
  * Handshake record, both ways, little-endian, VERBS_HS_LEN bytes (encoded and judged by the pure
  * functions of verbs_wire.c, which a fuzz target runs too):
  *
@@ -74,6 +90,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -114,15 +131,17 @@
 #define VERBS_IMM_CREDIT 0x80000000u
 #define VERBS_IMM_CTS 0x40000000u
 #define VERBS_IMM_FIN 0x20000000u
+#define VERBS_IMM_NOTICE 0x10000000u /* rdma_cm: a failure notice is in the control page */
 #define VERBS_IMM_SLOT_MASK 0xffu
 #define VERBS_IMM_CREDIT_SHIFT 8
 #define VERBS_IMM_CREDIT_MAX 0xffffu
 #define VERBS_CREDIT_BATCH (VERBS_NSLOTS / 2)
 /* Work requests per QP, each bounded by the protocol (see "Flow control" above): receives for
  * data and credit writes (NSLOTS each) and for CTS and FIN (RNDV_MAX each); sends of data,
- * credits, CTS and rendezvous writes. */
-#define VERBS_RECV_WRS (2 * VERBS_NSLOTS + 2 * VERBS_RNDV_MAX)
-#define VERBS_SEND_WRS (2 * VERBS_NSLOTS + VERBS_RNDV_MAX + VERBS_RNDV_WR_MAX)
+ * credits, CTS and rendezvous writes; one more each way for the failure notice under rdma_cm
+ * (one per connection, at its end). */
+#define VERBS_RECV_WRS (2 * VERBS_NSLOTS + 2 * VERBS_RNDV_MAX + 1)
+#define VERBS_SEND_WRS (2 * VERBS_NSLOTS + VERBS_RNDV_MAX + VERBS_RNDV_WR_MAX + 1)
 #define VERBS_EVENTS 64
 #define VERBS_MAX_PENDING 64
 #define VERBS_HS_TIMEOUT_MS 5000
@@ -132,6 +151,16 @@
 #define VERBS_WC_BATCH 32
 #define VERBS_NOTICE_MAX 400 /* bytes of a failure notice on the side channel */
 #define VERBS_SPIN_US 200 /* busy-poll the CQ this long before sleeping (bounded) */
+#define VERBS_CM_LEN RDT_VERBS_CM_LEN
+#define VERBS_CM_BACKLOG 64
+#define VERBS_CM_PDATA 256 /* RDMA_MAX_PRIVATE_DATA: the most an event carries */
+/* rdma_cm: where in the control page a failure notice goes (after the CTS records), and how long
+ * close() lets the notices it posted complete before it destroys the QPs. */
+#define VERBS_NOTICE_OFF 2048
+#define VERBS_NOTICE_WAIT_MS 500
+_Static_assert(VERBS_RNDV_MAX * VERBS_CTS_LEN <= VERBS_NOTICE_OFF &&
+                   VERBS_NOTICE_OFF + 2 + VERBS_NOTICE_MAX <= VERBS_CTRL_BYTES,
+               "the CTS records and the failure notice share the control page");
 
 /*
  * RC reliability settings. Local ACK timeout 4.096 us * 2^17 = 537 ms per attempt; retry_cnt 7
@@ -146,15 +175,29 @@
 #define VERBS_QP_MIN_RNR_TIMER 12
 
 /* epoll data: kind in the top byte, generation and index below (as tcp.c). */
-enum { VERBS_EV_LISTEN = 1, VERBS_EV_WAKE, VERBS_EV_CQ, VERBS_EV_PEER, VERBS_EV_PENDING };
+enum {
+    VERBS_EV_LISTEN = 1,
+    VERBS_EV_WAKE,
+    VERBS_EV_CQ,
+    VERBS_EV_PEER,
+    VERBS_EV_PENDING,
+    VERBS_EV_CM
+};
 /* wr_id: kind in the top byte, peer rank in the middle, sequence number or slot below. */
-enum { VERBS_WR_DATA = 1, VERBS_WR_CREDIT, VERBS_WR_RECV, VERBS_WR_CTS, VERBS_WR_RNDV };
+enum {
+    VERBS_WR_DATA = 1,
+    VERBS_WR_CREDIT,
+    VERBS_WR_RECV,
+    VERBS_WR_CTS,
+    VERBS_WR_RNDV,
+    VERBS_WR_NOTICE
+};
 
 typedef enum {
     PEER_IDLE,
-    PEER_CONNECTING, /* connector: TCP connect in flight */
-    PEER_HS_WAIT,    /* connector: handshake sent, waiting for the answer */
-    PEER_READY_WAIT, /* acceptor: answered, waiting for "ready" */
+    PEER_CONNECTING, /* connector: TCP connect (rdma_cm: address and route resolution) */
+    PEER_HS_WAIT,    /* connector: handshake sent (rdma_connect), waiting for the answer */
+    PEER_READY_WAIT, /* acceptor: answered (rdma_accept), waiting for "ready" (ESTABLISHED) */
     PEER_UP,
     PEER_FAILED
 } verbs_peer_state_t;
@@ -204,6 +247,8 @@ typedef struct verbs_dev {
     size_t cached;   /* bytes of unpinned registrations kept for reuse */
     uint64_t clock;
     int reg_cache;   /* keep unpinned registrations after use (RDT_IB_REG_CACHE) */
+    int cm;          /* ctx is librdmacm's (RDT_IB_CM=rdmacm), from cm_devs */
+    struct ibv_context **cm_devs; /* rdma_get_devices' list, released with rdma_free_devices */
     struct verbs_dev *next;
 } verbs_dev_t;
 
@@ -220,6 +265,7 @@ typedef struct verbs_peer {
     uint64_t deadline, retry_at;
     int last_errno;
     /* verbs resources, created with the connection */
+    struct rdma_cm_id *cm_id; /* RDT_IB_CM=rdmacm: the connection's id (owns qp) */
     struct ibv_qp *qp;
     unsigned char *ring, *stage; /* receive ring + CTS inbox (remote writes), send staging */
     struct ibv_mr *ring_mr, *stage_mr;
@@ -242,6 +288,8 @@ typedef struct verbs_peer {
     int have_hdr;         /* the message at rx_head has been matched with the RECV head */
     uint32_t cts_out;     /* CTS records sent */
     int eof;              /* the side channel closed: fail once the ring is drained */
+    const char *eof_how;  /* how the end was seen when not on the side channel (rdma_cm) */
+    int notice_pending;   /* rdma_cm: our failure notice is posted; disconnect on completion */
     char gave_up[VERBS_NOTICE_MAX + 1]; /* the peer's failure notice, if it sent one */
     rdt_status_t fail_status;
     char fail_msg[384];
@@ -270,6 +318,11 @@ typedef struct rdt_verbs {
     int cq_armed;
     /* side channel and events */
     int epfd, evfd, lfd;
+    /* RDT_IB_CM=rdmacm instead of the side channel */
+    int use_cm;
+    struct rdma_event_channel *cm_chan;
+    struct rdma_cm_id *cm_listen;
+    struct sockaddr_storage cm_src; /* the address listened on, port 0: connections' source */
     unsigned char addr[RDT_ADDR_MAX];
     size_t addr_len;
     char addr_str[VERBS_ADDR_STR];
@@ -438,12 +491,64 @@ static void verbs_complete_all(rdt_verbs_t *tp, verbs_peer_t *p, rdt_status_t st
         verbs_complete_list(tp, q[order[i]].head, st);
 }
 
+static int verbs_post(verbs_peer_t *p, unsigned kind, uint32_t low, const void *laddr,
+                      uint32_t lkey, size_t len, uint64_t raddr, uint32_t rkey, int plain,
+                      uint32_t imm);
+
+/* rdma_cm has no side channel for the notice below: it is RDMA-written, with an immediate, into
+ * the peer's control page (2-byte length, the sentence); the disconnect waits for its completion,
+ * so that the peer has it in its CQ before it sees DISCONNECTED. */
+static int verbs_cm_notice_post(verbs_peer_t *p, const char *why)
+{
+    unsigned char *b = p->stage + VERBS_RING_BYTES + VERBS_NOTICE_OFF;
+    size_t n = strnlen(why, VERBS_NOTICE_MAX);
+
+    b[0] = (unsigned char)n;
+    b[1] = (unsigned char)(n >> 8);
+    memcpy(b + 2, why, n);
+    return verbs_post(p, VERBS_WR_NOTICE, 0, b, p->stage_mr->lkey, 2 + n,
+                      p->raddr + VERBS_RING_BYTES + VERBS_NOTICE_OFF, p->rkey, 0,
+                      VERBS_IMM_NOTICE);
+}
+
+/* The end of a connection under rdma_cm: the peer sees DISCONNECTED; the QP goes to ERR. */
+static void verbs_cm_disconnect(verbs_peer_t *p)
+{
+    struct ibv_qp_attr attr;
+
+    p->notice_pending = 0;
+    rdma_disconnect(p->cm_id); /* EINVAL when never connected, which is fine */
+    memset(&attr, 0, sizeof(attr));
+    attr.qp_state = IBV_QPS_ERR;
+    ibv_modify_qp(p->qp, &attr, IBV_QP_STATE);
+}
+
+/* The peer's failure notice (rdma_cm) into p->gave_up, printable only: it goes into logs. */
+static void verbs_cm_notice_read(verbs_peer_t *p)
+{
+    const unsigned char *b = p->ring + VERBS_RING_BYTES + VERBS_NOTICE_OFF;
+    size_t len = (size_t)(b[0] | (b[1] << 8)), i;
+
+    if (len > VERBS_NOTICE_MAX)
+        len = VERBS_NOTICE_MAX;
+    for (i = 0; i < len; i++)
+        p->gave_up[i] = b[2 + i] < 0x20 || b[2 + i] > 0x7e ? '?' : (char)b[2 + i];
+    p->gave_up[len] = '\0';
+    if (!p->gave_up[0])
+        snprintf(p->gave_up, sizeof(p->gave_up), "(no reason received)");
+}
+
 /* Stop a peer's traffic: tell it why on the side channel (@p why, may be NULL), close the side
  * channel and move the QP to ERR (flushing its WRs, whose completions are then ignored).
  * Resources stay until close(). The notice is what lets a rank that only talked to the one who
  * gave up name the rank that failed first: 'A', a 16-bit little-endian length, the sentence. */
 static void verbs_peer_shut(rdt_verbs_t *tp, verbs_peer_t *p, const char *why)
 {
+    if (why && *why && p->cm_id && p->qp && p->state == PEER_UP &&
+        verbs_cm_notice_post(p, why) == 0) {
+        p->notice_pending = 1; /* disconnected when the write completes (verbs_wc) */
+        return;
+    }
     if (why && *why && p->fd >= 0 && p->state == PEER_UP) {
         unsigned char msg[3 + VERBS_NOTICE_MAX];
         size_t n = strnlen(why, VERBS_NOTICE_MAX);
@@ -457,6 +562,10 @@ static void verbs_peer_shut(rdt_verbs_t *tp, verbs_peer_t *p, const char *why)
     }
     verbs_close_fd(tp, p->fd);
     p->fd = -1;
+    if (p->cm_id && p->qp) {
+        verbs_cm_disconnect(p);
+        return;
+    }
     if (p->qp) {
         struct ibv_qp_attr attr;
         memset(&attr, 0, sizeof(attr));
@@ -504,6 +613,12 @@ static void verbs_peer_lost(rdt_verbs_t *tp, verbs_peer_t *p, int err)
     if (p->gave_up[0]) {
         verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
                         "rank %d (host %s) gave up: %s", p->rank, verbs_host(p), p->gave_up);
+        return;
+    }
+    if (p->eof_how && !err) {
+        verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
+                        "connection to rank %d (host %s) on qp 0x%x lost: %s", p->rank,
+                        verbs_host(p), verbs_qpn(p), p->eof_how);
         return;
     }
     verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
@@ -691,14 +806,48 @@ static void verbs_dev_free(verbs_dev_t *d)
 {
     if (d->pd)
         ibv_dealloc_pd(d->pd);
-    if (d->ctx)
+    if (d->cm_devs)
+        rdma_free_devices(d->cm_devs); /* librdmacm keeps its contexts open until exit */
+    else if (d->ctx)
         ibv_close_device(d->ctx);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
 
-/* The shared port for (@p spec, @p gid), opened on first use. NULL with @p err filled. */
-static verbs_dev_t *verbs_dev_get(const char *spec, int gid, int reg_cache, char *err,
+/*
+ * RDT_IB_CM=rdmacm: rdma_cm gives each cm_id librdmacm's own context of its device
+ * (cm_id->verbs, opened once per device and kept until the process exits), and a QP, its PD and
+ * its CQ must share one context. So the port opened above is used through that context instead:
+ * its PD, CQ and memory registrations are then the ones rdma_create_qp accepts.
+ */
+static int verbs_dev_use_cm_ctx(verbs_dev_t *d, char *err, size_t errlen)
+{
+    const char *name = ibv_get_device_name(d->ctx->device);
+    struct ibv_context **list;
+    int n = 0, i;
+
+    list = rdma_get_devices(&n);
+    if (!list) {
+        snprintf(err, errlen, "RDT_IB_CM=rdmacm: librdmacm lists no RDMA device (%s; is the "
+                 "rdma_ucm module loaded?)", strerror(errno));
+        return -1;
+    }
+    for (i = 0; i < n; i++)
+        if (strcmp(ibv_get_device_name(list[i]->device), name) == 0)
+            break;
+    if (i == n) {
+        snprintf(err, errlen, "RDT_IB_CM=rdmacm: librdmacm does not list %s", name);
+        rdma_free_devices(list);
+        return -1;
+    }
+    ibv_close_device(d->ctx);
+    d->ctx = list[i];
+    d->cm_devs = list;
+    return 0;
+}
+
+/* The shared port for (@p spec, @p gid, @p cm), opened on first use. NULL with @p err filled. */
+static verbs_dev_t *verbs_dev_get(const char *spec, int gid, int reg_cache, int cm, char *err,
                                   size_t errlen)
 {
     verbs_dev_t *d;
@@ -710,7 +859,7 @@ static verbs_dev_t *verbs_dev_get(const char *spec, int gid, int reg_cache, char
         gid = -1;
     pthread_mutex_lock(&verbs_devs_lock);
     for (d = verbs_devs; d; d = d->next)
-        if (strcmp(d->spec, spec) == 0 && d->gid_asked == gid) {
+        if (strcmp(d->spec, spec) == 0 && d->gid_asked == gid && d->cm == cm) {
             d->refs++;
             pthread_mutex_unlock(&verbs_devs_lock);
             return d;
@@ -725,7 +874,10 @@ static verbs_dev_t *verbs_dev_get(const char *spec, int gid, int reg_cache, char
     snprintf(d->spec, sizeof(d->spec), "%s", spec);
     d->gid_asked = gid;
     d->reg_cache = reg_cache;
+    d->cm = cm;
     if (verbs_port_open(d, spec, &gid_tbl_len, &nports, err, errlen) != 0)
+        goto fail;
+    if (cm && verbs_dev_use_cm_ctx(d, err, errlen) != 0)
         goto fail;
     if (gid >= 0) {
         if (verbs_use_gid(d, gid, gid_tbl_len, err, errlen) != 0)
@@ -978,13 +1130,43 @@ static int verbs_post_recv(verbs_peer_t *p, uint32_t i)
     return ibv_post_recv(p->qp, &wr, &bad);
 }
 
-/* Buffers, MRs and a QP in INIT with its receives posted. Fails the peer on error. */
+static void verbs_qp_init_attr(rdt_verbs_t *tp, struct ibv_qp_init_attr *ia)
+{
+    memset(ia, 0, sizeof(*ia));
+    ia->send_cq = tp->cq;
+    ia->recv_cq = tp->cq;
+    ia->qp_type = IBV_QPT_RC;
+    ia->cap.max_send_wr = VERBS_SEND_WRS;
+    ia->cap.max_recv_wr = VERBS_RECV_WRS;
+    ia->cap.max_send_sge = 1;
+    ia->cap.max_recv_sge = 1;
+}
+
+/* A new QP in INIT (either way of connecting): its receives posted, the send credits full. */
+static int verbs_peer_qp_ready(rdt_verbs_t *tp, verbs_peer_t *p)
+{
+    uint32_t i;
+
+    for (i = 0; i < VERBS_RECV_WRS; i++)
+        if (verbs_post_recv(p, i) != 0) {
+            verbs_peer_fail(tp, p, RDT_ERR_SYSTEM, NULL, RDT_SUCCESS,
+                            "ibv_post_recv on qp 0x%x for rank %d (host %s) failed",
+                            p->qp->qp_num, p->rank, verbs_host(p));
+            return -1;
+        }
+    p->psn = (uint32_t)((verbs_now_ms() * 2654435761u) ^ ((uint32_t)tp->rank << 12) ^
+                        (uint32_t)p->rank) & 0xffffff;
+    p->credits = VERBS_NSLOTS;
+    return 0;
+}
+
+/* Buffers and MRs, then (side channel) a QP in INIT with its receives posted; under rdma_cm the
+ * QP comes later, on the resolved cm_id (verbs_cm_qp_create). Fails the peer on error. */
 static int verbs_peer_resources(rdt_verbs_t *tp, verbs_peer_t *p)
 {
     struct ibv_qp_init_attr ia;
     struct ibv_qp_attr attr;
     char what[96], err[sizeof(tp->base.error)];
-    uint32_t i;
 
     if (posix_memalign((void **)&p->ring, 4096, VERBS_BUF_BYTES) != 0 ||
         posix_memalign((void **)&p->stage, 4096, VERBS_BUF_BYTES) != 0) {
@@ -1006,14 +1188,9 @@ static int verbs_peer_resources(rdt_verbs_t *tp, verbs_peer_t *p)
         verbs_peer_fail(tp, p, RDT_ERR_SYSTEM, NULL, RDT_SUCCESS, "rank %d: %s", tp->rank, err);
         return -1;
     }
-    memset(&ia, 0, sizeof(ia));
-    ia.send_cq = tp->cq;
-    ia.recv_cq = tp->cq;
-    ia.qp_type = IBV_QPT_RC;
-    ia.cap.max_send_wr = VERBS_SEND_WRS;
-    ia.cap.max_recv_wr = VERBS_RECV_WRS;
-    ia.cap.max_send_sge = 1;
-    ia.cap.max_recv_sge = 1;
+    if (tp->use_cm)
+        return 0;
+    verbs_qp_init_attr(tp, &ia);
     p->qp = ibv_create_qp(tp->dev->pd, &ia);
     if (!p->qp) {
         char eb[128];
@@ -1034,17 +1211,7 @@ static int verbs_peer_resources(rdt_verbs_t *tp, verbs_peer_t *p)
                         p->rank, verbs_host(p));
         return -1;
     }
-    for (i = 0; i < VERBS_RECV_WRS; i++)
-        if (verbs_post_recv(p, i) != 0) {
-            verbs_peer_fail(tp, p, RDT_ERR_SYSTEM, NULL, RDT_SUCCESS,
-                            "ibv_post_recv on qp 0x%x for rank %d (host %s) failed",
-                            p->qp->qp_num, p->rank, verbs_host(p));
-            return -1;
-        }
-    p->psn = (uint32_t)((verbs_now_ms() * 2654435761u) ^ ((uint32_t)tp->rank << 12) ^
-                        (uint32_t)p->rank) & 0xffffff;
-    p->credits = VERBS_NSLOTS;
-    return 0;
+    return verbs_peer_qp_ready(tp, p);
 }
 
 _Static_assert(IBV_MTU_256 == RDT_VERBS_MTU_MIN && IBV_MTU_4096 == RDT_VERBS_MTU_MAX,
@@ -1445,6 +1612,11 @@ static void verbs_wc(rdt_verbs_t *tp, const struct ibv_wc *wc)
     if (rank < 0 || rank >= tp->nranks)
         return;
     p = &tp->peers[rank];
+    if (kind == VERBS_WR_NOTICE) {
+        if (p->notice_pending)
+            verbs_cm_disconnect(p); /* delivered, or never will be */
+        return;
+    }
     if (p->state == PEER_FAILED || !p->qp)
         return; /* flushed after a failure */
     if (wc->status != IBV_WC_SUCCESS) {
@@ -1465,6 +1637,10 @@ static void verbs_wc(rdt_verbs_t *tp, const struct ibv_wc *wc)
         }
         if (imm & VERBS_IMM_CREDIT) {
             p->credits += (int)(imm & 0xffff);
+        } else if (imm & VERBS_IMM_NOTICE) {
+            /* the peer gave up and says why; then as the side channel's EOF after a notice */
+            verbs_cm_notice_read(p);
+            p->eof = 1;
         } else if (imm & VERBS_IMM_CTS) {
             verbs_rx_cts(tp, p, imm & VERBS_IMM_SLOT_MASK);
         } else if (imm & VERBS_IMM_FIN) {
@@ -1544,9 +1720,26 @@ static void verbs_service_all(rdt_verbs_t *tp)
 
 static void verbs_peer_up(rdt_verbs_t *tp, verbs_peer_t *p)
 {
+    struct ibv_qp_attr a;
+    struct ibv_qp_init_attr ia;
+
     verbs_peer_state(tp, p, PEER_UP);
-    rdt_debug("verbs", "connected to rank %d (host %s): qp 0x%x", p->rank, verbs_host(p),
-              verbs_qpn(p));
+    if (p->cm_id) {
+        /* the CM leaves min_rnr_timer at 0 (655 ms); RNR should never happen (see "Flow
+         * control"), but if it does, the side channel's value (RTS to RTS may change it) */
+        memset(&a, 0, sizeof(a));
+        a.min_rnr_timer = VERBS_QP_MIN_RNR_TIMER;
+        if (ibv_modify_qp(p->qp, &a, IBV_QP_MIN_RNR_TIMER) != 0)
+            rdt_debug("verbs", "rank %d: min_rnr_timer of qp 0x%x left to rdma_cm: %m", tp->rank,
+                      verbs_qpn(p));
+    }
+    memset(&a, 0, sizeof(a));
+    ibv_query_qp(p->qp, &a, IBV_QP_PATH_MTU | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+                 IBV_QP_RNR_RETRY | IBV_QP_MIN_RNR_TIMER, &ia);
+    rdt_debug("verbs", "connected to rank %d (host %s) through %s: qp 0x%x, path mtu %d, ack "
+              "timeout %u, retry %u, rnr retry %u, min rnr timer %u", p->rank, verbs_host(p),
+              p->cm_id ? "rdma_cm" : "the side channel", verbs_qpn(p), 128 << a.path_mtu,
+              a.timeout, a.retry_cnt, a.rnr_retry, a.min_rnr_timer);
 }
 
 static void verbs_connect_attempt(rdt_verbs_t *tp, verbs_peer_t *p)
@@ -1763,6 +1956,17 @@ static void verbs_pending_event(rdt_verbs_t *tp, verbs_pending_t *s)
     p->deadline = verbs_now_ms() + (uint64_t)tp->connect_timeout_ms;
 }
 
+/* The connection of an UP peer ended (side-channel EOF, rdma_cm DISCONNECTED): what the peer
+ * wrote before may still sit in the CQ and the ring, and is delivered; the peer fails now if
+ * nothing is left to read or something is left to send, else once the ring is drained. */
+static void verbs_peer_eof(rdt_verbs_t *tp, verbs_peer_t *p, int err)
+{
+    p->eof = 1;
+    verbs_cq_drain(tp);
+    if (p->state == PEER_UP && (p->filled == 0 || verbs_has_sends(p)))
+        verbs_peer_lost(tp, p, err);
+}
+
 /* Readable side channel of a connected peer: "ready" once (acceptor), then only a failure
  * notice (see verbs_peer_shut) or EOF. */
 static void verbs_side_event(rdt_verbs_t *tp, verbs_peer_t *p)
@@ -1805,13 +2009,287 @@ static void verbs_side_event(rdt_verbs_t *tp, verbs_peer_t *p)
         verbs_peer_lost(tp, p, n < 0 ? errno : 0);
         return;
     }
-    /* EOF: what the peer wrote before closing may still sit in the CQ and the ring */
     verbs_close_fd(tp, p->fd);
     p->fd = -1;
-    p->eof = 1;
-    verbs_cq_drain(tp);
-    if (p->state == PEER_UP && (p->filled == 0 || verbs_has_sends(p)))
-        verbs_peer_lost(tp, p, n < 0 ? errno : 0);
+    verbs_peer_eof(tp, p, n < 0 ? errno : 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Connecting through rdma_cm (RDT_IB_CM=rdmacm)                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/* An event, copied so that it can be acknowledged at once: rdma_destroy_id waits for the
+ * acknowledgement of every event of its id, and some handlers destroy one. */
+typedef struct verbs_cm_ev {
+    enum rdma_cm_event_type type;
+    int status;
+    struct rdma_cm_id *id;
+    size_t len;
+    unsigned char pdata[VERBS_CM_PDATA];
+} verbs_cm_ev_t;
+
+static void verbs_cm_peer_str(struct rdma_cm_id *id, char *buf, size_t n)
+{
+    struct sockaddr *sa = rdma_get_peer_addr(id);
+    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    rdt_wire_sockaddr_str(sa, len, buf, n);
+}
+
+/* Our record for peer @p p, the private data of rdma_connect and rdma_accept. */
+static void verbs_cm_fill(rdt_verbs_t *tp, verbs_peer_t *p, unsigned char *b)
+{
+    rdt_verbs_hs_t r;
+
+    memset(&r, 0, sizeof(r));
+    rdt_wire_hello_fill(&r.hello, RDT_VERBS_CM_MAGIC, RDT_VERBS_CM_VERSION, tp->token,
+                        tp->comm_id, tp->rank, tp->nranks);
+    r.slot_size = VERBS_SLOT;
+    r.raddr = (uint64_t)(uintptr_t)p->ring;
+    r.rkey = p->ring_mr->rkey;
+    rdt_verbs_cm_pack(&r, b);
+}
+
+static int verbs_cm_check(rdt_verbs_t *tp, const verbs_cm_ev_t *e, int peer, rdt_verbs_hs_t *r,
+                          char *why, size_t n)
+{
+    rdt_verbs_hs_want_t w;
+
+    w.token = tp->token;
+    w.comm_id = tp->comm_id;
+    w.nranks = tp->nranks;
+    w.self = tp->rank;
+    w.peer = peer;
+    w.slot_size = VERBS_SLOT;
+    w.buf_bytes = VERBS_BUF_BYTES;
+    return rdt_verbs_cm_check(e->pdata, e->len, &w, r, why, n);
+}
+
+static void verbs_cm_param(unsigned char *rec, struct rdma_conn_param *cp)
+{
+    memset(cp, 0, sizeof(*cp));
+    cp->private_data = rec;
+    cp->private_data_len = VERBS_CM_LEN;
+    cp->responder_resources = 1;
+    cp->initiator_depth = 1;
+    cp->retry_count = VERBS_QP_RETRY_CNT;
+    cp->rnr_retry_count = VERBS_QP_RNR_RETRY;
+}
+
+/* The QP of @p p on its resolved (connector) or requesting (acceptor) cm_id, with this
+ * transport's PD and CQ: the cm_id must be on this transport's device and port. librdmacm moves
+ * it to INIT now, to RTR and RTS in rdma_connect/rdma_accept. Fails the peer on error. */
+static int verbs_cm_qp_create(rdt_verbs_t *tp, verbs_peer_t *p)
+{
+    struct rdma_cm_id *id = p->cm_id;
+    struct ibv_qp_init_attr ia;
+    uint8_t tmo = VERBS_QP_TIMEOUT;
+    char eb[128];
+
+    if (id->verbs != tp->dev->ctx || id->port_num != tp->dev->port) {
+        verbs_peer_fail(tp, p, RDT_ERR_CONFIG, NULL, RDT_SUCCESS,
+                        "rdma_cm reaches rank %d (host %s) at %s through %s port %u, but this "
+                        "rank's verbs transport uses %s port %u (set RDT_IB_DEV to the device "
+                        "of the data-plane address, or RDT_IFNAME to the interface of the "
+                        "device)", p->rank, verbs_host(p), p->addr_str,
+                        id->verbs ? ibv_get_device_name(id->verbs->device) : "no device",
+                        id->port_num, ibv_get_device_name(tp->dev->ctx->device), tp->dev->port);
+        return -1;
+    }
+    verbs_qp_init_attr(tp, &ia);
+    if (rdma_create_qp(id, tp->dev->pd, &ia) != 0) {
+        verbs_peer_fail(tp, p, RDT_ERR_SYSTEM, NULL, RDT_SUCCESS,
+                        "rdma_create_qp for rank %d (host %s) failed: %s", p->rank,
+                        verbs_host(p), strerror_r(errno, eb, sizeof(eb)));
+        return -1;
+    }
+    p->qp = id->qp;
+    /* the local ACK timeout of the side-channel path (else rdma_cm's, from the path record) */
+    if (rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &tmo, sizeof(tmo)) != 0)
+        rdt_debug("verbs", "rank %d: rdma_set_option(ACK_TIMEOUT) for qp 0x%x: %m", tp->rank,
+                  p->qp->qp_num);
+    return verbs_peer_qp_ready(tp, p);
+}
+
+/* Connector: buffers now; address, route, QP and rdma_connect as the events come. */
+static void verbs_cm_connect_start(rdt_verbs_t *tp, verbs_peer_t *p)
+{
+    char eb[128];
+
+    if (verbs_peer_resources(tp, p) != 0)
+        return;
+    verbs_peer_state(tp, p, PEER_CONNECTING);
+    p->deadline = verbs_now_ms() + (uint64_t)tp->connect_timeout_ms;
+    p->retry_at = p->deadline; /* rdma_cm retries on its own: no attempts of ours */
+    if (rdma_create_id(tp->cm_chan, &p->cm_id, p, RDMA_PS_TCP) != 0 ||
+        rdma_resolve_addr(p->cm_id, (struct sockaddr *)&tp->cm_src, (struct sockaddr *)&p->sa,
+                          tp->connect_timeout_ms) != 0)
+        verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
+                        "cannot start an rdma_cm connection to rank %d (host %s) at %s: %s",
+                        p->rank, verbs_host(p), p->addr_str, strerror_r(errno, eb, sizeof(eb)));
+}
+
+/* Connector, route resolved: QP, then rdma_connect with our record. */
+static void verbs_cm_connect(rdt_verbs_t *tp, verbs_peer_t *p)
+{
+    unsigned char rec[VERBS_CM_LEN];
+    struct rdma_conn_param cp;
+    char eb[128];
+
+    if (verbs_cm_qp_create(tp, p) != 0)
+        return;
+    verbs_cm_fill(tp, p, rec);
+    verbs_cm_param(rec, &cp);
+    if (rdma_connect(p->cm_id, &cp) != 0) {
+        verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
+                        "rdma_connect to rank %d (host %s) at %s failed: %s", p->rank,
+                        verbs_host(p), p->addr_str, strerror_r(errno, eb, sizeof(eb)));
+        return;
+    }
+    verbs_peer_state(tp, p, PEER_HS_WAIT);
+}
+
+/* Acceptor: a connect request on the listening id. A record that is not this job's,
+ * communicator's and a lower rank's is rejected, as on the side channel. */
+static void verbs_cm_request(rdt_verbs_t *tp, const verbs_cm_ev_t *e)
+{
+    unsigned char rec[VERBS_CM_LEN];
+    struct rdma_conn_param cp;
+    char from[VERBS_ADDR_STR], why[160] = "", eb[128];
+    rdt_verbs_hs_t r;
+    verbs_peer_t *p;
+
+    verbs_cm_peer_str(e->id, from, sizeof(from));
+    if (verbs_cm_check(tp, e, -1, &r, why, sizeof(why)) == 0 &&
+        tp->peers[r.hello.rank].state != PEER_IDLE)
+        snprintf(why, sizeof(why), "claims rank %" PRIu32 ", which is already %s", r.hello.rank,
+                 tp->peers[r.hello.rank].state == PEER_FAILED ? "failed" : "connected");
+    if (why[0]) {
+        rdt_warn("verbs", "rejected rdma_cm connection from %s: %s", from, why);
+        rdma_reject(e->id, NULL, 0);
+        rdma_destroy_id(e->id);
+        return;
+    }
+    p = &tp->peers[r.hello.rank];
+    snprintf(p->addr_str, sizeof(p->addr_str), "%s", from);
+    p->cm_id = e->id; /* destroyed by close() from now on, whatever happens */
+    p->cm_id->context = p;
+    if (verbs_peer_resources(tp, p) != 0 || verbs_cm_qp_create(tp, p) != 0) {
+        rdt_warn("verbs", "rejected rdma_cm connection from %s: %s", from, p->fail_msg);
+        rdma_reject(p->cm_id, NULL, 0);
+        return;
+    }
+    p->raddr = r.raddr;
+    p->rkey = r.rkey;
+    verbs_cm_fill(tp, p, rec);
+    verbs_cm_param(rec, &cp);
+    if (rdma_accept(p->cm_id, &cp) != 0) {
+        verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
+                        "rdma_accept for rank %d (host %s) at %s failed: %s", p->rank,
+                        verbs_host(p), from, strerror_r(errno, eb, sizeof(eb)));
+        return;
+    }
+    verbs_peer_state(tp, p, PEER_READY_WAIT);
+    p->deadline = verbs_now_ms() + (uint64_t)tp->connect_timeout_ms;
+}
+
+/* ESTABLISHED: the connector reads the acceptor's record (the REP's private data); the acceptor
+ * now knows the connector's QP is ready (RTU). */
+static void verbs_cm_established(rdt_verbs_t *tp, verbs_peer_t *p, const verbs_cm_ev_t *e)
+{
+    char why[160];
+    rdt_verbs_hs_t r;
+
+    if (p->state == PEER_READY_WAIT) {
+        verbs_peer_up(tp, p);
+        return;
+    }
+    if (p->state != PEER_HS_WAIT)
+        return;
+    if (verbs_cm_check(tp, e, p->rank, &r, why, sizeof(why)) != 0) {
+        verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
+                        "rank %d (host %s) at %s answered with a bad handshake: %s", p->rank,
+                        verbs_host(p), p->addr_str, why);
+        return;
+    }
+    p->raddr = r.raddr;
+    p->rkey = r.rkey;
+    verbs_peer_up(tp, p);
+}
+
+static void verbs_cm_event(rdt_verbs_t *tp, const verbs_cm_ev_t *e)
+{
+    verbs_peer_t *p;
+    char eb[128];
+
+    if (e->type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+        verbs_cm_request(tp, e);
+        return;
+    }
+    p = e->id == tp->cm_listen ? NULL : (verbs_peer_t *)e->id->context;
+    if (!p || p->cm_id != e->id || p->state == PEER_FAILED) {
+        rdt_debug("verbs", "rank %d: %s (status %d) ignored", tp->rank,
+                  rdma_event_str(e->type), e->status);
+        return;
+    }
+    switch (e->type) {
+    case RDMA_CM_EVENT_ADDR_RESOLVED:
+        if (rdma_resolve_route(p->cm_id, tp->connect_timeout_ms) != 0)
+            verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
+                            "rdma_resolve_route to rank %d (host %s) at %s failed: %s", p->rank,
+                            verbs_host(p), p->addr_str, strerror_r(errno, eb, sizeof(eb)));
+        break;
+    case RDMA_CM_EVENT_ROUTE_RESOLVED:
+        verbs_cm_connect(tp, p);
+        break;
+    case RDMA_CM_EVENT_ESTABLISHED:
+        verbs_cm_established(tp, p, e);
+        break;
+    case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+    case RDMA_CM_EVENT_ADDR_CHANGE:
+        break;
+    default:
+        /* DISCONNECTED, REJECTED, UNREACHABLE, ADDR_ERROR, ROUTE_ERROR, CONNECT_ERROR,
+         * DEVICE_REMOVAL, ... */
+        if (p->state == PEER_UP) {
+            p->eof_how = rdma_event_str(e->type);
+            verbs_peer_eof(tp, p, 0);
+        } else if (e->type == RDMA_CM_EVENT_REJECTED) {
+            verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
+                            "rank %d (host %s) at %s refused the connection: %s (reason %d; "
+                            "its log says why)", p->rank, verbs_host(p), p->addr_str,
+                            rdma_event_str(e->type), e->status);
+        } else {
+            verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
+                            "could not connect to rank %d (host %s) at %s: %s (status %d)",
+                            p->rank, verbs_host(p), p->addr_str, rdma_event_str(e->type),
+                            e->status);
+        }
+        break;
+    }
+}
+
+/* The event channel is readable: every event now, nonblocking. */
+static void verbs_cm_events(rdt_verbs_t *tp)
+{
+    struct rdma_cm_event *ev;
+    verbs_cm_ev_t e;
+
+    while (rdma_get_cm_event(tp->cm_chan, &ev) == 0) {
+        e.type = ev->event;
+        e.status = ev->status;
+        e.id = ev->id;
+        e.len = 0;
+        if ((e.type == RDMA_CM_EVENT_CONNECT_REQUEST || e.type == RDMA_CM_EVENT_ESTABLISHED) &&
+            ev->param.conn.private_data) {
+            e.len = ev->param.conn.private_data_len; /* a uint8_t: fits e.pdata */
+            memcpy(e.pdata, ev->param.conn.private_data, e.len);
+        }
+        rdma_ack_cm_event(ev);
+        verbs_cm_event(tp, &e);
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        rdt_warn("verbs", "rank %d: rdma_get_cm_event failed: %m", tp->rank);
 }
 
 /* Connect retries and deadlines, handshake deadlines. */
@@ -1834,7 +2312,7 @@ static void verbs_timers_run(rdt_verbs_t *tp)
                                 p->rank, verbs_host(p), p->addr_str, tp->connect_timeout_ms,
                                 p->last_errno ? ": " : "",
                                 p->last_errno ? strerror_r(p->last_errno, eb, sizeof(eb)) : "");
-            else if (p->fd < 0 && now >= p->retry_at)
+            else if (!tp->use_cm && p->fd < 0 && now >= p->retry_at)
                 verbs_connect_attempt(tp, p);
         } else if (p->state == PEER_READY_WAIT && now >= p->deadline) {
             verbs_peer_fail(tp, p, RDT_ERR_NETWORK, NULL, RDT_SUCCESS,
@@ -1992,6 +2470,9 @@ static void verbs_dispatch(rdt_verbs_t *tp, const struct epoll_event *ev)
             verbs_side_event(tp, p);
         break;
     }
+    case VERBS_EV_CM:
+        verbs_cm_events(tp);
+        break;
     case VERBS_EV_PENDING:
         if (idx < VERBS_MAX_PENDING && tp->pending[idx].fd >= 0 && tp->pending[idx].gen == gen)
             verbs_pending_event(tp, &tp->pending[idx]);
@@ -2114,8 +2595,12 @@ static rdt_status_t verbs_post_check(rdt_verbs_t *tp, rdt_xfer_t *x, const char 
  * sentence in tp->error, and the transfer is not posted. */
 static rdt_status_t verbs_peer_kick(rdt_verbs_t *tp, verbs_peer_t *p)
 {
-    if (p->state == PEER_IDLE && p->rank > tp->rank)
-        verbs_connect_start(tp, p);
+    if (p->state == PEER_IDLE && p->rank > tp->rank) {
+        if (tp->use_cm)
+            verbs_cm_connect_start(tp, p);
+        else
+            verbs_connect_start(tp, p);
+    }
     if (p->state == PEER_FAILED) {
         verbs_set_error(tp, "%s", p->fail_msg);
         return p->fail_status;
@@ -2180,9 +2665,10 @@ out:
 
 /*
  * Packed address, 48 of the RDT_ADDR_MAX bytes:
- *   [0] family (4 or 6)  [1] 0  [2..3] side-channel port, big-endian  [4..] IPv4 (4) or IPv6
- *   (16) address, IPv6 only: [20..23] scope id, big-endian;  [24..39] GID  [40..41] LID,
- *   little-endian  [42] GID index  [43] port number  [44..47] 0.
+ *   [0] family (4 or 6)  [1] 0  [2..3] side-channel (rdma_cm: listening) port, big-endian
+ *   [4..] IPv4 (4) or IPv6 (16) address, IPv6 only: [20..23] scope id, big-endian;
+ *   [24..39] GID  [40..41] LID, little-endian  [42] GID index  [43] port number
+ *   [44] connection manager: 0 side channel, 1 rdma_cm (RDT_IB_CM)  [45..47] 0.
  */
 static size_t verbs_addr_pack(rdt_verbs_t *tp, const struct sockaddr *sa, unsigned char *a)
 {
@@ -2192,7 +2678,95 @@ static size_t verbs_addr_pack(rdt_verbs_t *tp, const struct sockaddr *sa, unsign
     a[41] = (unsigned char)(tp->dev->lid >> 8);
     a[42] = (unsigned char)tp->dev->gid_index;
     a[43] = tp->dev->port;
+    a[44] = (unsigned char)tp->use_cm;
     return 48;
+}
+
+static int verbs_sa_is_loopback(const struct sockaddr_storage *ss)
+{
+    static const unsigned char lo6[16] = {[15] = 1};
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    return ss->ss_family == AF_INET6 &&
+           memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr, lo6, 16) == 0;
+}
+
+/*
+ * RDT_IB_CM=rdmacm: listen with rdma_cm on @p ip, port chosen by the kernel (rdma_cm's own TCP
+ * port space). A loopback @p ip (every rank on one host) becomes the IPv4 address of the RoCE
+ * GID in use, since rdma_cm cannot route loopback over RoCE (ENODEV at route resolution).
+ */
+static rdt_status_t verbs_cm_listen(rdt_verbs_t *tp, const char *ip)
+{
+    struct addrinfo hints, *ai = NULL;
+    struct sockaddr *sa;
+    socklen_t salen;
+    int rc, fl;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    rc = getaddrinfo(ip, "0", &hints, &ai);
+    if (rc != 0 || !ai) {
+        verbs_set_error(tp, "cannot listen on '%s': not a numeric IPv4 or IPv6 address (%s)", ip,
+                        gai_strerror(rc));
+        return RDT_ERR_CONFIG;
+    }
+    memset(&tp->cm_src, 0, sizeof(tp->cm_src));
+    memcpy(&tp->cm_src, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    if (verbs_sa_is_loopback(&tp->cm_src) && tp->dev->is_eth &&
+        verbs_gid_is_v4mapped(&tp->dev->gid)) {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&tp->cm_src;
+        memset(&tp->cm_src, 0, sizeof(tp->cm_src));
+        a4->sin_family = AF_INET;
+        memcpy(&a4->sin_addr, tp->dev->gid.raw + 12, 4);
+    }
+    tp->cm_chan = rdma_create_event_channel();
+    if (!tp->cm_chan) {
+        verbs_set_error(tp, "RDT_IB_CM=rdmacm: cannot open an rdma_cm event channel: %m (is the "
+                        "rdma_ucm module loaded?)");
+        return RDT_ERR_UNSUPPORTED;
+    }
+    fl = fcntl(tp->cm_chan->fd, F_GETFL);
+    if (fl < 0 || fcntl(tp->cm_chan->fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+        rdma_create_id(tp->cm_chan, &tp->cm_listen, NULL, RDMA_PS_TCP) != 0) {
+        verbs_set_error(tp, "rank %d: cannot set up an rdma_cm id: %m", tp->rank);
+        return RDT_ERR_SYSTEM;
+    }
+    rdt_wire_sockaddr_str((struct sockaddr *)&tp->cm_src,
+                          tp->cm_src.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in),
+                          tp->addr_str, sizeof(tp->addr_str));
+    if (rdma_bind_addr(tp->cm_listen, (struct sockaddr *)&tp->cm_src) != 0) {
+        verbs_set_error(tp, "RDT_IB_CM=rdmacm: rdma_bind_addr on %s failed: %m", tp->addr_str);
+        return RDT_ERR_NETWORK;
+    }
+    if (tp->cm_listen->verbs && tp->cm_listen->verbs != tp->dev->ctx) {
+        verbs_set_error(tp, "RDT_IB_CM=rdmacm: the data-plane address %s belongs to %s, but the "
+                        "verbs transport opened %s (set RDT_IB_DEV=%s, or RDT_IFNAME to an "
+                        "interface of %s)", tp->addr_str,
+                        ibv_get_device_name(tp->cm_listen->verbs->device),
+                        ibv_get_device_name(tp->dev->ctx->device),
+                        ibv_get_device_name(tp->cm_listen->verbs->device),
+                        ibv_get_device_name(tp->dev->ctx->device));
+        return RDT_ERR_CONFIG;
+    }
+    if (rdma_listen(tp->cm_listen, VERBS_CM_BACKLOG) != 0) {
+        verbs_set_error(tp, "RDT_IB_CM=rdmacm: rdma_listen on %s failed: %m", tp->addr_str);
+        return RDT_ERR_NETWORK;
+    }
+    if (verbs_epoll(tp, EPOLL_CTL_ADD, tp->cm_chan->fd, EPOLLIN,
+                    verbs_ev_data(VERBS_EV_CM, 0, 0)) != 0) {
+        verbs_set_error(tp, "epoll_ctl for the rdma_cm event channel failed: %m");
+        return RDT_ERR_SYSTEM;
+    }
+    sa = rdma_get_local_addr(tp->cm_listen);
+    salen = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    tp->addr_len = verbs_addr_pack(tp, sa, tp->addr);
+    rdt_wire_sockaddr_str(sa, salen, tp->addr_str, sizeof(tp->addr_str));
+    return RDT_SUCCESS;
 }
 
 static rdt_status_t verbs_listen(rdt_verbs_t *tp, const char *ip)
@@ -2253,8 +2827,14 @@ static void verbs_free(rdt_verbs_t *tp)
             verbs_peer_t *p = &tp->peers[i];
             if (p->fd >= 0)
                 close(p->fd);
+            if (p->cm_id && p->cm_id->qp) {
+                rdma_destroy_qp(p->cm_id);
+                p->qp = NULL;
+            }
             if (p->qp && ibv_destroy_qp(p->qp) != 0)
                 rdt_warn("verbs", "ibv_destroy_qp for rank %d failed", p->rank);
+            if (p->cm_id && rdma_destroy_id(p->cm_id) != 0)
+                rdt_warn("verbs", "rdma_destroy_id for rank %d failed: %m", p->rank);
             verbs_dereg_raw(p->ring_mr, VERBS_BUF_BYTES);
             verbs_dereg_raw(p->stage_mr, VERBS_BUF_BYTES);
             free(p->ring);
@@ -2262,10 +2842,14 @@ static void verbs_free(rdt_verbs_t *tp)
         }
     }
     free(tp->peers);
+    if (tp->cm_listen && rdma_destroy_id(tp->cm_listen) != 0)
+        rdt_warn("verbs", "rdma_destroy_id of the listening id failed: %m");
     if (tp->cq)
         ibv_destroy_cq(tp->cq);
     if (tp->chan)
         ibv_destroy_comp_channel(tp->chan);
+    if (tp->cm_chan)
+        rdma_destroy_event_channel(tp->cm_chan); /* after every id on it */
     verbs_dev_put(tp->dev);
     if (tp->lfd >= 0)
         close(tp->lfd);
@@ -2303,6 +2887,7 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
     tp->connect_timeout_ms = params->connect_timeout_ms > 0 ? params->connect_timeout_ms
                                                             : VERBS_CONNECT_TIMEOUT_DEFAULT_MS;
     tp->rndv_threshold = params->rndv_threshold;
+    tp->use_cm = params->ib_cm_rdmacm != 0;
     for (i = 0; i < tp->nranks; i++) {
         verbs_peer_t *p = &tp->peers[i];
         p->rank = i;
@@ -2315,7 +2900,8 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
         tp->pending[i].fd = -1;
 
     tp->dev = verbs_dev_get(params->ib_dev, params->ib_gid_fixed ? params->ib_gid_index : -1,
-                            params->reg_cache, tp->base.error, sizeof(tp->base.error));
+                            params->reg_cache, tp->use_cm, tp->base.error,
+                            sizeof(tp->base.error));
     /* a device or GID the user named and that cannot be used is a configuration error (the
      * engine then fails even under RDT_TRANSPORT=auto), no device at all is "unsupported" */
     st = (params->ib_dev && params->ib_dev[0]) || params->ib_gid_fixed ? RDT_ERR_CONFIG
@@ -2348,7 +2934,7 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
         verbs_set_error(tp, "rank %d: cannot set up epoll for the verbs transport: %m", tp->rank);
         goto err;
     }
-    st = verbs_listen(tp, params->bind_ip);
+    st = tp->use_cm ? verbs_cm_listen(tp, params->bind_ip) : verbs_listen(tp, params->bind_ip);
     if (st != RDT_SUCCESS)
         goto err;
     pthread_mutexattr_init(&ma);
@@ -2356,9 +2942,10 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
     pthread_mutex_init(&tp->lock, &ma);
     pthread_mutexattr_destroy(&ma);
     rdt_info("verbs", "rank %d of %d on %s port %u, gid index %d, mtu %d, zero-copy from %zu "
-             "bytes, side channel %s", tp->rank, tp->nranks,
+             "bytes, %s %s", tp->rank, tp->nranks,
              ibv_get_device_name(tp->dev->ctx->device), tp->dev->port, tp->dev->gid_index,
-             128 << tp->dev->mtu, tp->rndv_threshold, tp->addr_str);
+             128 << tp->dev->mtu, tp->rndv_threshold,
+             tp->use_cm ? "rdma_cm listening on" : "side channel", tp->addr_str);
     *tp_p = &tp->base;
     return RDT_SUCCESS;
 
@@ -2402,6 +2989,14 @@ static rdt_status_t verbs_addrs_set(rdt_transport_t *t, const void *addrs, const
         }
         if (i == tp->rank)
             continue;
+        if (a[44] != (unsigned char)tp->use_cm) {
+            verbs_set_error(tp, "rank %d (host %s) connects queue pairs with RDT_IB_CM=%s, rank "
+                            "%d with RDT_IB_CM=%s: every rank must use the same", i,
+                            verbs_host(p), a[44] ? "rdmacm" : "tcp", tp->rank,
+                            tp->use_cm ? "rdmacm" : "tcp");
+            st = RDT_ERR_CONFIG;
+            break;
+        }
         if (rdt_wire_sockaddr_unpack(a, &p->sa, &p->salen) != 0) {
             p->salen = 0;
             verbs_set_error(tp, "the verbs address of rank %d (host %s) is malformed (family "
@@ -2441,6 +3036,32 @@ static void verbs_abort(rdt_transport_t *t)
     pthread_mutex_unlock(&tp->lock);
 }
 
+/* close() under rdma_cm: the failure notices just posted (verbs_abort_conns) get a bounded
+ * while to complete, so that the peers have them before the QPs and cm_ids go; then whatever is
+ * left is disconnected as it is. */
+static void verbs_cm_notices_flush(rdt_verbs_t *tp)
+{
+    uint64_t end = verbs_now_ms() + VERBS_NOTICE_WAIT_MS;
+    int i, pending;
+
+    if (!tp->use_cm)
+        return;
+    for (;;) {
+        pending = 0;
+        for (i = 0; i < tp->nranks; i++)
+            pending += tp->peers[i].notice_pending;
+        if (!pending || verbs_now_ms() >= end)
+            break;
+        if (verbs_cq_drain(tp) == 0) {
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    for (i = 0; i < tp->nranks; i++)
+        if (tp->peers[i].notice_pending)
+            verbs_cm_disconnect(&tp->peers[i]);
+}
+
 static void verbs_close(rdt_transport_t *t)
 {
     rdt_verbs_t *tp = (rdt_verbs_t *)t;
@@ -2452,6 +3073,7 @@ static void verbs_close(rdt_transport_t *t)
     tp->closing = 1;
     verbs_abort_conns(tp);
     verbs_abort_deliver(tp);
+    verbs_cm_notices_flush(tp);
     pthread_mutex_unlock(&tp->lock);
     pthread_mutex_destroy(&tp->lock);
     verbs_free(tp);

@@ -69,4 +69,25 @@ void rdt_verbs_hs_unpack(const unsigned char *b, rdt_verbs_hs_t *h);
 int rdt_verbs_hs_check(const unsigned char *b, size_t len, const rdt_verbs_hs_want_t *w,
                        rdt_verbs_hs_t *h, char *why, size_t n);
 
+/*
+ * The same record for RDT_IB_CM=rdmacm, carried as the private data of rdma_connect and
+ * rdma_accept. A connect request has room for only 56 bytes of it on InfiniBand and RoCE (92 in
+ * the CM's REQ, 36 of them rdma_cm's own header), and rdma_cm itself exchanges the QP number,
+ * PSN, path and MTU, so this one keeps what rdma_cm does not know, RDT_VERBS_CM_LEN bytes:
+ *
+ *     0      4       8           24        32     36      40       48     52        56
+ *     |magic |version| token(16) | comm_id | rank | nranks| raddr  | rkey | slot_size |
+ *
+ * Unpacked into an rdt_verbs_hs_t whose qpn, psn, lid, mtu and gid are 0; judged like the full
+ * record, except for those fields.
+ */
+#define RDT_VERBS_CM_MAGIC 0x43544452u /* "RDTC" */
+#define RDT_VERBS_CM_VERSION 1u
+#define RDT_VERBS_CM_LEN 56
+
+void rdt_verbs_cm_pack(const rdt_verbs_hs_t *h, unsigned char *b);
+void rdt_verbs_cm_unpack(const unsigned char *b, rdt_verbs_hs_t *h);
+int rdt_verbs_cm_check(const unsigned char *b, size_t len, const rdt_verbs_hs_want_t *w,
+                       rdt_verbs_hs_t *h, char *why, size_t n);
+
 #endif /* RDT_VERBS_WIRE_H */

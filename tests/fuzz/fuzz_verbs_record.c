@@ -21,6 +21,9 @@
  *   - a refusal comes with a sentence, which fits any buffer (also 1 and 7 bytes, exactly
  *     allocated);
  *   - the verdict and sentence on the first 88 bytes are those on the whole input.
+ *   - the same bytes judged as the 56-byte rdma_cm record (rdt_verbs_cm_*, RDT_IB_CM=rdmacm):
+ *     exact re-encoding, accepted exactly when magic RDTC, version 1, the job, the expected rank
+ *     and a non-wrapping remote buffer; a refusal comes with a sentence.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -115,6 +118,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     FUZZ_TINY_SENTENCES(rdt_verbs_hs_check(b, len, &w, &h2, fuzz_w, fuzz_k), rc, rc != 0);
+
+    /* The same bytes as the rdma_cm record (RDT_IB_CM=rdmacm): 56 bytes without pads decode and
+     * re-encode exactly; accepted exactly when they say RDTC, version 1, this job, communicator,
+     * size and slot size, an expected rank and a remote buffer that does not wrap. */
+    memset(&h, 0, sizeof(h));
+    if (len >= RDT_VERBS_CM_LEN) {
+        rdt_verbs_cm_unpack(b, &h);
+        rdt_verbs_cm_pack(&h, again);
+        CHECK(memcmp(again, b, RDT_VERBS_CM_LEN) == 0);
+    }
+    if (mode & 4)
+        w.peer = h.hello.rank < (uint32_t)nranks ? (int)h.hello.rank : w.self;
+    memset(&out, 0, sizeof(out));
+    rc = rdt_verbs_cm_check(b, len, &w, &out, why, sizeof(why));
+    rank_ok = w.peer >= 0 ? h.hello.rank == (uint32_t)w.peer : h.hello.rank < (uint32_t)w.self;
+    want = len >= RDT_VERBS_CM_LEN && h.hello.magic == RDT_VERBS_CM_MAGIC &&
+           h.hello.version == RDT_VERBS_CM_VERSION &&
+           memcmp(h.hello.token, w.token, RDT_TOKEN_LEN) == 0 && h.hello.comm_id == w.comm_id &&
+           h.hello.nranks == (uint32_t)nranks && h.slot_size == SLOT && rank_ok && h.raddr != 0 &&
+           h.raddr + (w.buf_bytes - 1) >= h.raddr;
+    CHECK((rc == 0) == want);
+    if (rc == 0)
+        CHECK(memcmp(&out, &h, sizeof(h)) == 0 && out.hello.rank < (uint32_t)nranks);
+    else
+        CHECK(memchr(why, '\0', sizeof(why)) != NULL && why[0] != '\0');
+    FUZZ_TINY_SENTENCES(rdt_verbs_cm_check(b, len, &w, &h2, fuzz_w, fuzz_k), rc, rc != 0);
     free(b);
     return 0;
 }

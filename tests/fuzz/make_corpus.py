@@ -35,7 +35,7 @@ def wire_seed(addr, tag, length, bit, token):
 COMM = 0x0123456789ABCDEF
 MASK64 = (1 << 64) - 1
 MSG_MAGIC, NOTE_MAGIC, TCP_HS_MAGIC = 0x31544452, 0x41544452, 0x48544452
-SHM_MAGIC, VERBS_MAGIC = 0x4D485352, 0x56544452
+SHM_MAGIC, VERBS_MAGIC, VERBS_CM_MAGIC = 0x4D485352, 0x56544452, 0x43544452
 
 
 def hdr_check(tag, length, magic):
@@ -116,6 +116,13 @@ def verbs_rec(rank=0, nranks=2, comm=COMM, token=TOKEN, qpn=0x11, psn=0x123456, 
               gid=bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 1])):
     return struct.pack("<II16sQIIIIHBBI16sQII", VERBS_MAGIC, version, token, comm, rank, nranks,
                        qpn, psn, lid, mtu, 0, slot, gid, raddr, rkey, 0)
+
+
+def verbs_cm_rec(rank=0, nranks=2, comm=COMM, token=TOKEN, slot=64 << 10, raddr=0x7F0000000000,
+                 rkey=0x1234, version=1):
+    # the rdma_cm private data (RDT_IB_CM=rdmacm): hello, raddr, rkey, slot size
+    return struct.pack("<II16sQIIQII", VERBS_CM_MAGIC, version, token, comm, rank, nranks, raddr,
+                       rkey, slot)
 
 
 def verbs_seed(mode, self_rank, nranks, body):
@@ -272,6 +279,9 @@ SEEDS = {
         "claims_own_rank": verbs_seed(3, 1, 2, verbs_rec(rank=1)),
         "connector_wrong_rank": verbs_seed(7, 1, 4, verbs_rec(rank=9, nranks=4)),
         "tcp_handshake_instead": verbs_seed(3, 1, 2, tcp_hs() + bytes(48)),
+        "rdmacm_acceptor_rank0_of_2": verbs_seed(3, 1, 2, verbs_cm_rec()),
+        "rdmacm_connector_answer_rank3_of_4": verbs_seed(7, 1, 4, verbs_cm_rec(rank=3, nranks=4)),
+        "rdmacm_raddr_wraps": verbs_seed(3, 1, 2, verbs_cm_rec(raddr=0xFFFFFFFFFFFF0000)),
     },
     "fuzz_ctl": {
         # mode 3: the job is the datagram's own (token, communicator); rank 2 of 4 receives

@@ -6,7 +6,7 @@
  * loops that share no code with the library, and compares it bit for bit with what it received.
  * A rank exits 0 only if everything matched; the parent test asserts every exit status.
  *
- * One executable, three ctest entries (tests/CMakeLists.txt):
+ * One executable, four ctest entries (tests/CMakeLists.txt):
  *   test_collectives          the default suite, loopback TCP (RDT_TRANSPORT left as it is)
  *   test_collectives --large  the 16 MiB and odd large sizes over TCP (label slow)
  *   test_collectives --verbs  RDT_TRANSPORT=verbs on the RDMA device (label softroce): every
@@ -14,6 +14,10 @@
  *                             to 16 MiB with odd ones, operations in flight, faults; exits 77
  *                             (skipped) without a device, fails instead under
  *                             RDT_TEST_REQUIRE_RDMA=1 (rdt_test_require_rdma(), testutil.h).
+ *   test_collectives --verbs --skip '*16mib*'  the same under RDT_IB_CM=rdmacm (queue pairs
+ *                             connected through librdmacm) without the three long batteries:
+ *                             the data path is the same, the setup is what differs (--skip
+ *                             PATTERN: cmocka_set_skip_filter, * and ? as wildcards).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1205,6 +1209,11 @@ static void test_missing_or_contradictory_environment_is_a_clear_error(void **st
     setenv("RDT_TIMEOUT", "soon", 1);
     expect_create_error(RDT_ERR_CONFIG, "RDT_TIMEOUT");
     clear_env();
+    setenv("RDT_IB_CM", "ibcm", 1);
+    expect_create_error(RDT_ERR_CONFIG, "RDT_IB_CM='ibcm' is not a connection manager (tcp or "
+                                        "rdmacm)");
+    unsetenv("RDT_IB_CM");
+    clear_env();
 }
 
 static void test_an_unreachable_root_is_an_error_within_the_timeout(void **state)
@@ -1362,7 +1371,7 @@ static int run_large(void)
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
-static int run_verbs(void)
+static int run_verbs(const char *skip)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verbs_every_collective_dtype_and_size_to_16mib_is_exact_on_2_ranks),
@@ -1380,6 +1389,8 @@ static int run_verbs(void)
     /* no device: exit 77 (skipped), or 1 under RDT_TEST_REQUIRE_RDMA=1 */
     rdt_test_require_rdma("test_collectives --verbs", NULL);
     setenv("RDT_TRANSPORT", "verbs", 1); /* the ranks inherit it: verbs, or creation fails */
+    if (skip)
+        cmocka_set_skip_filter(skip);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
@@ -1390,7 +1401,9 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "--large") == 0)
         return run_large();
     if (argc == 2 && strcmp(argv[1], "--verbs") == 0)
-        return run_verbs();
-    fprintf(stderr, "usage: test_collectives [--large | --verbs]\n");
+        return run_verbs(NULL);
+    if (argc == 4 && strcmp(argv[1], "--verbs") == 0 && strcmp(argv[2], "--skip") == 0)
+        return run_verbs(argv[3]);
+    fprintf(stderr, "usage: test_collectives [--large | --verbs [--skip PATTERN]]\n");
     return 2;
 }

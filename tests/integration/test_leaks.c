@@ -51,7 +51,10 @@
  * the process's QPs as `rdma res show qp` lists them (the lines carrying "pid <ours>"): more than
  * 0 while connected, 0 after every destroy. Without the rdma tool (iproute2) the QPs are not
  * counted (said in the figures); the uverbs descriptors still prove the context was closed, and
- * QPs cannot outlive it.
+ * QPs cannot outlive it. ctest test_leaks_verbs_rdmacm runs it under RDT_IB_CM=rdmacm, where the
+ * device context is librdmacm's, open from its first use to the end of the process: the baseline
+ * is taken after that first use (l_rdmacm_first_use), and the QP count and the descriptors (the
+ * rdma_cm event channel among them) carry the proof.
  *
  * An operation issued after rdt_comm_abort sends nothing (this test found that it used to: the
  * engine started the new request before it looked at the abort flag), so the allreduce rank 1
@@ -77,6 +80,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef RDT_HAVE_VERBS
+#include <rdma/rdma_cma.h>
+#endif
 
 #include "rdmatrain.h"
 #include "spawn.h"
@@ -468,6 +475,24 @@ static int l_rank2(float *v)
     return bad;
 }
 
+
+/* Under RDT_IB_CM=rdmacm the transport uses librdmacm's device contexts, which librdmacm opens
+ * on first use and keeps until the process exits (one per device, not per communicator): they
+ * are opened here, before the baseline, so that what must come back exactly is everything the
+ * communicators made (their rdma_cm event channel, QPs, CQs, registrations). */
+static void l_rdmacm_first_use(void)
+{
+#ifdef RDT_HAVE_VERBS
+    const char *cm = getenv("RDT_IB_CM");
+    struct ibv_context **devs;
+
+    if (!l_plan->verbs || !cm || strcmp(cm, "rdmacm") != 0)
+        return;
+    devs = rdma_get_devices(NULL);
+    if (devs)
+        rdma_free_devices(devs);
+#endif
+}
 /* One communicator on rank 0 or 1: create, allreduce, @p fault, destroy. */
 static void l_cycle(int rank, const char *transport, int ti, int fault, float *v)
 {
@@ -568,6 +593,7 @@ static int l_body(int rank, int nranks, void *arg)
         free(v);
         return rc;
     }
+    l_rdmacm_first_use();
     base = l_count(base_fds); /* before any communicator exists */
     me->before = base;
     for (t = 0; t < l_plan->ntransports; t++) {
