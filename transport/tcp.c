@@ -1524,17 +1524,13 @@ out:
 /* The listening socket: the given numeric address only (never the wildcard), a kernel port. */
 static rdt_status_t tcp_listen(rdt_tcp_t *tp, const char *ip)
 {
-    struct addrinfo hints, *ai = NULL;
+    struct addrinfo *ai = NULL;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     int one = 1, rc;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    rc = getaddrinfo(ip, "0", &hints, &ai);
-    if (rc != 0 || !ai) {
+    rc = rdt_wire_numeric_addr(ip, &ai);
+    if (rc != 0) {
         rdt_warn("tcp", "cannot listen on '%s': not a numeric IPv4 or IPv6 address (%s)", ip,
                  gai_strerror(rc));
         return RDT_ERR_CONFIG;

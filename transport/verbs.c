@@ -1236,6 +1236,18 @@ static void verbs_hs_fill(rdt_verbs_t *tp, verbs_peer_t *p, unsigned char *h)
     rdt_verbs_hs_pack(&r, h);
 }
 
+/* What a connection record from peer @p peer (-1: whoever connected to us) must say. */
+static void verbs_want(const rdt_verbs_t *tp, int peer, rdt_verbs_hs_want_t *w)
+{
+    w->token = tp->token;
+    w->comm_id = tp->comm_id;
+    w->nranks = tp->nranks;
+    w->self = tp->rank;
+    w->peer = peer;
+    w->slot_size = VERBS_SLOT;
+    w->buf_bytes = VERBS_BUF_BYTES;
+}
+
 /* Judge a complete record from peer @p peer (-1: whoever connected to us) with
  * rdt_verbs_hs_check; on failure the reason goes to @p why. */
 static int verbs_hs_check(rdt_verbs_t *tp, const unsigned char *h, int peer, rdt_verbs_hs_t *r,
@@ -1243,13 +1255,7 @@ static int verbs_hs_check(rdt_verbs_t *tp, const unsigned char *h, int peer, rdt
 {
     rdt_verbs_hs_want_t w;
 
-    w.token = tp->token;
-    w.comm_id = tp->comm_id;
-    w.nranks = tp->nranks;
-    w.self = tp->rank;
-    w.peer = peer;
-    w.slot_size = VERBS_SLOT;
-    w.buf_bytes = VERBS_BUF_BYTES;
+    verbs_want(tp, peer, &w);
     return rdt_verbs_hs_check(h, VERBS_HS_LEN, &w, r, why, n);
 }
 
@@ -2055,13 +2061,7 @@ static int verbs_cm_check(rdt_verbs_t *tp, const verbs_cm_ev_t *e, int peer, rdt
 {
     rdt_verbs_hs_want_t w;
 
-    w.token = tp->token;
-    w.comm_id = tp->comm_id;
-    w.nranks = tp->nranks;
-    w.self = tp->rank;
-    w.peer = peer;
-    w.slot_size = VERBS_SLOT;
-    w.buf_bytes = VERBS_BUF_BYTES;
+    verbs_want(tp, peer, &w);
     return rdt_verbs_cm_check(e->pdata, e->len, &w, r, why, n);
 }
 
@@ -2698,17 +2698,13 @@ static int verbs_sa_is_loopback(const struct sockaddr_storage *ss)
  */
 static rdt_status_t verbs_cm_listen(rdt_verbs_t *tp, const char *ip)
 {
-    struct addrinfo hints, *ai = NULL;
+    struct addrinfo *ai = NULL;
     struct sockaddr *sa;
     socklen_t salen;
     int rc, fl;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    rc = getaddrinfo(ip, "0", &hints, &ai);
-    if (rc != 0 || !ai) {
+    rc = rdt_wire_numeric_addr(ip, &ai);
+    if (rc != 0) {
         verbs_set_error(tp, "cannot listen on '%s': not a numeric IPv4 or IPv6 address (%s)", ip,
                         gai_strerror(rc));
         return RDT_ERR_CONFIG;
@@ -2771,17 +2767,13 @@ static rdt_status_t verbs_cm_listen(rdt_verbs_t *tp, const char *ip)
 
 static rdt_status_t verbs_listen(rdt_verbs_t *tp, const char *ip)
 {
-    struct addrinfo hints, *ai = NULL;
+    struct addrinfo *ai = NULL;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     int one = 1, rc;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    rc = getaddrinfo(ip, "0", &hints, &ai);
-    if (rc != 0 || !ai) {
+    rc = rdt_wire_numeric_addr(ip, &ai);
+    if (rc != 0) {
         verbs_set_error(tp, "cannot listen on '%s': not a numeric IPv4 or IPv6 address (%s)", ip,
                         gai_strerror(rc));
         return RDT_ERR_CONFIG;

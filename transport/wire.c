@@ -193,3 +193,19 @@ void rdt_wire_eventfd_kick(int fd)
         n = write(fd, &one, sizeof(one));
     while (n < 0 && errno == EINTR);
 }
+
+int rdt_wire_numeric_addr(const char *ip, struct addrinfo **ai_p)
+{
+    struct addrinfo hints;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    *ai_p = NULL;
+    rc = getaddrinfo(ip, "0", &hints, ai_p);
+    if (rc == 0 && !*ai_p)
+        rc = EAI_NONAME;
+    return rc;
+}

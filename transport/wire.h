@@ -31,6 +31,12 @@ void rdt_wire_sockaddr_str(const struct sockaddr *sa, socklen_t len, char *buf, 
  * bytes used (8 or 24). */
 size_t rdt_wire_sockaddr_pack(const struct sockaddr *sa, unsigned char *a);
 
+/* Resolve @p ip, a numeric IPv4 or IPv6 address, for a listening socket on a port the kernel
+ * picks (getaddrinfo with AI_NUMERICHOST): getaddrinfo's code (0 with *ai_p to freeaddrinfo;
+ * an EAI_* code, or EAI_NONAME for no result, to gai_strerror). */
+struct addrinfo;
+int rdt_wire_numeric_addr(const char *ip, struct addrinfo **ai_p);
+
 /* The reverse; -1 for an unknown family or port 0. */
 int rdt_wire_sockaddr_unpack(const unsigned char *a, struct sockaddr_storage *ss,
                              socklen_t *len_p);
