@@ -120,6 +120,7 @@ static rdt_comm_t *comm_alloc(int rank, int nranks, const rdt_config_t *cfg)
     comm->cfg = *cfg;
     comm->timeout_s = cfg->timeout_s;
     comm->ctl_fd = -1;
+    comm->ctl_heard_from = -1;
     comm->nslots = cfg->slices > 0 ? cfg->slices : 3;
     comm->hosts = calloc((size_t)nranks, RDT_HOST_MAX);
     comm->send_seq = calloc((size_t)nranks, sizeof(uint32_t));

@@ -163,6 +163,7 @@ struct rdt_comm {
     int ctl_second_hand;      /* the failure was heard on the channel: not repeated on it */
     char *ctl_heard;          /* another rank's last word, heard at ctl_heard_at (ctl.c) */
     double ctl_heard_at;
+    int ctl_heard_from;       /* the rank that said it */
 };
 
 /* Replace the executor's scratch by @p mem (@p bytes; NULL frees it), keeping its registration

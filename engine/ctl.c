@@ -160,6 +160,7 @@ static void ctl_heard_gave_up(rdt_comm_t *comm, const rdt_ctl_msg_t *m)
     if (!comm->ctl_heard)
         return;
     comm->ctl_heard_at = rdt_now();
+    comm->ctl_heard_from = m->from;
     /* a sentence that already says who gave up first is passed on as it came */
     if (strncmp(m->text, "rank ", 5) == 0 && strstr(m->text, " gave up: "))
         snprintf(comm->ctl_heard, RDT_ERRMSG_LEN, "%s", m->text);
@@ -212,7 +213,7 @@ void rdt_ctl_gave_up(rdt_comm_t *comm)
 /* Following the chain                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
-enum { K_UNKNOWN, K_ASKED, K_ANSWERED };
+enum { K_UNKNOWN, K_ASKED, K_ANSWERED, K_GAVE_UP /* silent, but its last word was heard */ };
 
 typedef struct search {
     rdt_comm_t *comm;
@@ -275,6 +276,7 @@ void rdt_ctl_blame(rdt_comm_t *comm, double grace, char *out, size_t len)
     int mine[RDT_CTL_MAX_WAIT], nmine, q, i, open, silent = 0, idle = 0, first = -1;
     int gave_up = -1;
     rdt_ctl_msg_t last_word;
+    char said[RDT_ERRMSG_LEN + 64];
     char text[RDT_CTL_TEXT_MAX + 1];
     double t0 = rdt_now(), last = 0, now;
     size_t n = strlen(out);
@@ -329,6 +331,17 @@ void rdt_ctl_blame(rdt_comm_t *comm, double grace, char *out, size_t len)
         (void)poll(&pfd, 1, 20);
     }
 
+    /* A rank that gave up before it could answer is not "in no call": it left, and said why
+     * (heard during this search, or while this rank was still waiting) */
+    if (gave_up >= 0)
+        snprintf(said, sizeof(said), "rank %d (host %s) gave up: %s", gave_up,
+                 comm->hosts + (size_t)gave_up * RDT_HOST_MAX, last_word.text);
+    else if (comm->ctl_heard && comm->ctl_heard_from >= 0 && comm->ctl_heard_from < comm->nranks) {
+        gave_up = comm->ctl_heard_from;
+        snprintf(said, sizeof(said), "%s", comm->ctl_heard);
+    }
+    if (gave_up >= 0 && s.known[gave_up] == K_ASKED)
+        s.known[gave_up] = K_GAVE_UP;
     for (q = 0; q < comm->nranks; q++) {
         if (s.known[q] == K_ASKED) {
             silent++;
@@ -355,8 +368,12 @@ void rdt_ctl_blame(rdt_comm_t *comm, double grace, char *out, size_t len)
                    "stuck outside the library, or blocked in another operation)",
                    grace, silent > 1 ? "they are" : "it is");
     } else if (gave_up >= 0) {
-        n = append(out, len, n, "; meanwhile rank %d (host %s) gave up: %s", gave_up,
-                   comm->hosts + (size_t)gave_up * RDT_HOST_MAX, last_word.text);
+        n = append(out, len, n, "; ");
+        if (s.known[gave_up] == K_GAVE_UP && s.parent[gave_up] != comm->rank) {
+            n = chain_text(&s, gave_up, out, len, n);
+            n = append(out, len, n, "; ");
+        }
+        n = append(out, len, n, "meanwhile %s", said);
     } else if (idle) {
         n = append(out, len, n, "; rank");
         for (q = 0, i = 0; q < comm->nranks; q++)
