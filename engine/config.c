@@ -68,10 +68,11 @@ static const knob_t knobs[] = {
      "the sender's memory (process_vm_readv); smaller ones through the ring; 0 = always the "
      "ring"},
     {"RDT_SHM_ONESHOT", "8k", K_SIZE, F(shm_oneshot), 0,
-     "shm: with every rank on one host, collectives whose contribution per rank is at most this "
-     "many bytes (65504 at most) run as one exchange through shared memory (each rank writes "
-     "its part once and reads the others') instead of a schedule of messages; 0 = never; "
-     "RDT_ALGO forcing a collective's algorithm turns it off for that collective"},
+     "shm: with every rank on one host, allreduce, allgather, reduce_scatter, alltoall and "
+     "barrier with at most this many bytes per rank (65504 at most) run as one exchange through "
+     "shared memory (each rank writes its part once and reads the others') instead of a "
+     "schedule of messages; 0 = never; RDT_ALGO forcing a collective's algorithm turns it off "
+     "for that collective"},
     {"RDT_IB_DEV", "", K_STR, S(ib_dev),
      "RDMA device and port for verbs, name[:port] (e.g. mlx5_0:1, rxe0); empty = the first "
      "device with an active port"},

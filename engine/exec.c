@@ -608,17 +608,17 @@ static rdt_status_t p2p_start(rdt_request_t *req)
 /* One-shot collectives                                                                         */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Bytes rank @p r contributes to @p req's exchange. */
-static size_t oneshot_contribution(const rdt_request_t *req, int r)
+/* Bytes each rank contributes to @p req's exchange (all alike: broadcast and reduce, where
+ * they would differ, keep their schedules; select.c). */
+static size_t oneshot_contribution(const rdt_request_t *req)
 {
     size_t bytes = req->count * rdt_dtype_size(req->dtype);
 
     switch (req->coll) {
     case RDT_COLL_REDUCE_SCATTER:
     case RDT_COLL_ALLTOALL: return bytes * (size_t)req->comm->nranks;
-    case RDT_COLL_BROADCAST: return r == req->root ? bytes : 0;
     case RDT_COLL_BARRIER: return 0;
-    default: return bytes;
+    default: return bytes; /* allreduce, allgather */
     }
 }
 
@@ -648,19 +648,14 @@ static rdt_status_t oneshot_finish(rdt_request_t *req)
     int r, me = comm->rank;
 
     for (r = 0; r < comm->nranks; r++) /* the tags agree, so must the sizes */
-        if (comm->share_lens[r] != oneshot_contribution(req, r))
+        if (comm->share_lens[r] != oneshot_contribution(req))
             return rdt_comm_set_error(comm, RDT_ERR_MISMATCH, "rank %d (host %s) contributed %zu "
                                       "bytes to a one-shot exchange, rank %d expected %zu", r,
                                       comm->hosts + (size_t)r * RDT_HOST_MAX,
-                                      comm->share_lens[r], me, oneshot_contribution(req, r));
+                                      comm->share_lens[r], me, oneshot_contribution(req));
     switch (req->coll) {
     case RDT_COLL_ALLREDUCE: oneshot_reduce(req, out, 0); break;
-    case RDT_COLL_REDUCE:
-        if (me == req->root)
-            oneshot_reduce(req, out, 0);
-        break;
     case RDT_COLL_REDUCE_SCATTER: oneshot_reduce(req, out, (size_t)me * bytes); break;
-    case RDT_COLL_BROADCAST: memcpy(out, v[req->root], bytes); break;
     case RDT_COLL_ALLGATHER:
         for (r = 0; r < comm->nranks; r++)
             memcpy(out + (size_t)r * bytes, v[r], bytes);
@@ -706,7 +701,7 @@ static void oneshot_start(rdt_request_t *req)
     rdt_status_t st;
 
     memset(x, 0, sizeof(*x));
-    x->len = oneshot_contribution(req, comm->rank);
+    x->len = oneshot_contribution(req);
     x->buf = x->len ? (void *)req->sendbuf : NULL;
     x->peer = -1;
     x->tag = req->tag_hi;

@@ -123,16 +123,21 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
 
 /*
  * One exchange through shared memory (every rank writes its contribution once, then reads the
- * others' straight from their segments) costs one synchronisation and n reads of the
- * contribution; a schedule costs a message per round. Below RDT_SHM_ONESHOT bytes per rank (see
- * the benchmarks in docs/) the exchange wins; a collective whose algorithm RDT_ALGO forces keeps
- * its schedule.
+ * others' straight from their segments) costs one synchronisation of all ranks and n reads of
+ * the contribution; a schedule costs a message per round. Below RDT_SHM_ONESHOT bytes per rank
+ * (see the benchmarks in docs/) the exchange wins for the collectives whose every result depends
+ * on every rank (allreduce, allgather, reduce_scatter, alltoall, barrier), which synchronise all
+ * ranks anyway. Broadcast and reduce do not: their schedules let the root run ahead of the
+ * others, and back to back they beat the exchange's synchronisation (4 ranks on 2 cores: 0.5 us
+ * against 2.8 us), so they keep their schedules. A collective whose algorithm RDT_ALGO forces
+ * keeps its schedule too.
  */
 int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype)
 {
     size_t bytes = count * rdt_dtype_size(dtype);
 
-    if (!comm->share_max || comm->forced[coll] >= 0)
+    if (!comm->share_max || comm->forced[coll] >= 0 || coll == RDT_COLL_BROADCAST ||
+        coll == RDT_COLL_REDUCE)
         return 0;
     if (coll == RDT_COLL_REDUCE_SCATTER || coll == RDT_COLL_ALLTOALL)
         bytes *= (size_t)comm->nranks; /* each rank contributes every rank's part */
