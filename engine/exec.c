@@ -565,24 +565,32 @@ static int coll_advance(rdt_request_t *req)
 /* Requests                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
+/* @p req's transfer failed with @p st: unless the communicator failed already, its sentence
+ * names the request, this rank and what the transport said (plus @p mismatch_why on a
+ * mismatch), and it fails (rdt_exec_advance finishes the failure). */
+static void req_transfer_failed(rdt_request_t *req, rdt_status_t st, const char *mismatch_why)
+{
+    rdt_comm_t *comm = req->comm;
+    char name[160];
+
+    if (comm->failed != RDT_SUCCESS)
+        return;
+    rdt_exec_request_name(req, name, sizeof(name));
+    rdt_comm_set_error(comm, st, "%s on rank %d (host %s): %s%s", name, comm->rank, comm->host,
+                       comm->tp->error[0] ? comm->tp->error : rdt_status_str(st),
+                       st == RDT_ERR_MISMATCH ? mismatch_why : "");
+    comm->failed = st;
+}
+
 static void p2p_done(rdt_xfer_t *x, rdt_status_t st)
 {
     rdt_request_t *req = x->arg;
-    rdt_comm_t *comm = req->comm;
 
     req->done = 1;
     req->status = st;
-    if (st != RDT_SUCCESS && comm->failed == RDT_SUCCESS) {
-        char name[160];
-        rdt_exec_request_name(req, name, sizeof(name));
-        rdt_comm_set_error(comm, st, "%s on rank %d (host %s): %s%s", name, comm->rank,
-                           comm->host, comm->tp->error[0] ? comm->tp->error : rdt_status_str(st),
-                           st == RDT_ERR_MISMATCH
-                               ? " (the two ranks passed different counts or dtypes, or their "
-                                 "sends and receives are not in the same order)"
-                               : "");
-        comm->failed = st;
-    }
+    if (st != RDT_SUCCESS)
+        req_transfer_failed(req, st, " (the two ranks passed different counts or dtypes, or "
+                                     "their sends and receives are not in the same order)");
 }
 
 static rdt_status_t p2p_start(rdt_request_t *req)
@@ -674,23 +682,17 @@ static void oneshot_done(rdt_xfer_t *x, rdt_status_t st)
     rdt_request_t *req = x->arg;
     rdt_comm_t *comm = req->comm;
 
-    if (st == RDT_SUCCESS)
+    if (st == RDT_SUCCESS) {
         st = oneshot_finish(req); /* inside the callback: the views are valid until it returns */
-    else if (comm->failed == RDT_SUCCESS) {
-        char name[160];
-        rdt_exec_request_name(req, name, sizeof(name));
-        rdt_comm_set_error(comm, st, "%s on rank %d (host %s): %s%s", name, comm->rank,
-                           comm->host, comm->tp->error[0] ? comm->tp->error : rdt_status_str(st),
-                           st == RDT_ERR_MISMATCH
-                               ? " (the ranks called different collectives, or passed "
-                                 "different counts, dtypes, operations or roots)"
-                               : "");
+        if (st != RDT_SUCCESS && comm->failed == RDT_SUCCESS)
+            comm->failed = st; /* oneshot_finish said why */
+    } else {
+        req_transfer_failed(req, st, " (the ranks called different collectives, or passed "
+                                     "different counts, dtypes, operations or roots)");
     }
     req->done = 1;
     req->status = st;
-    if (st != RDT_SUCCESS && comm->failed == RDT_SUCCESS)
-        comm->failed = st;
-    else if (st == RDT_SUCCESS && req->checked)
+    if (st == RDT_SUCCESS && req->checked)
         rdt_coll_check_verdict(req);
 }
 
