@@ -402,6 +402,8 @@ static rdt_status_t coll_issue(rdt_comm_t *comm, const coll_args_t *a, rdt_reque
                                       rdt_coll_name(a->coll), comm->rank, rdt_algo_name(algo),
                                       rdt_status_str(st));
         req->nslices = a->count ? (a->count + req->slice_len - 1) / req->slice_len : 1;
+        /* the plan stays ready: unless every rank's buffers qualify, it runs (exec.c) */
+        req->direct = rdt_select_direct(comm, a->coll, a->count, a->dtype);
     }
     fp_pack(fp, comm->next_seq, a);
     req->seq = comm->next_seq;

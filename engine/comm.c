@@ -162,6 +162,11 @@ void rdt_comm_destroy(rdt_comm_t *comm)
     free(comm->hosts);
     free(comm->share_views);
     free(comm->share_lens);
+    free(comm->direct_offers);
+    free(comm->direct_src);
+    free(comm->direct_dst);
+    free(comm->direct_tmp);
+    rdt_mapped_cache_free(comm->mapped);
     free(comm->send_seq);
     free(comm->recv_seq);
     free(comm->p2p_send);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "mapped.h"
 #include "rdmatrain.h"
 #include "sched.h"
 #include "transport.h"
@@ -85,12 +86,21 @@ struct rdt_request {
     rdt_slot_t *slots;        /* comm->nslots entries */
     /* one exchange through shared memory (transport ishare) instead of a plan (exec.c) */
     int oneshot;
+    /* direct through peers' mapped buffers (exec.c): 0 = no, else the RDT_DIRECT_* phase */
+    int direct;
     /* p2p execution, and the one-shot exchange */
     rdt_xfer_t xfer;
     /* the transport's holds on the send and receive buffers while the request runs */
     void *hold[2];
     void (*release)(void *hold);
 };
+
+/* What a rank tells the others at the start of a direct collective (exec.c). */
+typedef struct rdt_direct_offer {
+    uint32_t ok; /* 1: every buffer of this rank that the others touch is rdt_mem_alloc memory */
+    uint32_t zero;
+    rdt_mapped_desc_t src, dst;
+} rdt_direct_offer_t;
 
 struct rdt_comm {
     int rank;
@@ -143,6 +153,15 @@ struct rdt_comm {
     size_t share_max;
     const void **share_views;
     size_t *share_lens;
+    /* direct collectives (select.c, exec.c; mapped.h): whether they may run (every rank on this
+     * host, RDT_SHM_DIRECT), every rank's offer in the call in progress, its buffers as mapped
+     * here, the chunk of reduced elements on their way out, the peers' allocations mapped */
+    int direct_on;
+    struct rdt_direct_offer *direct_offers;
+    unsigned char **direct_src;
+    unsigned char **direct_dst;
+    unsigned char *direct_tmp;
+    struct rdt_mapped_cache *mapped;
     /* selection: algorithm forced per collective by RDT_ALGO (-1: none) */
     int forced[RDT_COLL_COUNT];
     /* selection: which (collective, log2 size) choices were already logged */
@@ -216,6 +235,7 @@ void rdt_coll_fp_describe(const unsigned char *fp, int with_seq, char *buf, size
 
 /* select.c: does this call run as one exchange through shared memory (comm->share_max)? */
 int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype);
+int rdt_select_direct(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype);
 /* select.c: choose algorithm and slice length (elements of one unit piece) for a call. */
 rdt_status_t rdt_select(rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype,
                         rdt_algo_t *algo_p, size_t *slice_len_p);

@@ -28,6 +28,18 @@
  * each rank contributes its part once and, when all have, reads every rank's contribution in
  * place and computes its own result from them: reductions combine the contributions in rank
  * order, so every rank gets the same bits.
+ *
+ * Direct collectives (req->direct, chosen by rdt_select_direct for large ones on one host): the
+ * ranks first exchange offers (the same exchange, 64 bytes each) saying where their buffers are
+ * in rdt_mem_alloc memory (mapped.h). If any rank's are not, every rank runs the plan chosen as
+ * usual. If all are, each maps the others' allocations (cached) and makes one pass over the
+ * data: an allreduce's vector is cut into one slice per rank (4 KiB-aligned), and rank k reduces
+ * slice k of every rank's send buffer, in rank order, a chunk at a time into a small buffer that
+ * stays in cache, then writes it into every rank's receive buffer; reduce does the same into the
+ * root's; reduce_scatter, allgather, broadcast and alltoall read what they need from the others'
+ * send buffers into their own receive buffer. A second exchange (empty) ends the call: nobody
+ * returns while another rank may still read or write its buffers. In-place alltoall (a rank's
+ * block would be overwritten while a peer still reads it) keeps its schedule.
  */
 #include <errno.h>
 #include <sched.h>
@@ -517,6 +529,8 @@ static void slot_start(rdt_request_t *req, rdt_slot_t *sl, size_t k)
         round_begin(req, sl);
 }
 
+static int direct_advance(rdt_request_t *req);
+
 /* Move one request forward as far as it goes without waiting. Returns nonzero if anything
  * changed (so the caller loops). */
 static int coll_advance(rdt_request_t *req)
@@ -526,6 +540,11 @@ static int coll_advance(rdt_request_t *req)
 
     if (req->oneshot)
         return 0; /* its callback completes it */
+    if (req->direct) {
+        changed = direct_advance(req);
+        if (req->direct || comm->failed)
+            return changed;
+    }
     if (!req->plan) { /* count 0 under RDT_CHECK: the check was all there was to do */
         req->done = 1;
         req->status = RDT_SUCCESS;
@@ -714,6 +733,243 @@ static void oneshot_start(rdt_request_t *req)
         oneshot_done(x, st);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Direct collectives                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+enum { RDT_DIRECT_OFFER = 1, RDT_DIRECT_RUN, RDT_DIRECT_END, RDT_DIRECT_FALLBACK };
+
+#define DIRECT_CHUNK ((size_t)128 << 10) /* bytes reduced at a time (stays in L2) */
+#define DIRECT_ALIGN ((size_t)4096)      /* slice boundaries: no two ranks write one line */
+/* the exchanges' tags differ from the one-shot exchange's of the same call */
+#define DIRECT_TAG_OFFER 0x0ffe700000000000ULL
+#define DIRECT_TAG_END 0x0e7d000000000000ULL
+
+static rdt_status_t sched_start(rdt_request_t *req);
+
+/* Which of this rank's buffers the others touch, and whether they are all mappable. */
+static void direct_offer_make(const rdt_request_t *req, rdt_direct_offer_t *o)
+{
+    const rdt_comm_t *comm = req->comm;
+    size_t in, out;
+    int need_src, need_dst, ok = 1;
+
+    rdt_coll_extents(req->coll, req->count, rdt_dtype_size(req->dtype), comm->nranks, &in, &out);
+    memset(o, 0, sizeof(*o));
+    need_src = req->coll != RDT_COLL_BROADCAST || comm->rank == req->root;
+    need_dst = req->coll == RDT_COLL_ALLREDUCE ||
+               (req->coll == RDT_COLL_REDUCE && comm->rank == req->root);
+    if (need_src)
+        ok &= rdt_mapped_find(req->sendbuf, in, &o->src);
+    if (need_dst)
+        ok &= rdt_mapped_find(req->recvbuf, out, &o->dst);
+    if (req->coll == RDT_COLL_ALLTOALL && req->sendbuf == req->recvbuf)
+        ok = 0;
+    o->ok = (uint32_t)ok;
+}
+
+/* The end of the call: every rank is done with every buffer. */
+static void direct_end_done(rdt_xfer_t *x, rdt_status_t st)
+{
+    rdt_request_t *req = x->arg;
+
+    if (st != RDT_SUCCESS)
+        req_transfer_failed(req, st, " (the ranks called different collectives, or passed "
+                                     "different counts, dtypes, operations or roots)");
+    req->done = 1;
+    req->status = st;
+}
+
+static void direct_offers_done(rdt_xfer_t *x, rdt_status_t st)
+{
+    rdt_request_t *req = x->arg;
+    rdt_comm_t *comm = req->comm;
+    int r, all = 1;
+
+    if (st == RDT_SUCCESS) {
+        for (r = 0; r < comm->nranks && st == RDT_SUCCESS; r++) {
+            if (comm->share_lens[r] != sizeof(rdt_direct_offer_t)) {
+                st = rdt_comm_set_error(comm, RDT_ERR_MISMATCH, "rank %d (host %s) offered %zu "
+                                        "bytes for a direct collective, rank %d expected %zu",
+                                        r, comm->hosts + (size_t)r * RDT_HOST_MAX,
+                                        comm->share_lens[r], comm->rank,
+                                        sizeof(rdt_direct_offer_t));
+                comm->failed = st;
+                break;
+            }
+            memcpy(&comm->direct_offers[r], comm->share_views[r], sizeof(rdt_direct_offer_t));
+            all &= comm->direct_offers[r].ok == 1;
+        }
+    } else {
+        req_transfer_failed(req, st, " (the ranks called different collectives, or passed "
+                                     "different counts, dtypes, operations or roots)");
+    }
+    if (st != RDT_SUCCESS) {
+        req->done = 1;
+        req->status = st;
+        return;
+    }
+    req->direct = all ? RDT_DIRECT_RUN : RDT_DIRECT_FALLBACK; /* coll_advance goes on */
+}
+
+/* Post this rank's part of the exchange that begins (@p end 0) or ends a direct call. */
+static void direct_exchange(rdt_request_t *req, int end)
+{
+    rdt_comm_t *comm = req->comm;
+    rdt_xfer_t *x = &req->xfer;
+    rdt_direct_offer_t o;
+    rdt_status_t st;
+
+    memset(x, 0, sizeof(*x));
+    if (!end) {
+        direct_offer_make(req, &o);
+        x->buf = &o;
+        x->len = sizeof(o);
+    }
+    x->peer = -1;
+    x->tag = req->tag_hi ^ (end ? DIRECT_TAG_END : DIRECT_TAG_OFFER);
+    x->cb = end ? direct_end_done : direct_offers_done;
+    x->arg = req;
+    req->direct = end ? RDT_DIRECT_END : RDT_DIRECT_OFFER;
+    st = comm->tp->ops->ishare(comm->tp, x, comm->share_views, comm->share_lens);
+    if (st != RDT_SUCCESS)
+        x->cb(x, st);
+}
+
+/* Rank @p r's buffer of an offer, as an address here. */
+static unsigned char *direct_addr(rdt_request_t *req, int r, const rdt_mapped_desc_t *d,
+                                  const void *own, const char *which)
+{
+    rdt_comm_t *comm = req->comm;
+    char err[300];
+    unsigned char *p;
+
+    if (r == comm->rank)
+        return (unsigned char *)own;
+    if (!d->serial)
+        return NULL; /* a buffer this collective does not use there */
+    p = rdt_mapped_peer(&comm->mapped, r, d, err, sizeof(err));
+    if (!p) {
+        char name[160];
+        rdt_exec_request_name(req, name, sizeof(name));
+        rdt_comm_set_error(comm, RDT_ERR_SYSTEM, "%s on rank %d (host %s): cannot map the %s "
+                           "buffer of rank %d (host %s): %s", name, comm->rank, comm->host, which,
+                           r, comm->hosts + (size_t)r * RDT_HOST_MAX, err);
+        comm->failed = RDT_ERR_SYSTEM;
+    }
+    return p;
+}
+
+/* tmp = src[0] + off (op) src[1] + off (op) ..., n elements, in rank order (then the average). */
+static void direct_reduce_chunk(const rdt_request_t *req, unsigned char *tmp, size_t off, size_t n)
+{
+    const rdt_comm_t *comm = req->comm;
+    unsigned char *const *src = comm->direct_src;
+    rdt_op_t op = kernel_op(req->op);
+    int r;
+
+    rdt_reduce_local(tmp, src[0] + off, src[1] + off, n, req->dtype, op);
+    for (r = 2; r < comm->nranks; r++)
+        rdt_reduce_local(tmp, tmp, src[r] + off, n, req->dtype, op);
+    if (req->op == RDT_AVG)
+        rdt_reduce_scale_avg(tmp, n, req->dtype, comm->nranks);
+}
+
+/* Every buffer is here: this rank's share of the work. */
+static void direct_run(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    unsigned char **src = comm->direct_src, **dst = comm->direct_dst;
+    size_t es = rdt_dtype_size(req->dtype), bytes = req->count * es;
+    int n = comm->nranks, me = comm->rank, r;
+
+    for (r = 0; r < n && !comm->failed; r++) {
+        src[r] = direct_addr(req, r, &comm->direct_offers[r].src, req->sendbuf, "send");
+        dst[r] = direct_addr(req, r, &comm->direct_offers[r].dst, req->recvbuf, "receive");
+    }
+    if (comm->failed)
+        return;
+    if (!comm->direct_tmp && (req->coll == RDT_COLL_ALLREDUCE || req->coll == RDT_COLL_REDUCE ||
+                              req->coll == RDT_COLL_REDUCE_SCATTER)) {
+        if (posix_memalign((void **)&comm->direct_tmp, 64, DIRECT_CHUNK) != 0) {
+            comm->direct_tmp = NULL;
+            rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for a direct collective");
+            comm->failed = RDT_ERR_NO_MEMORY;
+            return;
+        }
+    }
+    switch (req->coll) {
+    case RDT_COLL_ALLREDUCE:
+    case RDT_COLL_REDUCE: {
+        /* slice me: [lo, hi) elements, boundaries on DIRECT_ALIGN bytes */
+        size_t unit = DIRECT_ALIGN / es, per = (req->count + (size_t)n - 1) / (size_t)n;
+        size_t lo, hi, c, step = DIRECT_CHUNK / es;
+        per = (per + unit - 1) / unit * unit;
+        lo = (size_t)me * per < req->count ? (size_t)me * per : req->count;
+        hi = lo + per < req->count ? lo + per : req->count;
+        for (c = lo; c < hi; c += step) {
+            size_t m = hi - c < step ? hi - c : step;
+            direct_reduce_chunk(req, comm->direct_tmp, c * es, m);
+            if (req->coll == RDT_COLL_REDUCE)
+                memcpy(dst[req->root] + c * es, comm->direct_tmp, m * es);
+            else
+                for (r = 0; r < n; r++)
+                    memcpy(dst[r] + c * es, comm->direct_tmp, m * es);
+        }
+        break;
+    }
+    case RDT_COLL_REDUCE_SCATTER: {
+        size_t c, step = DIRECT_CHUNK / es;
+        for (c = 0; c < req->count; c += step) {
+            size_t m = req->count - c < step ? req->count - c : step;
+            direct_reduce_chunk(req, comm->direct_tmp, (size_t)me * bytes + c * es, m);
+            memcpy(dst[me] + c * es, comm->direct_tmp, m * es);
+        }
+        break;
+    }
+    case RDT_COLL_ALLGATHER:
+        for (r = 0; r < n; r++) /* in place, this rank's block is there already */
+            if (dst[me] + (size_t)r * bytes != src[r])
+                memcpy(dst[me] + (size_t)r * bytes, src[r], bytes);
+        break;
+    case RDT_COLL_BROADCAST:
+        if (dst[me] != src[req->root])
+            memcpy(dst[me], src[req->root], bytes);
+        break;
+    case RDT_COLL_ALLTOALL:
+        for (r = 0; r < n; r++)
+            memcpy(dst[me] + (size_t)r * bytes, src[r] + (size_t)me * bytes, bytes);
+        break;
+    default: break;
+    }
+}
+
+/* The direct phases that move without waiting (coll_advance). Returns nonzero if anything
+ * changed; leaves req->direct 0 when the schedule is to run. */
+static int direct_advance(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    rdt_status_t st;
+
+    if (req->direct == RDT_DIRECT_RUN) {
+        direct_run(req);
+        if (!comm->failed)
+            direct_exchange(req, 1);
+        return 1;
+    }
+    if (req->direct != RDT_DIRECT_FALLBACK)
+        return 0; /* an exchange is outstanding: its callback moves on */
+    req->direct = 0;
+    st = sched_start(req);
+    if (st != RDT_SUCCESS && !comm->failed) {
+        char name[160];
+        rdt_exec_request_name(req, name, sizeof(name));
+        rdt_comm_set_error(comm, st, "%s on rank %d: %s", name, comm->rank, rdt_status_str(st));
+        comm->failed = st;
+    }
+    return 1;
+}
+
 /* Keep the user's buffers registered for the whole call when the transport pins memory for
  * zero-copy (one registration per buffer and call instead of one per message). */
 static void req_hold(rdt_request_t *req)
@@ -756,10 +1012,8 @@ static void req_unhold(rdt_request_t *req)
 rdt_status_t rdt_exec_start(rdt_request_t *req)
 {
     rdt_comm_t *comm = req->comm;
-    const rdt_plan_t *p;
     rdt_status_t st;
     double now;
-    uint32_t i;
 
     req->started = 1;
     now = now_coarse();
@@ -775,6 +1029,21 @@ rdt_status_t rdt_exec_start(rdt_request_t *req)
         oneshot_start(req);
         return RDT_SUCCESS;
     }
+    if (req->direct) {
+        direct_exchange(req, 0);
+        return RDT_SUCCESS;
+    }
+    return sched_start(req);
+}
+
+/* The schedule's part of starting a request. */
+static rdt_status_t sched_start(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    const rdt_plan_t *p;
+    rdt_status_t st;
+    uint32_t i;
+
     if (!req->plan)
         return RDT_SUCCESS; /* count 0 under RDT_CHECK: nothing to run */
     st = slots_prepare(comm, req);
@@ -908,13 +1177,16 @@ static int describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_t
                  comm->hosts + (size_t)req->peer * RDT_HOST_MAX);
         return 1;
     }
-    if (req->oneshot) {
+    if (req->oneshot || req->direct) {
         int r = req->xfer.peer;
         if (r < 0)
             snprintf(buf, len, "nothing (the exchange is complete)");
         else
-            snprintf(buf, len, "the contribution of rank %d (host %s) to the one-shot exchange",
-                     r, comm->hosts + (size_t)r * RDT_HOST_MAX);
+            snprintf(buf, len, "the contribution of rank %d (host %s) to the %s", r,
+                     comm->hosts + (size_t)r * RDT_HOST_MAX,
+                     req->oneshot                       ? "one-shot exchange"
+                     : req->direct == RDT_DIRECT_OFFER ? "exchange that begins a direct call"
+                                                        : "exchange that ends a direct call");
         return r >= 0;
     }
     buf[0] = '\0';
@@ -957,7 +1229,7 @@ int rdt_exec_wait_state(rdt_comm_t *comm, int *peers, int max, char *text, size_
     snprintf(text, len, "%s, waiting for: %s", name, what);
     if (req->kind != RDT_REQ_COLL)
         return max > 0 ? (peers[0] = req->peer, 1) : 0;
-    if (req->oneshot)
+    if (req->oneshot || req->direct)
         return max > 0 && req->xfer.peer >= 0 ? (peers[0] = req->xfer.peer, 1) : 0;
     for (i = 0; i < comm->nslots && req->plan; i++) {
         rdt_slot_t *sl = &comm->slots[i];
@@ -990,9 +1262,10 @@ void rdt_exec_request_name(const rdt_request_t *req, char *buf, size_t len)
     } else {
         snprintf(buf, len, "%s #%u (%s x %zu, %s)", rdt_coll_name(req->coll), req->seq,
                  rdt_dtype_name(req->dtype), req->count,
-                 req->oneshot ? "one-shot"
-                 : req->plan  ? rdt_algo_name(req->plan->sched->algo)
-                              : "nothing to move");
+                 req->oneshot  ? "one-shot"
+                 : req->direct ? "direct"
+                 : req->plan   ? rdt_algo_name(req->plan->sched->algo)
+                               : "nothing to move");
     }
 }
 

@@ -73,8 +73,11 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
         comm->forced[c] = -1;
     /* one-shot exchanges: every rank on this host (the transport knows), and room to see them */
     comm->share_max = 0;
-    if (comm->nranks > 1 && comm->cfg.shm_oneshot && comm->tp && comm->tp->ops->share_max) {
+    comm->direct_on = 0;
+    if (comm->nranks > 1 && (comm->cfg.shm_oneshot || comm->cfg.shm_direct) && comm->tp &&
+        comm->tp->ops->share_max) {
         size_t m = comm->tp->ops->share_max(comm->tp);
+        size_t n = (size_t)comm->nranks;
         if (!comm->share_views)
             comm->share_views = calloc((size_t)comm->nranks, sizeof(*comm->share_views));
         if (!comm->share_lens)
@@ -83,9 +86,23 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
             return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for the views of "
                                       "one-shot exchanges");
         comm->share_max = m < comm->cfg.shm_oneshot ? m : comm->cfg.shm_oneshot;
-        if (m)
+        if (comm->share_max)
             rdt_info("select", "one-shot exchanges through shared memory for contributions of "
                      "up to %zu bytes", comm->share_max);
+        if (comm->cfg.shm_direct && m >= sizeof(rdt_direct_offer_t)) {
+            if (!comm->direct_offers)
+                comm->direct_offers = calloc(n, sizeof(*comm->direct_offers));
+            if (!comm->direct_src)
+                comm->direct_src = calloc(n, sizeof(*comm->direct_src));
+            if (!comm->direct_dst)
+                comm->direct_dst = calloc(n, sizeof(*comm->direct_dst));
+            if (!comm->direct_offers || !comm->direct_src || !comm->direct_dst)
+                return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for direct "
+                                          "collectives");
+            comm->direct_on = 1;
+            rdt_info("select", "direct collectives for rdt_mem_alloc buffers of %zu bytes or "
+                     "more", comm->cfg.shm_direct);
+        }
     }
     snprintf(buf, sizeof(buf), "%s", comm->cfg.algo);
     for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
@@ -144,6 +161,25 @@ int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rd
     else if (coll == RDT_COLL_BARRIER)
         bytes = 0;
     return bytes <= comm->share_max;
+}
+
+/*
+ * Direct (exec.c): with every rank on this host, a collective whose buffers every rank took from
+ * rdt_mem_alloc can read and write them in place, one pass over the data per rank. Whether the
+ * buffers qualify is each rank's own knowledge, so from RDT_SHM_DIRECT bytes per rank (a choice
+ * every rank makes alike) the ranks tell each other first (one exchange of 64 bytes) and run
+ * direct only if all can, else the schedule chosen as usual. Barrier has no data; a collective
+ * whose algorithm RDT_ALGO forces keeps its schedule.
+ */
+int rdt_select_direct(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype)
+{
+    size_t bytes = count * rdt_dtype_size(dtype);
+
+    if (!comm->direct_on || comm->forced[coll] >= 0 || coll == RDT_COLL_BARRIER || !count)
+        return 0;
+    if (coll == RDT_COLL_REDUCE_SCATTER || coll == RDT_COLL_ALLTOALL)
+        bytes *= (size_t)comm->nranks;
+    return bytes >= comm->cfg.shm_direct;
 }
 
 /* Bytes of one pipelined slice (the whole vector of one slice, all units). */

@@ -238,6 +238,24 @@ rdt_status_t rdt_mem_register(rdt_comm_t *comm, void *buf, size_t bytes, rdt_mem
  */
 rdt_status_t rdt_mem_deregister(rdt_comm_t *comm, rdt_mem_t *handle);
 
+/**
+ * Allocate @p bytes (page-aligned, zero-filled) that the other ranks of this host can map:
+ * collectives among ranks of one host whose buffers lie in such memory run *direct* (each rank
+ * reads and writes the others' buffers in place: one pass over the data instead of a copy
+ * through shared rings; RDT_SHM_DIRECT), as MPI_Alloc_mem or ncclMemAlloc memory does. Any
+ * buffer inside an allocation qualifies (an offset into it too). Usable as ordinary memory
+ * everywhere else, and registrable (rdt_mem_register). Each allocation holds one file
+ * descriptor until rdt_mem_free. Errors: RDT_ERR_INVALID_ARG (0 bytes, NULL @p ptr_p),
+ * RDT_ERR_NO_MEMORY, RDT_ERR_SYSTEM; rdt_comm_last_error(NULL) says which.
+ */
+rdt_status_t rdt_mem_alloc(size_t bytes, void **ptr_p);
+
+/**
+ * Free memory from rdt_mem_alloc (NULL: nothing to do). No collective using it may be in flight.
+ * A pointer that rdt_mem_alloc did not return is RDT_ERR_INVALID_ARG.
+ */
+rdt_status_t rdt_mem_free(void *ptr);
+
 /* ------------------------------------------------------------------------------------------- */
 /* Collectives                                                                                  */
 /*                                                                                              */

@@ -3,7 +3,7 @@
  *
  *   rdt_bench [-n NRANKS] [-c COLLS] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-w WARMUP]
  *             [-i ITERS | -T SECONDS] [-r BATCHES] [-m MAXITERS] [-d DTYPES] [-o OPS]
- *             [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1] [-j JSON_FILE] [-t TIMEOUT]
+ *             [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1] [-M 0|1] [-j JSON_FILE] [-t TIMEOUT]
  *
  * With -n N the program forks N ranks on this host (tools/spawn.h: 127.0.0.1, fresh port and
  * token). Without -n it is one rank of a job that someone else started (the rdmatrain launcher,
@@ -93,6 +93,7 @@ typedef struct bench_opts {
     const char *algo; /* -a, NULL if not given */
     int check;
     int reg; /* -G: rdt_mem_register the buffers */
+    int mapped; /* -M: buffers from rdt_mem_alloc */
     const char *json;
     int timeout_s; /* -t; 0: estimated from the other options */
 } bench_opts_t;
@@ -954,8 +955,10 @@ static int run_rank(const bench_opts_t *o)
 
     /* Allocated once at the largest size and touched, so no page fault lands in a timing. */
     b.bufsize = (o->maxb + 4095) & ~(size_t)4095;
-    if (posix_memalign((void **)&b.sbuf, 4096, b.bufsize) ||
-        posix_memalign((void **)&b.rbuf, 4096, b.bufsize)) {
+    if (o->mapped ? rdt_mem_alloc(b.bufsize, (void **)&b.sbuf) != RDT_SUCCESS ||
+                        rdt_mem_alloc(b.bufsize, (void **)&b.rbuf) != RDT_SUCCESS
+                  : posix_memalign((void **)&b.sbuf, 4096, b.bufsize) ||
+                        posix_memalign((void **)&b.rbuf, 4096, b.bufsize)) {
         fprintf(stderr, "rdt_bench: rank %d: cannot allocate 2 x %zu bytes\n", b.rank, b.bufsize);
         rdt_comm_abort(b.comm);
         return 2;
@@ -1027,8 +1030,13 @@ static int run_rank(const bench_opts_t *o)
     }
     rdt_comm_destroy(b.comm);
     g_comm = NULL;
-    free(b.sbuf);
-    free(b.rbuf);
+    if (o->mapped) {
+        check_rc(rdt_mem_free(b.sbuf), "rdt_mem_free");
+        check_rc(rdt_mem_free(b.rbuf), "rdt_mem_free");
+    } else {
+        free(b.sbuf);
+        free(b.rbuf);
+    }
     free(b.tab_in);
     free(b.tab_exp);
     free(json_rows);
@@ -1052,7 +1060,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: rdt_bench [-n NRANKS] [-c COLLS] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR]\n"
             "                 [-w WARMUP] [-i ITERS | -T SECONDS] [-r BATCHES] [-m MAXITERS]\n"
-            "                 [-d DTYPES] [-o OPS] [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1]\n"
+            "                 [-d DTYPES] [-o OPS] [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1] [-M 0|1]\n"
             "                 [-j JSON_FILE]\n"
             "                 [-t TIMEOUT]\n"
             "  -n N       fork N ranks on this host; without -n, run as one rank of a job whose\n"
@@ -1080,6 +1088,8 @@ static void usage(FILE *f)
             "  -k 0|1     check results before timing (1)\n"
             "  -G 0|1     register the buffers once with rdt_mem_register, as a framework\n"
             "             pins its buckets (0: the library registers per call on RDMA)\n"
+            "  -M 0|1     take the buffers from rdt_mem_alloc, which the ranks of a host can\n"
+            "             map: large collectives run direct (RDT_SHM_DIRECT) (0: posix_memalign)\n"
             "  -j FILE    write the rows as JSON (rank 0)\n"
             "  -t SECONDS kill local ranks still running after this long (estimated)\n"
             "exit status: 0 ok, 1 wrong results, 2 error\n");
@@ -1227,7 +1237,7 @@ int main(int argc, char **argv)
     int opt, *statuses, i, worst = 0, ret;
     long v;
 
-    while ((opt = getopt(argc, argv, "n:c:b:e:f:w:i:T:r:m:d:o:R:a:k:G:j:t:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:c:b:e:f:w:i:T:r:m:d:o:R:a:k:G:M:j:t:h")) != -1) {
         int bad = 0;
         switch (opt) {
         case 'n':
@@ -1287,6 +1297,10 @@ int main(int argc, char **argv)
         case 'G':
             bad = parse_long(optarg, 0, &v) || v > 1;
             o.reg = (int)v;
+            break;
+        case 'M':
+            bad = parse_long(optarg, 0, &v) || v > 1;
+            o.mapped = (int)v;
             break;
         case 'j':
             o.json = optarg;

@@ -169,6 +169,31 @@ enum { C_ALLREDUCE, C_REDUCE_SCATTER, C_ALLGATHER, C_BROADCAST, C_REDUCE, C_ALLT
 static const char *const coll_names[C_COUNT + 1] = {"allreduce", "reduce_scatter", "allgather",
                                                     "broadcast", "reduce", "alltoall", "barrier"};
 
+/* Where case buffers come from: malloc (0), rdt_mem_alloc (1, --mapped: direct collectives),
+ * or rdt_mem_alloc except on rank 1 (2: a rank whose buffers cannot be mapped, so every rank
+ * must agree to run the schedules). */
+static int g_alloc_mode;
+
+static void *case_alloc(size_t bytes, int mapped)
+{
+    void *p = NULL;
+    if (!mapped)
+        return malloc(bytes);
+    if (rdt_mem_alloc(bytes, &p) != RDT_SUCCESS) {
+        fprintf(stderr, "rdt_mem_alloc(%zu): %s\n", bytes, rdt_comm_last_error(NULL));
+        return NULL;
+    }
+    return p;
+}
+
+static void case_free(void *p, int mapped)
+{
+    if (!mapped)
+        free(p);
+    else if (rdt_mem_free(p) != RDT_SUCCESS)
+        fail_msg("rdt_mem_free: %s", rdt_comm_last_error(NULL));
+}
+
 typedef struct tcase {
     int coll;
     size_t count;
@@ -185,6 +210,7 @@ typedef struct tcase {
     void *recvbuf;
     unsigned char *result; /* where the result region starts */
     size_t result_bytes;
+    int mapped;            /* in and out come from rdt_mem_alloc */
 } tcase_t;
 
 static void tcase_prepare(tcase_t *c, int r, int p)
@@ -195,8 +221,9 @@ static void tcase_prepare(tcase_t *c, int r, int p)
     size_t total = (in_elems > out_elems ? in_elems : out_elems) + 1;
     int q;
 
-    c->in = malloc(total * es);
-    c->out = malloc(total * es);
+    c->mapped = g_alloc_mode == 1 || (g_alloc_mode == 2 && r != 1);
+    c->in = case_alloc(total * es, c->mapped);
+    c->out = case_alloc(total * es, c->mapped);
     c->exp = malloc(total * es);
     assert_non_null(c->in);
     assert_non_null(c->out);
@@ -325,9 +352,22 @@ static int tcase_check(const tcase_t *c, int r)
 
 static void tcase_free(tcase_t *c)
 {
-    free(c->in);
-    free(c->out);
+    case_free(c->in, c->mapped);
+    case_free(c->out, c->mapped);
     free(c->exp);
+}
+
+/* Mappings of rdt_mem_alloc memory in this process ("/memfd:rdt-mem.N" in /proc/self/maps). */
+static int mapped_allocations(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, "/memfd:rdt-mem.") != NULL;
+    fclose(f);
+    return n;
 }
 
 /* Run one case with a blocking call; 0 if right. */
@@ -367,6 +407,9 @@ typedef struct job {
     int only_large;    /* only the large sizes (the small ones run in the default suite) */
     const char *hosts; /* RDT_HOSTNAME of rank r: character r of this string (faked hosts) */
     uint64_t rng_seed; /* random counts; set by run_job */
+    int no_broadcast;  /* leave broadcast out */
+    int maps;          /* before destroying the communicator, the peers' allocations mapped
+                        * here must be: 1 some (direct collectives ran), -1 none, 0 unchecked */
 } job_t;
 
 /* Collectives whose count is per rank block (the vector is nranks * count). */
@@ -437,6 +480,8 @@ static int body_battery(int rank, int nranks, void *arg)
     sizes[5] = 2 + rdt_test_rand(&rng) % 5000;
     sizes[6] = 5000 + rdt_test_rand(&rng) % 300000;
     for (coll = 0; coll < C_COUNT; coll++) {
+        if (coll == C_BROADCAST && job->no_broadcast)
+            continue;
         for (si = 0; si < nsizes + (job->big && !job->only_large ? 1 : 0); si++) {
             int big = si == nsizes;
             int t, op;
@@ -470,7 +515,18 @@ static int body_battery(int rank, int nranks, void *arg)
             bad = 1;
         }
     }
+    /* this rank freed its own allocations: what is mapped is the peers' (direct calls ran) */
+    if (job->maps && (mapped_allocations() > 0) != (job->maps > 0)) {
+        fprintf(stderr, "rank %d: %d mappings of peers' rdt_mem_alloc memory, expected %s\n",
+                rank, mapped_allocations(), job->maps > 0 ? "some" : "none");
+        bad = 1;
+    }
     rdt_comm_destroy(comm);
+    if (job->maps && mapped_allocations() != 0) {
+        fprintf(stderr, "rank %d: %d mappings of peers' memory left after destroy\n", rank,
+                mapped_allocations());
+        bad = 1;
+    }
     return bad;
 }
 
@@ -1023,8 +1079,10 @@ static int body_determinism(int rank, int nranks, void *arg)
 
     for (si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
         size_t n = sizes[si];
-        float *in = malloc(n * 4), *out = malloc(n * 4);
+        float *in = case_alloc(n * 4, g_alloc_mode == 1), *out = case_alloc(n * 4, g_alloc_mode == 1);
         uint64_t first = 0;
+        if (!in || !out)
+            return 1;
         for (i = 0; i < n; i++)
             in[i] = (float)((double)(rdt_test_rand(&rng) % 2000001) / 999.0 - 1000.0);
         for (rep = 0; rep < 3; rep++) {
@@ -1048,8 +1106,8 @@ static int body_determinism(int rank, int nranks, void *arg)
                 }
             }
         }
-        free(in);
-        free(out);
+        case_free(in, g_alloc_mode == 1);
+        case_free(out, g_alloc_mode == 1);
     }
     rdt_comm_destroy(comm);
     return bad;
@@ -1333,6 +1391,109 @@ static void test_verbs_a_count_mismatch_is_an_error_on_every_rank(void **state)
     run_job(3, NULL, body_count_mismatch);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* --mapped: buffers from rdt_mem_alloc on shared memory, every collective run direct            */
+/* (RDT_SHM_DIRECT=1, RDT_SHM_ONESHOT=0: from the smallest size up), and a rank whose buffers     */
+/* cannot be mapped turning every rank back to the schedules.                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static void mapped_battery(int p, int large)
+{
+    job_t job = {.big = 1, .all_types = 1, .large = large, .maps = 1};
+    g_alloc_mode = 1;
+    run_job(p, &job, body_battery);
+}
+
+static void test_direct_every_collective_dtype_and_op_is_exact_on_2_ranks(void **state)
+{
+    mapped_battery(2, 1);
+}
+
+static void test_direct_every_collective_dtype_and_op_is_exact_on_3_ranks(void **state)
+{
+    mapped_battery(3, 1);
+}
+
+static void test_direct_every_collective_dtype_and_op_is_exact_on_4_ranks(void **state)
+{
+    mapped_battery(4, 0);
+}
+
+static void test_direct_every_collective_is_exact_on_5_ranks(void **state)
+{
+    job_t job = {.maps = 1};
+    g_alloc_mode = 1;
+    run_job(5, &job, body_battery);
+}
+
+/* Broadcast is left out: a non-root's buffers are its own business there (the others read only
+ * the root's), so it runs direct whatever rank 1's memory, and would map the root's. */
+static void test_a_rank_with_malloced_buffers_turns_every_rank_to_the_schedules(void **state)
+{
+    job_t job = {.big = 1, .all_types = 1, .maps = -1, .no_broadcast = 1};
+    g_alloc_mode = 2;
+    run_job(3, &job, body_battery);
+    g_alloc_mode = 1;
+}
+
+static void test_direct_nonblocking_operations_on_two_communicators_are_exact(void **state)
+{
+    int p;
+    g_alloc_mode = 1;
+    for (p = 2; p <= 4; p++)
+        run_job(p, NULL, body_nonblocking);
+}
+
+static void test_direct_results_are_bit_identical_on_every_rank_and_every_call(void **state)
+{
+    g_alloc_mode = 1;
+    test_results_are_bit_identical_on_every_rank_and_every_call(state);
+}
+
+static void test_mem_alloc_and_free_refuse_bad_arguments(void **state)
+{
+    unsigned char *p = NULL, x = 0;
+    size_t i;
+
+    assert_int_equal(rdt_mem_alloc(0, (void **)&p), RDT_ERR_INVALID_ARG);
+    assert_non_null(strstr(rdt_comm_last_error(NULL), "0 bytes"));
+    assert_null(p);
+    assert_int_equal(rdt_mem_alloc(8, NULL), RDT_ERR_INVALID_ARG);
+    assert_int_equal(rdt_mem_alloc(10000, (void **)&p), RDT_SUCCESS);
+    assert_non_null(p);
+    for (i = 0; i < 10000; i++) /* zero-filled, writable */
+        x |= p[i];
+    assert_int_equal(x, 0);
+    memset(p, 0xab, 10000);
+    assert_int_equal(rdt_mem_free(p + 8), RDT_ERR_INVALID_ARG);
+    assert_non_null(strstr(rdt_comm_last_error(NULL), "not returned by rdt_mem_alloc"));
+    assert_int_equal(rdt_mem_free(&x), RDT_ERR_INVALID_ARG);
+    assert_int_equal(mapped_allocations(), 1);
+    assert_int_equal(rdt_mem_free(p), RDT_SUCCESS);
+    assert_int_equal(rdt_mem_free(p), RDT_ERR_INVALID_ARG); /* twice */
+    assert_int_equal(rdt_mem_free(NULL), RDT_SUCCESS);
+    assert_int_equal(mapped_allocations(), 0);
+}
+
+static int run_mapped(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mem_alloc_and_free_refuse_bad_arguments),
+        cmocka_unit_test(test_direct_every_collective_dtype_and_op_is_exact_on_2_ranks),
+        cmocka_unit_test(test_direct_every_collective_dtype_and_op_is_exact_on_3_ranks),
+        cmocka_unit_test(test_direct_every_collective_dtype_and_op_is_exact_on_4_ranks),
+        cmocka_unit_test(test_direct_every_collective_is_exact_on_5_ranks),
+        cmocka_unit_test(test_a_rank_with_malloced_buffers_turns_every_rank_to_the_schedules),
+        cmocka_unit_test(test_direct_nonblocking_operations_on_two_communicators_are_exact),
+        cmocka_unit_test(test_direct_results_are_bit_identical_on_every_rank_and_every_call),
+    };
+    /* shared memory between these ranks (auto), every size direct */
+    unsetenv("RDT_TRANSPORT");
+    setenv("RDT_SHM_ONESHOT", "0", 1);
+    setenv("RDT_SHM_DIRECT", "1", 1);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
 /* The default suite: loopback TCP unless RDT_TRANSPORT says otherwise. */
 static int run_default(void)
 {
@@ -1400,10 +1561,12 @@ int main(int argc, char **argv)
         return run_default();
     if (argc == 2 && strcmp(argv[1], "--large") == 0)
         return run_large();
+    if (argc == 2 && strcmp(argv[1], "--mapped") == 0)
+        return run_mapped();
     if (argc == 2 && strcmp(argv[1], "--verbs") == 0)
         return run_verbs(NULL);
     if (argc == 4 && strcmp(argv[1], "--verbs") == 0 && strcmp(argv[2], "--skip") == 0)
         return run_verbs(argv[3]);
-    fprintf(stderr, "usage: test_collectives [--large | --verbs [--skip PATTERN]]\n");
+    fprintf(stderr, "usage: test_collectives [--large | --mapped | --verbs [--skip PATTERN]]\n");
     return 2;
 }

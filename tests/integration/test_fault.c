@@ -117,6 +117,7 @@ static uint64_t f_seed_state;
 static double f_longest[4]; /* tcp, shm, auto, verbs */
 static int f_kills[F_NKINDS];
 static int f_next_kind; /* the kind of call the next kill aims at, round robin */
+static int f_mapped;    /* the ranks' buffers come from rdt_mem_alloc: direct collectives */
 
 static int64_t f_now_ns(void)
 {
@@ -219,8 +220,15 @@ static int f_body(int rank, int nranks, void *arg)
     setenv("RDT_LOG", "error", 1);
     if (job->bcast_only)
         setenv("RDT_ALGO", "broadcast:tree", 1);
-    s = calloc(F_MAX_ELEMS, sizeof(*s));
-    r = calloc(F_MAX_ELEMS, sizeof(*r));
+    if (f_mapped) { /* every size direct (RDT_SHM_DIRECT=1): peers read and write these */
+        setenv("RDT_SHM_DIRECT", "1", 1);
+        if (rdt_mem_alloc(F_MAX_ELEMS * sizeof(*s), (void **)&s) != RDT_SUCCESS ||
+            rdt_mem_alloc(F_MAX_ELEMS * sizeof(*r), (void **)&r) != RDT_SUCCESS)
+            s = r = NULL;
+    } else {
+        s = calloc(F_MAX_ELEMS, sizeof(*s));
+        r = calloc(F_MAX_ELEMS, sizeof(*r));
+    }
     if (!s || !r) {
         f_record(me, F_SETUP_FAILED, 0, "no memory");
         return 1;
@@ -249,8 +257,13 @@ static int f_body(int rank, int nranks, void *arg)
     if (atomic_load(&me->state) == F_RUNNING)
         f_record(me, F_NO_ERROR, 0, "no error within %d s (%d calls)", f_loop_s, it);
     rdt_comm_destroy(comm);
-    free(s);
-    free(r);
+    if (f_mapped) {
+        rdt_mem_free(s);
+        rdt_mem_free(r);
+    } else {
+        free(s);
+        free(r);
+    }
     return atomic_load(&me->state) == F_FAILED_AS_EXPECTED ? 0 : 1;
 }
 
@@ -617,6 +630,14 @@ static void test_killed_rank_is_named_by_every_survivor_over_auto_on_3_and_4_ran
     f_kill_series("auto", 4, F_KILLS / 2);
 }
 
+static void test_killed_rank_is_named_by_every_survivor_of_direct_calls_on_3_ranks(void **state)
+{
+    (void)state;
+    f_mapped = 1;
+    f_kill_series("shm", 3, F_KILLS / 2);
+    f_mapped = 0;
+}
+
 static void test_kills_summary(void **state)
 {
     (void)state;
@@ -629,7 +650,7 @@ static void test_kills_summary(void **state)
                       : (f_longest[1] > f_longest[2] ? f_longest[1] : f_longest[2]),
                   f_longest[0], f_longest[1], f_longest[2]);
     assert_int_equal(f_kills[F_ALLREDUCE] + f_kills[F_BROADCAST] + f_kills[F_ALLTOALL],
-                     4 * F_KILLS + 2 * (F_KILLS / 2));
+                     4 * F_KILLS + 3 * (F_KILLS / 2));
 }
 
 /* SIGSTOP once over tcp and once over shm on @p nranks ranks (@p bcast_only: broadcasts from
@@ -886,6 +907,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_rank_is_named_by_every_survivor_over_shm_on_3_ranks),
         cmocka_unit_test(test_killed_rank_is_named_by_every_survivor_over_shm_on_4_ranks),
         cmocka_unit_test(test_killed_rank_is_named_by_every_survivor_over_auto_on_3_and_4_ranks),
+        cmocka_unit_test(test_killed_rank_is_named_by_every_survivor_of_direct_calls_on_3_ranks),
         cmocka_unit_test(test_kills_summary),
         cmocka_unit_test(test_stopped_rank_times_the_others_out_naming_it_over_tcp_and_shm),
         cmocka_unit_test(test_stopped_rank_is_found_through_the_chain_of_waiting_ranks_on_4_ranks),

@@ -343,18 +343,31 @@ static rdt_status_t call_kind(rdt_comm_t *comm, int k, void *in, void *out)
 
 /* @p arg: "oneshot" (every collective here is small enough for one-shot exchanges through
  * shared memory: the error names the rank whose contribution is missing; broadcast and reduce
- * keep their schedules) or "schedules" (RDT_SHM_ONESHOT=0: the error names the rank, the round
- * and the slice) */
+ * keep their schedules), "direct" (buffers from rdt_mem_alloc, RDT_SHM_DIRECT=1: every
+ * collective but barrier begins with an exchange, the error names the rank missing from it) or
+ * "schedules" (RDT_SHM_ONESHOT=0: the error names the rank, the round and the slice) */
 static int body_every_kind(int rank, int p, void *arg)
 {
-    unsigned char *in = calloc(1, BIG), *out = calloc(1, BIG);
     int oneshot = strcmp((const char *)arg, "oneshot") == 0;
+    int direct = strcmp((const char *)arg, "direct") == 0;
+    unsigned char *in = NULL, *out = NULL;
     rdt_comm_t *world, *sub;
     rdt_status_t st;
     int bad = 0, k;
 
+    if (direct) {
+        if (rdt_mem_alloc(BIG, (void **)&in) != RDT_SUCCESS ||
+            rdt_mem_alloc(BIG, (void **)&out) != RDT_SUCCESS) {
+            fprintf(stderr, "rank %d: rdt_mem_alloc: %s\n", rank, rdt_comm_last_error(NULL));
+            return 1;
+        }
+    } else {
+        in = calloc(1, BIG);
+        out = calloc(1, BIG);
+    }
     setenv("RDT_SHM_ONESHOT", oneshot ? "8k" : "0", 1);
-    if (oneshot) /* shared memory, whatever an earlier failed test left in the environment */
+    setenv("RDT_SHM_DIRECT", direct ? "1" : "0", 1);
+    if (oneshot || direct) /* shared memory, whatever an earlier failed test left behind */
         setenv("RDT_TRANSPORT", "auto", 1);
     setenv("RDT_TIMEOUT", "60", 1);
     setenv("RDT_STALL_WARN", "0", 1); /* no warning lines: the timeouts are the subject */
@@ -388,6 +401,11 @@ static int body_every_kind(int rank, int p, void *arg)
                 bad |= expect_in(rank, "the error", e, ", one-shot) timed out");
                 bad |= expect_in(rank, "the error", e, "waiting for: the contribution of rank 1 "
                                  "(host");
+            } else if (direct && k != T_BARRIER) {
+                bad |= expect_in(rank, "the error", e, ", direct) timed out");
+                bad |= expect_in(rank, "the error", e, "waiting for: the contribution of rank 1 "
+                                 "(host");
+                bad |= expect_in(rank, "the error", e, "to the exchange that begins a direct call");
             } else {
                 bad |= expect_in(rank, "the error", e, "rank 1 (host");
                 bad |= expect_in(rank, "the error", e, " in round ");
@@ -403,9 +421,15 @@ static int body_every_kind(int rank, int p, void *arg)
         rdt_comm_destroy(sub);
     }
     rdt_comm_destroy(world);
-    free(in);
-    free(out);
+    if (direct) {
+        rdt_mem_free(in);
+        rdt_mem_free(out);
+    } else {
+        free(in);
+        free(out);
+    }
     unsetenv("RDT_SHM_ONESHOT");
+    unsetenv("RDT_SHM_DIRECT");
     return bad | rdt_test_leaks(rank);
 }
 
@@ -421,6 +445,12 @@ static void test_a_one_shot_collective_names_the_rank_that_did_not_contribute(vo
     run(2, body_every_kind, "oneshot");
 }
 
+static void test_a_direct_collective_names_the_rank_missing_from_its_first_exchange(void **state)
+{
+    (void)state;
+    run(2, body_every_kind, "direct");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_set_timeout_shortens_the_next_call_and_a_fresh_communicator_works),
         cmocka_unit_test(test_every_collective_and_send_recv_name_the_rank_and_step_on_timeout),
         cmocka_unit_test(test_a_one_shot_collective_names_the_rank_that_did_not_contribute),
+        cmocka_unit_test(test_a_direct_collective_names_the_rank_missing_from_its_first_exchange),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
