@@ -73,11 +73,11 @@ static const knob_t knobs[] = {
      "shared memory (each rank writes its part once and reads the others') instead of a "
      "schedule of messages; 0 = never; RDT_ALGO forcing a collective's algorithm turns it off "
      "for that collective"},
-    {"RDT_SHM_DIRECT", "256k", K_SIZE, F(shm_direct), 0,
+    {"RDT_SHM_DIRECT", "32k", K_SIZE, F(shm_direct), 0,
      "shm: with every rank on one host, a collective of at least this many bytes per rank "
      "whose buffers every rank took from rdt_mem_alloc runs direct: each rank reads (and for "
      "allreduce and reduce writes) the others' buffers in place, one pass over the data; other "
-     "buffers keep the schedules (one extra exchange of 64 bytes decides); 0 = never; RDT_ALGO "
+     "buffers keep the schedules (one extra exchange of 72 bytes decides); 0 = never; RDT_ALGO "
      "forcing a collective's algorithm turns it off for that collective"},
     {"RDT_IB_DEV", "", K_STR, S(ib_dev),
      "RDMA device and port for verbs, name[:port] (e.g. mlx5_0:1, rxe0); empty = the first "

@@ -30,7 +30,7 @@
  * order, so every rank gets the same bits.
  *
  * Direct collectives (req->direct, chosen by rdt_select_direct for large ones on one host): the
- * ranks first exchange offers (the same exchange, 64 bytes each) saying where their buffers are
+ * ranks first exchange offers (the same exchange, 72 bytes each) saying where their buffers are
  * in rdt_mem_alloc memory (mapped.h). If any rank's are not, every rank runs the plan chosen as
  * usual. If all are, each maps the others' allocations (cached) and makes one pass over the
  * data: an allreduce's vector is cut into one slice per rank (4 KiB-aligned), and rank k reduces
@@ -746,6 +746,7 @@ enum { RDT_DIRECT_OFFER = 1, RDT_DIRECT_RUN, RDT_DIRECT_END, RDT_DIRECT_FALLBACK
 #define DIRECT_TAG_END 0x0e7d000000000000ULL
 
 static rdt_status_t sched_start(rdt_request_t *req);
+_Static_assert(sizeof(rdt_direct_offer_t) == 72, "the offer's size is documented");
 
 /* Which of this rank's buffers the others touch, and whether they are all mappable. */
 static void direct_offer_make(const rdt_request_t *req, rdt_direct_offer_t *o)

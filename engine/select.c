@@ -167,7 +167,7 @@ int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rd
  * Direct (exec.c): with every rank on this host, a collective whose buffers every rank took from
  * rdt_mem_alloc can read and write them in place, one pass over the data per rank. Whether the
  * buffers qualify is each rank's own knowledge, so from RDT_SHM_DIRECT bytes per rank (a choice
- * every rank makes alike) the ranks tell each other first (one exchange of 64 bytes) and run
+ * every rank makes alike) the ranks tell each other first (one exchange of 72 bytes) and run
  * direct only if all can, else the schedule chosen as usual. Barrier has no data; a collective
  * whose algorithm RDT_ALGO forces keeps its schedule.
  */

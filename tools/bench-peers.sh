@@ -17,14 +17,15 @@
 #
 # Prints, per rank count, one table: size, rdmatrain busbw, Open MPI busbw, their ratio
 # (> 1: rdmatrain faster), out-of-place and in-place, then the smallest size's latencies.
-# WIRE=shm also measures single-thread memcpy of MAXB bytes once per round (tools/memcpy_bw.c,
-# median of 11 copies) and prints the median, with both libraries' busbw at MAXB as a share of
-# it.
+# WIRE=shm also runs rdt_bench -M 1 (buffers from rdt_mem_alloc, so the large sizes run as
+# direct collectives: the "rdtM" columns, unless MAPPED=0), and measures single-thread memcpy of
+# MAXB bytes once per round (tools/memcpy_bw.c, median of 11 copies) and prints the median, with
+# every library's busbw at MAXB as a share of it.
 # busbw = size / time * 2(n-1)/n, from the median over rounds of each size's time.
 # Exit status 1 if a run failed or reported wrong elements.
 #
 # Knobs (environment):
-#   WIRE (tcp or shm), ROUNDS (3), NPS ("2 4"), MINB (8), MAXB (64M), TARGET_S (0.2 s per size and mode),
+#   WIRE (tcp or shm), MAPPED (1: with WIRE=shm, also rdt_bench -M 1), ROUNDS (3), NPS ("2 4"), MINB (8), MAXB (64M), TARGET_S (0.2 s per size and mode),
 #   RUN_TIMEOUT (600 s per run), VERBOSE=1 (print every raw table),
 #   RDT_BENCH      an rdt_bench to use; default: build it with CMake into BUILD_DIR
 #   BUILD_DIR      (default /tmp/rdt-bench-peers-build)
@@ -44,6 +45,7 @@ MAXB=${MAXB:-64M}
 TARGET_S=${TARGET_S:-0.2}
 RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 VERBOSE=${VERBOSE:-0}
+MAPPED=${MAPPED:-1}
 WIRE=${WIRE:-tcp}
 case $WIRE in
 tcp) BTL=(--mca btl "tcp,self" --mca btl_tcp_if_include lo) ;;
@@ -126,15 +128,16 @@ echo
 run_one() { # tool np round
     local tool=$1 np=$2 round=$3 out="$WORK/raw-$1-$2-$3.txt" t0 rc=0
     t0=$(date +%s)
-    if [[ $tool == rdt ]]; then
+    if [[ $tool == rdt* ]]; then
         timeout "$RUN_TIMEOUT" "${BENCH_ENV[@]}" "$RDT_BENCH" -n "$np" -c allreduce -d float32 \
-            -o sum -b "$MINB" -e "$MAXB" -T "$TARGET_S" -t "$RUN_TIMEOUT" >"$out" 2>&1 || rc=$?
+            -o sum -b "$MINB" -e "$MAXB" -T "$TARGET_S" -t "$RUN_TIMEOUT" \
+            -M "$([[ $tool == rdtm ]] && echo 1 || echo 0)" >"$out" 2>&1 || rc=$?
     else
         timeout "$RUN_TIMEOUT" "${BENCH_ENV[@]}" "${MPIRUN[@]}" -np "$np" "$MPI_BENCH" \
             -b "$MINB" -e "$MAXB" -T "$TARGET_S" >"$out" 2>&1 || rc=$?
     fi
     printf "round %s/%s  %-9s %s ranks: %s (%d s, load %s)\n" "$round" "$ROUNDS" \
-        "$([[ $tool == rdt ]] && echo rdmatrain || echo 'Open MPI')" "$np" \
+        "$(case $tool in rdt) echo rdmatrain ;; rdtm) echo 'rdmatrain -M 1' ;; *) echo 'Open MPI' ;; esac)" "$np" \
         "$( ((rc == 0)) && echo ok || echo "FAILED, exit $rc")" $(($(date +%s) - t0)) \
         "$(cut -d' ' -f1 /proc/loadavg)"
     if ((rc != 0)); then
@@ -149,6 +152,7 @@ run_one() { # tool np round
 for round in $(seq "$ROUNDS"); do
     for np in $NPS; do
         ((rdt_ok)) && run_one rdt "$np" "$round"
+        ((rdt_ok)) && [[ $WIRE == shm && $MAPPED == 1 ]] && run_one rdtm "$np" "$round"
         run_one mpi "$np" "$round"
     done
     if [[ $WIRE == shm ]]; then
@@ -171,7 +175,7 @@ echo
 summary() { # np
     local np=$1
     shopt -s nullglob
-    local files=("$WORK"/raw-rdt-"$np"-*.txt "$WORK"/raw-mpi-"$np"-*.txt)
+    local files=("$WORK"/raw-rdt-"$np"-*.txt "$WORK"/raw-rdtm-"$np"-*.txt "$WORK"/raw-mpi-"$np"-*.txt)
     shopt -u nullglob
     echo "=== allreduce float32 sum, $np ranks, loopback: median over $ROUNDS rounds ==="
     if ((${#files[@]} == 0)); then
@@ -193,10 +197,10 @@ summary() { # np
         function bw(size, t) { return t > 0 ? size / t / 1e3 * 2 * (np - 1) / np : -1 }
         function fmt(x) { return x < 0 ? sprintf("%9s", "-") : sprintf("%9.3f", x) }
         function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%7.2f", a / b) : sprintf("%7s", "-") }
-        FNR == 1 { tool = (FILENAME ~ /raw-rdt-/) ? "rdt" : "mpi" }
+        FNR == 1 { tool = (FILENAME ~ /raw-rdt-/) ? "rdt" : (FILENAME ~ /raw-rdtm-/) ? "rdtm" : "mpi"; if (tool == "rdtm") mapped = 1 }
         /^#/ || $1 !~ /^[0-9]+$/ { next }
-        tool == "rdt" && NF >= 13 && $3 == "float32" && $4 == "sum" {
-            k = $1; seen[k] = 1; t[k, "rdt", 0] = t[k, "rdt", 0] " " $6; t[k, "rdt", 1] = t[k, "rdt", 1] " " $10
+        tool ~ /^rdt/ && NF >= 13 && $3 == "float32" && $4 == "sum" {
+            k = $1; seen[k] = 1; t[k, tool, 0] = t[k, tool, 0] " " $6; t[k, tool, 1] = t[k, tool, 1] " " $10
             if ($9 ~ /^[0-9]+$/) wrong["rdt"] += $9
             if ($13 ~ /^[0-9]+$/) wrong["rdt"] += $13
             next
@@ -209,13 +213,20 @@ summary() { # np
             n = 0
             for (k in seen) sizes[++n] = k + 0
             for (i = 2; i <= n; i++) { x = sizes[i]; for (j = i - 1; j >= 1 && sizes[j] > x; j--) sizes[j + 1] = sizes[j]; sizes[j + 1] = x }
-            printf "# %11s %9s %9s %7s %9s %9s %7s\n", "size", "rdt oop", "mpi oop", "ratio", "rdt ip", "mpi ip", "ratio"
-            printf "# %11s %9s %9s %7s %9s %9s %7s\n", "(B)", "(GB/s)", "(GB/s)", "rdt/mpi", "(GB/s)", "(GB/s)", "rdt/mpi"
+            printf "# %11s %9s %9s %7s %9s %9s %7s", "size", "rdt oop", "mpi oop", "ratio", "rdt ip", "mpi ip", "ratio"
+            if (mapped) printf " %9s %7s %9s %7s", "rdtM oop", "ratio", "rdtM ip", "ratio"
+            printf "\n# %11s %9s %9s %7s %9s %9s %7s", "(B)", "(GB/s)", "(GB/s)", "rdt/mpi", "(GB/s)", "(GB/s)", "rdt/mpi"
+            if (mapped) printf " %9s %7s %9s %7s", "(GB/s)", "M/mpi", "(GB/s)", "M/mpi"
+            printf "\n"
             for (i = 1; i <= n; i++) {
                 k = sizes[i]; line = sprintf("  %11d", k)
                 for (m = 0; m < 2; m++) {
                     r = bw(k, median(t[k, "rdt", m])); p = bw(k, median(t[k, "mpi", m]))
                     line = line " " fmt(r) " " fmt(p) " " ratio(r, p)
+                }
+                for (m = 0; mapped && m < 2; m++) {
+                    r = bw(k, median(t[k, "rdtm", m])); p = bw(k, median(t[k, "mpi", m]))
+                    line = line " " fmt(r) " " ratio(r, p)
                 }
                 print line
             }
@@ -229,6 +240,12 @@ summary() { # np
                 k = sizes[n]
                 if (memcpy_gbs > 0)
                     printf "# single-thread memcpy of %d B: %.2f GB/s; busbw at %d B as a share of it: rdmatrain %.0f%% (in place %.0f%%), Open MPI %.0f%% (in place %.0f%%)\n", k, memcpy_gbs, k, 100 * bw(k, median(t[k, "rdt", 0])) / memcpy_gbs, 100 * bw(k, median(t[k, "rdt", 1])) / memcpy_gbs, 100 * bw(k, median(t[k, "mpi", 0])) / memcpy_gbs, 100 * bw(k, median(t[k, "mpi", 1])) / memcpy_gbs
+                if (memcpy_gbs > 0 && mapped)
+                    printf "# rdmatrain -M 1 (rdt_mem_alloc buffers, direct): %.0f%% (in place %.0f%%) of memcpy at %d B\n", 100 * bw(k, median(t[k, "rdtm", 0])) / memcpy_gbs, 100 * bw(k, median(t[k, "rdtm", 1])) / memcpy_gbs, k
+                if (mapped) {
+                    k = sizes[1]
+                    printf "# rdmatrain -M 1 %d-byte latency: out-of-place %.2f us, in-place %.2f us\n", k, median(t[k, "rdtm", 0]), median(t[k, "rdtm", 1])
+                }
             }
             printf "# #wrong over all rounds: rdmatrain %d, Open MPI %d\n", wrong["rdt"], wrong["mpi"]
             if (wrong["rdt"] + wrong["mpi"] > 0) exit 3

@@ -32,6 +32,7 @@ typedef struct {
     int nbuckets, next; /* next bucket to start */
     int failed;
     uint16_t *half;        /* fp16/bf16 staging, nparams */
+    int grads_mapped;      /* m.grads came from rdt_mem_alloc (direct collectives on one host) */
     float *resid;          /* topk: error feedback */
     float *tmp;            /* topk: |acc| for selection */
     uint32_t *send, *recv; /* topk: (index, value bits) pairs */
@@ -387,6 +388,16 @@ static int data_setup(trainer_t *t)
     if (rdt_mlp_init(&s->m, o->sizes, o->nsizes, 0, o->nsizes - 1, o->seed) ||
         rdt_mlp_ws_init(&s->ws, &s->m, o->batch))
         return train_error(t, "out of memory for the model");
+    /* the gradients the buckets' allreduces read and write: memory the ranks of a host can map,
+     * so that there the large buckets run direct (RDT_SHM_DIRECT); malloc'd memory works too */
+    {
+        void *g = NULL;
+        if (rdt_mem_alloc(s->m.nparams * sizeof(float), &g) == RDT_SUCCESS) {
+            free(s->m.grads);
+            s->m.grads = g; /* zero-filled, as rdt_mlp_init left them */
+            s->grads_mapped = 1;
+        }
+    }
     s->x = malloc((size_t)o->batch * (size_t)o->sizes[0] * sizeof(float));
     s->y = malloc((size_t)o->batch);
     s->dlogits = malloc((size_t)o->batch * RDT_DATA_CLASSES * sizeof(float));
@@ -487,6 +498,10 @@ static void data_fini(trainer_t *t)
         if (s->buckets[j].req)
             rdt_wait(s->buckets[j].req); /* the communicator is aborted on failure: returns */
     rdt_mlp_ws_free(&s->ws);
+    if (s->grads_mapped) {
+        rdt_mem_free(s->m.grads);
+        s->m.grads = NULL;
+    }
     rdt_mlp_free(&s->m);
     free(s->x);
     free(s->y);
