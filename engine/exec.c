@@ -884,6 +884,11 @@ static void direct_run(rdt_request_t *req)
     size_t es = rdt_dtype_size(req->dtype), bytes = req->count * es;
     int n = comm->nranks, me = comm->rank, r;
 
+    if (rdt_mapped_call(&comm->mapped) != 0) {
+        rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for a direct collective");
+        comm->failed = RDT_ERR_NO_MEMORY;
+        return;
+    }
     for (r = 0; r < n && !comm->failed; r++) {
         src[r] = direct_addr(req, r, &comm->direct_offers[r].src, req->sendbuf, "send");
         dst[r] = direct_addr(req, r, &comm->direct_offers[r].dst, req->recvbuf, "receive");

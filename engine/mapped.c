@@ -12,7 +12,8 @@
  *
  * The registry of this process's allocations is a short list under a mutex, searched once per
  * large collective. A peer's mappings are cached per communicator (rank, serial) and kept until
- * the communicator is destroyed or the cache is full (least recently used goes); a freed
+ * the communicator is destroyed or the cache is full (the least recently used goes, never one the
+ * call in progress uses); a freed
  * allocation stays mapped by the peers that cached it until then (its pages live as long as a
  * mapping does), which is the price of not asking the owner on every call.
  */
@@ -33,7 +34,8 @@
 #include "log.h"
 
 #define MAPPED_NAME "rdt-mem"
-#define MAPPED_CACHE_MAX 64 /* peers' allocations mapped per communicator */
+#define MAPPED_CACHE_MAX 64 /* peers' allocations kept mapped per communicator, beyond the
+                             * ones the call in progress uses (never unmapped during it) */
 
 typedef struct mapped_alloc {
     unsigned char *base;
@@ -170,9 +172,9 @@ typedef struct mapped_entry {
 } mapped_entry_t;
 
 struct rdt_mapped_cache {
-    mapped_entry_t e[MAPPED_CACHE_MAX];
-    int n;
-    uint64_t clock;
+    mapped_entry_t *e;
+    int n, cap;
+    uint64_t clock; /* one tick per call (rdt_mapped_call) */
 };
 
 /* Open and check the allocation @p d names; its base here, or NULL with @p err set. */
@@ -202,7 +204,7 @@ static unsigned char *map_peer(const rdt_mapped_desc_t *d, char *err, size_t err
         close(fd);
         return NULL;
     }
-    base = mmap(NULL, (size_t)d->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    base = mmap(NULL, (size_t)d->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (base == MAP_FAILED) {
         snprintf(err, errlen, "mmap of %s (%" PRIu64 " bytes) failed: %s", path, d->size,
@@ -221,14 +223,9 @@ unsigned char *rdt_mapped_peer(rdt_mapped_cache_t **cache_p, int rank, const rdt
     int i;
 
     if (!c) {
-        c = calloc(1, sizeof(*c));
-        if (!c) {
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
-        *cache_p = c;
+        snprintf(err, errlen, "no call in progress (internal)");
+        return NULL;
     }
-    c->clock++;
     for (i = 0; i < c->n; i++)
         if (c->e[i].rank == rank && c->e[i].serial == d->serial) {
             e = &c->e[i];
@@ -238,15 +235,29 @@ unsigned char *rdt_mapped_peer(rdt_mapped_cache_t **cache_p, int rank, const rdt
         base = map_peer(d, err, errlen);
         if (!base)
             return NULL;
-        if (c->n < MAPPED_CACHE_MAX) {
-            e = &c->e[c->n++];
-        } else { /* the least recently used goes */
+        if (c->n >= MAPPED_CACHE_MAX) { /* the least recently used goes, unless this call's */
             e = &c->e[0];
             for (i = 1; i < c->n; i++)
                 if (c->e[i].used < e->used)
                     e = &c->e[i];
-            munmap(e->base, e->size);
+            if (e->used == c->clock)
+                e = NULL;
+            else
+                munmap(e->base, e->size);
         }
+        if (!e && c->n == c->cap) {
+            int cap = c->cap ? 2 * c->cap : 16;
+            mapped_entry_t *ne = realloc(c->e, (size_t)cap * sizeof(*ne));
+            if (!ne) {
+                munmap(base, (size_t)d->size);
+                snprintf(err, errlen, "out of memory");
+                return NULL;
+            }
+            c->e = ne;
+            c->cap = cap;
+        }
+        if (!e)
+            e = &c->e[c->n++];
         e->rank = rank;
         e->serial = d->serial;
         e->base = base;
@@ -263,6 +274,14 @@ unsigned char *rdt_mapped_peer(rdt_mapped_cache_t **cache_p, int rank, const rdt
     return e->base + d->offset;
 }
 
+int rdt_mapped_call(rdt_mapped_cache_t **cache_p)
+{
+    if (!*cache_p && !(*cache_p = calloc(1, sizeof(**cache_p))))
+        return -1;
+    (*cache_p)->clock++;
+    return 0;
+}
+
 void rdt_mapped_cache_free(rdt_mapped_cache_t *c)
 {
     int i;
@@ -271,5 +290,6 @@ void rdt_mapped_cache_free(rdt_mapped_cache_t *c)
         return;
     for (i = 0; i < c->n; i++)
         munmap(c->e[i].base, c->e[i].size);
+    free(c->e);
     free(c);
 }

@@ -27,6 +27,10 @@ int rdt_mapped_find(const void *buf, size_t len, rdt_mapped_desc_t *d);
 /* A communicator's mappings of its peers' allocations (opaque; NULL is an empty cache). */
 typedef struct rdt_mapped_cache rdt_mapped_cache_t;
 
+/* A call begins (creating the cache on first use): what rdt_mapped_peer returns stays mapped
+ * until the next rdt_mapped_call. -1: out of memory. */
+int rdt_mapped_call(rdt_mapped_cache_t **cache_p);
+
 /* The address in this process of the buffer @p d describes in rank @p rank's process, mapping
  * the allocation on first use (read-write, shared). On failure returns NULL with one sentence in
  * @p err (what failed and why; the caller names the rank and host). */
