@@ -34,6 +34,20 @@ rdt_comm_t *rdt_test_create_or_die(void)
     return comm;
 }
 
+int rdt_test_maps_count(const char *needle)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
 int rdt_test_leaks(int rank)
 {
 #ifdef __SANITIZE_ADDRESS__

@@ -15,6 +15,10 @@ rdt_comm_t *rdt_test_create_or_die(void);
  * AddressSanitizer. */
 int rdt_test_leaks(int rank);
 
+/* Lines of this process's /proc/self/maps that contain @p needle (e.g. "/memfd:rdt-shm" for
+ * pieces of shm segments, "/memfd:rdt-mem." for rdt_mem_alloc memory); -1 if it cannot be read. */
+int rdt_test_maps_count(const char *needle);
+
 /* Deterministic pseudo-random numbers (splitmix64), so a failing case can be replayed. */
 uint64_t rdt_test_rand(uint64_t *state);
 

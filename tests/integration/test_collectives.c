@@ -357,17 +357,10 @@ static void tcase_free(tcase_t *c)
     free(c->exp);
 }
 
-/* Mappings of rdt_mem_alloc memory in this process ("/memfd:rdt-mem.N" in /proc/self/maps). */
+/* Mappings of rdt_mem_alloc memory in this process. */
 static int mapped_allocations(void)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    int n = 0;
-    assert_non_null(f);
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, "/memfd:rdt-mem.") != NULL;
-    fclose(f);
-    return n;
+    return rdt_test_maps_count("/memfd:rdt-mem.");
 }
 
 /* Run one case with a blocking call; 0 if right. */

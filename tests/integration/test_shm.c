@@ -1042,18 +1042,10 @@ static void test_progress_with_nothing_to_do_returns_without_waiting_and_invalid
 /* Public API: auto across two fake hosts, shm refusing another host                             */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Pieces of shm segments mapped by this process ("/memfd:rdt-shm" lines of /proc/self/maps). */
+/* Pieces of shm segments mapped by this process. */
 static int ts_shm_mappings(void)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    int n = 0;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, "/memfd:rdt-shm") != NULL;
-    fclose(f);
-    return n;
+    return rdt_test_maps_count("/memfd:rdt-shm");
 }
 
 typedef struct api_job {

@@ -16,21 +16,14 @@
 
 #include "mapped.h"
 #include "rdmatrain.h"
+#include "testutil.h"
 
 #define NALLOC 100 /* more than the cache keeps between calls (64) */
 
-/* Mappings of rdt_mem_alloc memory in this process ("/memfd:rdt-mem.N" in /proc/self/maps). */
+/* Mappings of rdt_mem_alloc memory in this process. */
 static int mappings(void)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[512];
-    int n = 0;
-
-    assert_non_null(f);
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, "/memfd:rdt-mem.") != NULL;
-    fclose(f);
-    return n;
+    return rdt_test_maps_count("/memfd:rdt-mem.");
 }
 
 static void test_find_describes_a_buffer_inside_an_allocation_only(void **state)
