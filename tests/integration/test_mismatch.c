@@ -512,13 +512,14 @@ typedef struct outcome {
     int in_call;
 } outcome_t;
 static outcome_t *g_outcomes;
+static int g_direct; /* buffers from rdt_mem_alloc, RDT_SHM_DIRECT=1: the calls are direct */
 
 static int body_count_mismatch(int rank, int p, void *arg)
 {
     const job_t *job = arg;
     int short_rank = job->short_rank < 0 ? p - 1 : job->short_rank;
     size_t n = rank == short_rank ? COUNT - 1 : COUNT, bytes = COUNT * 4 + PAD;
-    unsigned char *in = malloc(bytes), *out = malloc(bytes);
+    unsigned char *in = NULL, *out = NULL;
     call_t c = {job->kind, RDT_FLOAT32, RDT_SUM, n, 0};
     rdt_comm_t *comm;
     rdt_status_t st;
@@ -527,6 +528,13 @@ static int body_count_mismatch(int rank, int p, void *arg)
 
     unsetenv("RDT_CHECK");
     setenv("RDT_TIMEOUT", "5", 1);
+    if (g_direct) {
+        if (rdt_mem_alloc(bytes, (void **)&in) != RDT_SUCCESS ||
+            rdt_mem_alloc(bytes, (void **)&out) != RDT_SUCCESS)
+            return 1;
+    } else if (!(in = malloc(bytes)) || !(out = malloc(bytes))) {
+        return 1;
+    }
     comm = rdt_test_create_or_die();
     memset(in, 0, bytes);
     memset(out, POISON, bytes);
@@ -568,8 +576,13 @@ static int body_count_mismatch(int rank, int p, void *arg)
     comm = rdt_test_create_or_die();
     bad |= still_usable(comm, rank, p);
     rdt_comm_destroy(comm);
-    free(in);
-    free(out);
+    if (g_direct) {
+        rdt_mem_free(in);
+        rdt_mem_free(out);
+    } else {
+        free(in);
+        free(out);
+    }
     return bad | rdt_test_leaks(rank);
 }
 
@@ -583,12 +596,16 @@ static void run_count_mismatch(int kind, int short_rank)
     assert_true(g_outcomes != MAP_FAILED);
     for (p = 2; p <= 3; p++) {
         int t;
-        for (t = 0; t < 2; t++) {
-            static const char *const transports[] = {"tcp", "shm"};
+        for (t = 0; t < 3; t++) {
+            /* shm twice: one-shot exchanges (COUNT floats are small), then direct calls */
+            static const char *const transports[] = {"tcp", "shm", "shm"};
             int st[MAX_RANKS], rc, i;
             memset(g_outcomes, 0, sizeof(outcome_t) * MAX_RANKS);
             setenv("RDT_TRANSPORT", transports[t], 1);
-            fprintf(stderr, "# %d ranks over %s\n", p, transports[t]);
+            g_direct = t == 2;
+            setenv("RDT_SHM_DIRECT", g_direct ? "1" : "0", 1);
+            fprintf(stderr, "# %d ranks over %s%s\n", p, transports[t],
+                    g_direct ? ", direct" : "");
             rc = rdt_spawn_local(p, body_count_mismatch, &job, SPAWN_TIMEOUT_S, st);
             for (i = 0; i < p; i++)
                 if (st[i] != 0)
@@ -610,6 +627,8 @@ static void run_count_mismatch(int kind, int short_rank)
                 assert_true(g_outcomes[short_rank < 0 ? p - 1 : short_rank].in_call);
         }
     }
+    g_direct = 0;
+    unsetenv("RDT_SHM_DIRECT");
     munmap(g_outcomes, sizeof(outcome_t) * MAX_RANKS);
 }
 
