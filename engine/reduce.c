@@ -715,3 +715,39 @@ const char *rdt_reduce_isa(void)
 {
     return rdt_kernels()->name;
 }
+
+/* ------------------------------------------------------------------------------------------- */
+/* Streaming copy                                                                                */
+/* ------------------------------------------------------------------------------------------- */
+
+void rdt_copy_stream(void *dst, const void *src, size_t n)
+{
+#if defined(__x86_64__)
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    size_t head = (16 - ((uintptr_t)d & 15)) & 15;
+
+    if (n < 256) {
+        memcpy(d, s, n);
+        return;
+    }
+    memcpy(d, s, head); /* up to the first 16-byte boundary of dst */
+    d += head;
+    s += head;
+    n -= head;
+    for (; n >= 64; n -= 64, d += 64, s += 64) {
+        __m128i x0 = _mm_loadu_si128((const __m128i *)s);
+        __m128i x1 = _mm_loadu_si128((const __m128i *)(s + 16));
+        __m128i x2 = _mm_loadu_si128((const __m128i *)(s + 32));
+        __m128i x3 = _mm_loadu_si128((const __m128i *)(s + 48));
+        _mm_stream_si128((__m128i *)d, x0);
+        _mm_stream_si128((__m128i *)(d + 16), x1);
+        _mm_stream_si128((__m128i *)(d + 32), x2);
+        _mm_stream_si128((__m128i *)(d + 48), x3);
+    }
+    memcpy(d, s, n);
+    _mm_sfence(); /* ordered before whatever publishes the data */
+#else
+    memcpy(dst, src, n);
+#endif
+}

@@ -35,6 +35,14 @@ void rdt_reduce_local(void *dst, const void *a, const void *b, size_t n, rdt_dty
  */
 void rdt_reduce_scale_avg(void *buf, size_t n, rdt_dtype_t dtype, int divisor);
 
+/*
+ * memcpy(dst, src, n) with stores that bypass the caches where the CPU has them (x86-64: SSE2
+ * non-temporal stores, then a store fence; elsewhere plain memcpy): for copies into memory this
+ * core will not read again soon, such as the receive buffers of a large direct collective, where
+ * a plain store would first read every line it writes.
+ */
+void rdt_copy_stream(void *dst, const void *src, size_t n);
+
 /* @return 1 if (dtype, op) is a valid pair (every op on every type is, today), else 0. */
 int rdt_reduce_supported(rdt_dtype_t dtype, rdt_op_t op);
 

@@ -1072,7 +1072,8 @@ static int body_determinism(int rank, int nranks, void *arg)
 
     for (si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
         size_t n = sizes[si];
-        float *in = case_alloc(n * 4, g_alloc_mode == 1), *out = case_alloc(n * 4, g_alloc_mode == 1);
+        int mapped = g_alloc_mode == 1;
+        float *in = case_alloc(n * 4, mapped), *out = case_alloc(n * 4, mapped);
         uint64_t first = 0;
         if (!in || !out)
             return 1;
@@ -1099,8 +1100,8 @@ static int body_determinism(int rank, int nranks, void *arg)
                 }
             }
         }
-        case_free(in, g_alloc_mode == 1);
-        case_free(out, g_alloc_mode == 1);
+        case_free(in, mapped);
+        case_free(out, mapped);
     }
     rdt_comm_destroy(comm);
     return bad;

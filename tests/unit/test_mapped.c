@@ -78,7 +78,8 @@ static void test_mapped_twice_the_memory_is_the_same_and_the_cache_is_bounded(vo
     /* the next call reuses what it finds and unmaps the least recently used beyond 64 */
     assert_int_equal(rdt_mapped_call(&cache), 0);
     assert_int_equal(rdt_mapped_find(p[NALLOC - 1], 1, &d), 1);
-    assert_ptr_equal(rdt_mapped_peer(&cache, 1, &d, err, sizeof(err)), q[NALLOC - 1] - (NALLOC - 1));
+    assert_ptr_equal(rdt_mapped_peer(&cache, 1, &d, err, sizeof(err)),
+                     q[NALLOC - 1] - (NALLOC - 1));
     assert_int_equal(rdt_mem_alloc(4096, (void **)&extra), RDT_SUCCESS);
     assert_int_equal(rdt_mapped_find(extra, 1, &d), 1);
     assert_non_null(rdt_mapped_peer(&cache, 1, &d, err, sizeof(err))); /* a miss: one goes */

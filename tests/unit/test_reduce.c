@@ -933,6 +933,36 @@ static void test_isa_is_a_known_kernel_set(void **state)
     print_message("reduction kernels: %s\n", isa);
 }
 
+/* Every length 0..600 and a large one, at every alignment of source and destination mod 16:
+ * the bytes copied equal the source's, and the bytes around the destination are untouched. */
+static void test_streaming_copy_copies_exactly_at_every_alignment(void **state)
+{
+    enum { MAXN = 70000, GUARD = 32 };
+    unsigned char *src = malloc(MAXN + 64), *dst = malloc(MAXN + 64 + 2 * GUARD);
+    size_t n, i;
+    int sa, da;
+
+    (void)state;
+    assert_non_null(src);
+    assert_non_null(dst);
+    for (i = 0; i < MAXN + 64; i++)
+        src[i] = (unsigned char)(i * 131 + 7);
+    for (sa = 0; sa < 16; sa++)
+        for (da = 0; da < 16; da++)
+            for (n = 0; n <= MAXN; n = n < 600 ? n + 1 : n < MAXN - 5 ? MAXN - 5 : n + 1) {
+                unsigned char *d = dst + GUARD + da;
+                memset(dst, 0xee, MAXN + 64 + 2 * GUARD);
+                rdt_copy_stream(d, src + sa, n);
+                assert_memory_equal(d, src + sa, n);
+                for (i = 0; i < (size_t)GUARD + (size_t)da; i++)
+                    assert_int_equal(dst[i], 0xee);
+                for (i = 0; i < GUARD; i++)
+                    assert_int_equal(d[n + i], 0xee);
+            }
+    free(src);
+    free(dst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -965,6 +995,7 @@ int main(void)
         cmocka_unit_test(test_scale_avg_truncates_integers_toward_zero),
         cmocka_unit_test(test_scale_avg_divides_floats_in_their_widened_type),
         cmocka_unit_test(test_scale_avg_by_one_leaves_buffer_unchanged),
+        cmocka_unit_test(test_streaming_copy_copies_exactly_at_every_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
