@@ -43,6 +43,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -852,11 +853,19 @@ static unsigned char *direct_addr(rdt_request_t *req, int r, const rdt_mapped_de
     p = rdt_mapped_peer(&comm->mapped, r, d, err, sizeof(err));
     if (!p) {
         char name[160];
+        /* it offered the buffer, then died before it was mapped here */
+        int gone = kill((pid_t)d->pid, 0) != 0 && errno == ESRCH;
+        rdt_status_t st = gone ? RDT_ERR_PEER_FAILED : RDT_ERR_SYSTEM;
         rdt_exec_request_name(req, name, sizeof(name));
-        rdt_comm_set_error(comm, RDT_ERR_SYSTEM, "%s on rank %d (host %s): cannot map the %s "
-                           "buffer of rank %d (host %s): %s", name, comm->rank, comm->host, which,
-                           r, comm->hosts + (size_t)r * RDT_HOST_MAX, err);
-        comm->failed = RDT_ERR_SYSTEM;
+        if (gone)
+            rdt_comm_set_error(comm, st, "%s on rank %d (host %s): rank %d (host %s) died: its "
+                               "process %d is gone", name, comm->rank, comm->host, r,
+                               comm->hosts + (size_t)r * RDT_HOST_MAX, (int)d->pid);
+        else
+            rdt_comm_set_error(comm, st, "%s on rank %d (host %s): cannot map the %s buffer of "
+                               "rank %d (host %s): %s", name, comm->rank, comm->host, which, r,
+                               comm->hosts + (size_t)r * RDT_HOST_MAX, err);
+        comm->failed = st;
     }
     return p;
 }
