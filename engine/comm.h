@@ -157,6 +157,7 @@ struct rdt_comm {
      * host, RDT_SHM_DIRECT), every rank's offer in the call in progress, its buffers as mapped
      * here, the chunk of reduced elements on their way out, the peers' allocations mapped */
     int direct_on;
+    unsigned direct_logged;   /* bit 1: a direct call was logged, bit 0: a fallback was */
     struct rdt_direct_offer *direct_offers;
     unsigned char **direct_src;
     unsigned char **direct_dst;

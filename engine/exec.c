@@ -812,6 +812,20 @@ static void direct_offers_done(rdt_xfer_t *x, rdt_status_t st)
         return;
     }
     req->direct = all ? RDT_DIRECT_RUN : RDT_DIRECT_FALLBACK; /* coll_advance goes on */
+    if (!(comm->direct_logged & (1u << all))) {
+        comm->direct_logged |= 1u << all;
+        if (all)
+            rdt_info("exec", "%s of %zu elements: direct (every rank's buffers are "
+                     "rdt_mem_alloc memory; logged once)", rdt_coll_name(req->coll), req->count);
+        else
+            for (r = 0; r < comm->nranks; r++)
+                if (!comm->direct_offers[r].ok) {
+                    rdt_info("exec", "%s of %zu elements: rank %d's buffers are not rdt_mem_alloc "
+                             "memory, so it runs its schedule (logged once)",
+                             rdt_coll_name(req->coll), req->count, r);
+                    break;
+                }
+    }
 }
 
 /* Post this rank's part of the exchange that begins (@p end 0) or ends a direct call. */
