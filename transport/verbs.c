@@ -72,7 +72,8 @@
  * QP keeps VERBS_RECV_WRS receives posted (NSLOTS data writes and NSLOTS credit writes at most can
  * be outstanding, plus RNDV_MAX CTS and RNDV_MAX FIN), so a receiver is never "not ready".
  * Completions come from one CQ, polled with ibv_poll_cq; a waiting progress() sleeps in epoll on
- * the completion channel, the side-channel sockets and a wakeup eventfd.
+ * the completion channel (the CQ is armed only then), the side-channel sockets and a wakeup
+ * eventfd.
  *
  * Device and memory: the port (RDT_IB_DEV, or the first active one), its GID (RDT_IB_GID_INDEX,
  * or a RoCE v2 GID that is not link-local) and one protection domain are shared by every
@@ -2532,8 +2533,12 @@ static rdt_status_t verbs_progress(rdt_transport_t *t, int timeout_ms)
                 break;
         verbs_service_all(tp);
     }
-    if (tp->ncompleted == before) {
-        /* Arm, then look once more: a completion that arrived before arming makes no event. */
+    if (tp->ncompleted == before && timeout_ms != 0) {
+        /* Arm, then look once more: a completion that arrived before arming makes no event.
+         * Only a call that may sleep arms: an armed CQ costs on every completion after it (the
+         * kernel queues an event and wakes the channel; here a read and a re-arm, three system
+         * calls), and the engine's polling loop, which calls with timeout 0 back to back, never
+         * sleeps (docs/benchmarks/2026-11-28-softroce-latency.md). */
         if (!tp->cq_armed) {
             if (ibv_req_notify_cq(tp->cq, 0) == 0)
                 tp->cq_armed = 1;
