@@ -13,8 +13,20 @@
 #include "log.h"
 #include "topo.h"
 
-/* K_INT: an integer from 1 to 16; K_BOOL: 0 or 1; K_INDEX: "auto" (-1) or 0 to 65535. */
-typedef enum { K_LOG, K_STR, K_SECONDS, K_SIZE, K_INT, K_BOOL, K_INDEX, K_DOUBLE, K_RAW } knob_kind_t;
+/* K_INT: an integer from 1 to 16; K_BOOL: 0 or 1; K_INDEX: "auto" (-1) or 0 to 65535;
+ * K_SIZE_AUTO: "auto" (RDT_CONFIG_SIZE_AUTO, the consumer decides) or a size. */
+typedef enum {
+    K_LOG,
+    K_STR,
+    K_SECONDS,
+    K_SIZE,
+    K_SIZE_AUTO,
+    K_INT,
+    K_BOOL,
+    K_INDEX,
+    K_DOUBLE,
+    K_RAW
+} knob_kind_t;
 
 typedef struct knob {
     const char *name;
@@ -84,10 +96,11 @@ static const knob_t knobs[] = {
      "device with an active port"},
     {"RDT_IB_GID_INDEX", "auto", K_INDEX, F(ib_gid_index), 0,
      "GID table index for RoCE; auto = a RoCE v2 GID that is not link-local, IPv4 preferred"},
-    {"RDT_IB_RNDV", "64k", K_SIZE, F(ib_rndv), 0,
+    {"RDT_IB_RNDV", "auto", K_SIZE_AUTO, F(ib_rndv), 0,
      "verbs: messages of this many bytes or more are written straight into the receiver's "
      "buffer (zero-copy rendezvous); smaller ones are copied through registered slots; "
-     "0 = always copy"},
+     "0 = always copy; auto = 64k, but 0 on a software device (rxe, siw), where the "
+     "rendezvous round trip costs more than the copy"},
     {"RDT_IB_REG_CACHE", "0", K_BOOL, F(ib_reg_cache), 0,
      "verbs: 1 keeps buffers registered after a zero-copy transfer for the next one (faster, "
      "but only safe if the program never frees such a buffer while the communicator lives; "
@@ -214,9 +227,16 @@ static rdt_status_t apply(const knob_t *k, const char *val, rdt_config_t *cfg, c
         }
         *(double *)field = d;
         return RDT_SUCCESS;
+    case K_SIZE_AUTO:
+        if (strcasecmp(val, "auto") == 0) {
+            *(size_t *)field = RDT_CONFIG_SIZE_AUTO;
+            return RDT_SUCCESS;
+        }
+        /* fall through */
     case K_SIZE:
         if (parse_size(val, &z)) {
-            snprintf(err, errlen, "%s='%s' is not a size in bytes (e.g. 512k, 4M)", k->name, val);
+            snprintf(err, errlen, "%s='%s' is not %sa size in bytes (e.g. 512k, 4M)", k->name,
+                     val, k->kind == K_SIZE_AUTO ? "'auto' or " : "");
             return RDT_ERR_CONFIG;
         }
         *(size_t *)field = z;

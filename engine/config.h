@@ -7,9 +7,14 @@
 #define RDT_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "rdmatrain.h"
+
+/* A size knob left at "auto" (RDT_IB_RNDV): the value is passed on as is and the transport
+ * picks (the same SIZE_MAX as transport.h's RDT_RNDV_AUTO). */
+#define RDT_CONFIG_SIZE_AUTO SIZE_MAX
 
 /* Values of the environment variables the library reads (NULL when unset), plus the parsed
  * knobs. Strings point into the process environment or into the struct itself. */
@@ -30,7 +35,7 @@ typedef struct rdt_config {
     char transport[16];        /* RDT_TRANSPORT */
     char ib_dev[64];           /* RDT_IB_DEV */
     int ib_gid_index;          /* RDT_IB_GID_INDEX, -1 = auto */
-    size_t ib_rndv;            /* RDT_IB_RNDV */
+    size_t ib_rndv;            /* RDT_IB_RNDV, RDT_CONFIG_SIZE_AUTO = the transport decides */
     int ib_reg_cache;          /* RDT_IB_REG_CACHE */
     char ib_cm[16];            /* RDT_IB_CM: tcp or rdmacm */
     size_t shm_ring;           /* RDT_SHM_RING, bytes per ring of a pair of local ranks */

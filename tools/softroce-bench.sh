@@ -7,18 +7,23 @@
 #   tools/softroce-bench.sh [--build DIR] [--mtu 1024|4096|all] [--lat-sizes "8"]
 #                           [--bw-sizes "1048576 4194304"]
 #                           [--rdt-sizes "8 65536 1048576 4194304 16777216"]
+#                           [--rndv "64k 0"]
 #
 #   --build DIR   build tree holding tools/rdt_bench (default: the repository's build/), shared
 #                 into the VM read-write
 #   --mtu         active MTU of rxe0, one VM run each (default all: 1024 and 4096)
 #   --lat-sizes, --bw-sizes   message sizes of ib_write_lat and ib_write_bw
 #   --rdt-sizes   allreduce sizes of rdt_bench; "" skips rdt_bench (perftest only)
+#   --rndv        RDT_IB_RNDV values to measure verbs with too, in the same VM run, besides the
+#                 caller's setting (default: none); each adds a row group "verbs RDT_IB_RNDV=X"
 #
 # Prints, per MTU: perftest's figures (latency: typical, average and 99th percentile in us, one
 # way, i.e. half a round trip, as perftest reports it; bandwidth: average Gb/s and Mmsg/s), then
 # rdt_bench's allreduce (float32 sum, 2 ranks, out of place, nccl-tests figures: time per call
 # in us, busbw in GB/s) per size with verbs and tcp side by side and their time ratio, then:
-#   rdt allreduce time / ib_write_lat typical, at each size measured by both (8 B);
+#   rdt allreduce time / ib_write_lat typical, at each size measured by both (8 B), and the same
+#     against ib_write_lat's average (rdt_bench's time is a mean per batch, the median of the
+#     batches: spikes of the emulator weigh in it as in perftest's average, not its typical);
 #   rdt busbw (verbs) / ib_write_bw, at each rdt size from the largest ib_write_bw size up
 #     (4 and 16 MiB), against the best ib_write_bw average of the run; units converted: busbw
 #     GB/s (1e9 bytes/s) x 8 = Gb/s, the decimal gigabits perftest's --report_gbits prints;
@@ -48,6 +53,7 @@ mtus=(1024 4096)
 lat_sizes=(8)
 bw_sizes=(1048576 4194304)
 rdt_sizes=(8 65536 1048576 4194304 16777216)
+rndvs=()
 while (($#)); do
     case $1 in
     --inside) # internal: the part that runs where rxe0 is up
@@ -73,6 +79,7 @@ while (($#)); do
     --lat-sizes) read -r -a lat_sizes <<<"$2" ;;
     --bw-sizes) read -r -a bw_sizes <<<"$2" ;;
     --rdt-sizes) read -r -a rdt_sizes <<<"$2" ;;
+    --rndv) read -r -a rndvs <<<"$2" ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
     esac
     shift 2
@@ -143,7 +150,7 @@ if ((inside)); then
             read -r -a f <<<"$row"
             printf '%-13s %9s %6s  typical %s us, avg %s us, p99 %s us\n' \
                 ib_write_lat "${f[0]}" "${f[1]}" "${f[4]}" "${f[5]}" "${f[7]}"
-            echo "lat $size ${f[4]}" >>"$figs"
+            echo "lat $size ${f[4]} ${f[5]}" >>"$figs"
         else
             fail=1
         fi
@@ -173,25 +180,31 @@ if ((inside)); then
     json_num() { # json_num FILE KEY: the number after "KEY": in rdt_bench's one-row JSON
         sed -n "s/.*\"$2\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
     }
-    for tr in verbs tcp; do
+    # A run is "verbs", "tcp" or "verbs:X" (verbs with RDT_IB_RNDV=X, from --rndv).
+    runs=(verbs tcp)
+    for r in "${rndvs[@]}"; do runs+=("verbs:$r"); done
+    for run in "${runs[@]}"; do
+        tr=${run%%:*}
+        env=(RDT_TRANSPORT="$tr")
+        [[ $run == *:* ]] && env+=(RDT_IB_RNDV="${run#*:}")
         for size in "${rdt_sizes[@]}"; do
-            j=$out/$tr.$size.json
-            if ! RDT_TRANSPORT=$tr "$bench" "${opts[@]}" -b "$size" -e "$size" -j "$j" \
-                >"$out/$tr.$size.log" 2>&1; then
-                echo "RDT_TRANSPORT=$tr rdt_bench ${opts[*]} -b $size -e $size: failed" >&2
-                cat "$out/$tr.$size.log" >&2
+            j=$out/$run.$size.json
+            if ! env "${env[@]}" "$bench" "${opts[@]}" -b "$size" -e "$size" -j "$j" \
+                >"$out/$run.$size.log" 2>&1; then
+                echo "${env[*]} rdt_bench ${opts[*]} -b $size -e $size: failed" >&2
+                cat "$out/$run.$size.log" >&2
                 fail=1
                 continue
             fi
             t=$(json_num "$j" oop_time_us)
             b=$(json_num "$j" oop_busbw)
             if [[ -z $t || -z $b ]]; then
-                echo "rdt_bench $tr $size: no row in its JSON output:" >&2
-                cat "$j" "$out/$tr.$size.log" >&2
+                echo "rdt_bench $run $size: no row in its JSON output:" >&2
+                cat "$j" "$out/$run.$size.log" >&2
                 fail=1
                 continue
             fi
-            echo "rdt $tr $size $t $b" >>"$figs"
+            echo "rdt $run $size $t $b" >>"$figs"
         done
     done
 
@@ -199,7 +212,7 @@ if ((inside)); then
     # Bandwidth: the rdt sizes from the largest ib_write_bw size up, against the best ib_write_bw
     # average of this run (the closest to the rate rxe streams at); rdt's busbw (GB/s, 1e9 bytes)
     # x 8 is in perftest's decimal Gb/s (its --report_gbits divides bytes/s by 125000000).
-    awk -v mtu="$mtu" -v sizes="${rdt_sizes[*]}" '
+    awk -v mtu="$mtu" -v sizes="${rdt_sizes[*]}" -v rndvs="${rndvs[*]}" '
         function h(s) {
             if (s >= 1048576 && s % 1048576 == 0) return s / 1048576 " MiB"
             if (s >= 1024 && s % 1024 == 0) return s / 1024 " KiB"
@@ -207,7 +220,7 @@ if ((inside)); then
         }
         function ratio(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2f", a / b) : "-" }
         function v(x) { return x != "" ? x : "-" }
-        $1 == "lat" { lat[$2] = $3 }
+        $1 == "lat" { lat[$2] = $3; lavg[$2] = $4 }
         $1 == "bw" { bw[$2] = $3; if (ref == "" || $3 > bw[ref]) ref = $2; if ($2 > big) big = $2 }
         $1 == "rdt" { t[$2, $3] = $4; b[$2, $3] = $5 }
         END {
@@ -225,6 +238,11 @@ if ((inside)); then
                     printf "  allreduce %s (verbs) / ib_write_lat %s typical: %s us / %s us = %s\n",
                         h(s[i]), h(s[i]), v(t["verbs", s[i]]), lat[s[i]],
                         ratio(t["verbs", s[i]], lat[s[i]])
+            for (i = 1; i <= n; i++)
+                if (s[i] in lat)
+                    printf "  allreduce %s (verbs) / ib_write_lat %s average: %s us / %s us = %s\n",
+                        h(s[i]), h(s[i]), v(t["verbs", s[i]]), lavg[s[i]],
+                        ratio(t["verbs", s[i]], lavg[s[i]])
             for (i = 1; ref != "" && i <= n; i++) {
                 if (s[i] + 0 < big + 0) continue
                 x = b["verbs", s[i]]
@@ -236,6 +254,18 @@ if ((inside)); then
             for (i = 1; i <= n; i++)
                 printf "%s %s %s", (i > 1 ? "," : ""), h(s[i]), ratio(t["verbs", s[i]], t["tcp", s[i]])
             printf "\n"
+            m = split(rndvs, rv, " ")
+            for (k = 1; k <= m; k++) {
+                r = "verbs:" rv[k]
+                printf "\nverbs with RDT_IB_RNDV=%s (same run): time per call, busbw, ratios\n", rv[k]
+                for (i = 1; i <= n; i++) {
+                    x = b[r, s[i]]
+                    printf "  %9s %12s us %10s GB/s  / ib_write_lat %s  / ib_write_bw %s  / verbs %s\n",
+                        h(s[i]), v(t[r, s[i]]), v(x), (s[i] in lat) ? ratio(t[r, s[i]], lat[s[i]]) : "-",
+                        (ref != "" && s[i] + 0 >= big + 0) ? ratio(x != "" ? x * 8 : "", bw[ref]) : "-",
+                        ratio(t[r, s[i]], t["verbs", s[i]])
+                }
+            }
         }' "$figs"
     exit "$fail"
 fi
@@ -257,6 +287,6 @@ rc=0
 for mtu in "${mtus[@]}"; do
     "$HERE/softroce.sh" --mtu "$mtu" "${shares[@]}" -- bash "$HERE/softroce-bench.sh" --inside \
         --build "$build" --lat-sizes "${lat_sizes[*]}" --bw-sizes "${bw_sizes[*]}" \
-        --rdt-sizes "${rdt_sizes[*]}" || rc=1
+        --rdt-sizes "${rdt_sizes[*]}" --rndv "${rndvs[*]}" || rc=1
 done
 exit "$rc"

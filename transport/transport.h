@@ -32,6 +32,9 @@
 #define RDT_TOKEN_LEN 16
 #define RDT_ADDR_MAX 64 /* bytes of an opaque transport address */
 #define RDT_HOST_MAX 64 /* bytes of a host name, NUL included */
+/* rndv_threshold "auto" (RDT_IB_RNDV=auto, the engine's RDT_CONFIG_SIZE_AUTO passed on as is):
+ * verbs picks by device (eager only on software devices) */
+#define RDT_RNDV_AUTO SIZE_MAX
 
 typedef struct rdt_transport rdt_transport_t;
 typedef struct rdt_xfer rdt_xfer_t;
@@ -73,7 +76,9 @@ typedef struct rdt_transport_params {
     const char *ib_dev;                    /* "name[:port]"; NULL or "" = first active port */
     int ib_gid_fixed;                      /* 0: GID chosen automatically; 1: ib_gid_index */
     int ib_gid_index;                      /* GID table index when ib_gid_fixed */
-    size_t rndv_threshold;                 /* messages this long or longer go zero-copy; 0 = never */
+    size_t rndv_threshold;                 /* messages this long or longer go zero-copy; 0 = never;
+                                            * RDT_RNDV_AUTO = the transport's choice for its
+                                            * device */
     int reg_cache;                         /* keep implicit registrations after use */
     int ib_cm_rdmacm;                      /* connect QPs through librdmacm, not a TCP side
                                             * channel (RDT_IB_CM=rdmacm) */

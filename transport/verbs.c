@@ -51,7 +51,9 @@
  *            <--write+imm(CREDIT|n)--        rx_head: next slot to copy out
  *
  * Data path, rendezvous (zero-copy, messages of RDT_IB_RNDV bytes or more whose send buffer can
- * be registered): the sender writes only the header, with the RTS magic, into the ring. When the
+ * be registered; RDT_IB_RNDV=auto, the default, is 64 KiB, or never on a software device such as
+ * rxe, where the device's copy is a CPU's anyway and RTS/CTS only adds a round trip): the sender
+ * writes only the header, with the RTS magic, into the ring. When the
  * receiver matches it with a receive (in ring order, like any message), it registers the receive
  * buffer (registration cache, below) and writes a CTS record (address, rkey, sequence number)
  * into the sender's CTS inbox, the page after the sender's ring, with VERBS_IMM_CTS. The sender
@@ -70,7 +72,8 @@
  * QP keeps VERBS_RECV_WRS receives posted (NSLOTS data writes and NSLOTS credit writes at most can
  * be outstanding, plus RNDV_MAX CTS and RNDV_MAX FIN), so a receiver is never "not ready".
  * Completions come from one CQ, polled with ibv_poll_cq; a waiting progress() sleeps in epoll on
- * the completion channel, the side-channel sockets and a wakeup eventfd.
+ * the completion channel (the CQ is armed only then), the side-channel sockets and a wakeup
+ * eventfd.
  *
  * Device and memory: the port (RDT_IB_DEV, or the first active one), its GID (RDT_IB_GID_INDEX,
  * or a RoCE v2 GID that is not link-local) and one protection domain are shared by every
@@ -123,6 +126,13 @@
 #define VERBS_RNDV_MAX 8    /* rendezvous sends in flight per peer and direction */
 #define VERBS_RNDV_WR_MAX 8 /* RDMA writes of rendezvous data posted per peer */
 #define VERBS_RNDV_PIECE (1u << 30)
+/* RDT_IB_RNDV=auto: the zero-copy threshold on a hardware device. On a software one (the
+ * vendor ids the kernel's rxe and siw drivers report: RXE_VENDOR_ID, SIW_VENDOR_ID) every byte
+ * is copied by a CPU anyway and the RTS/CTS round trip costs more than the copy it saves:
+ * eager only there (measured on rxe: docs/benchmarks/2026-11-28-softroce-latency.md). */
+#define VERBS_RNDV_DEFAULT (64 * 1024)
+#define VERBS_VENDOR_RXE 0xffffffu
+#define VERBS_VENDOR_SIW 0x626d74u /* "bmt" */
 #define VERBS_CTS_LEN 16
 /* Immediate data: a data write carries its slot in the low byte and credits returned for the
  * other direction (piggybacked) above it; a credit-only write has VERBS_IMM_CREDIT set and the
@@ -240,6 +250,7 @@ typedef struct verbs_dev {
     uint16_t lid;
     enum ibv_mtu mtu;
     int is_eth;
+    const char *soft; /* "rxe" or "siw": a software device (by vendor id), else NULL */
     uint32_t max_msg; /* largest single RDMA write the port takes */
     /* registration cache, under lock */
     pthread_mutex_t lock;
@@ -775,6 +786,9 @@ static int verbs_port_open(verbs_dev_t *d, const char *spec, int *gid_tbl_len, i
             d->lid = pa.lid;
             d->mtu = pa.active_mtu;
             d->is_eth = pa.link_layer == IBV_LINK_LAYER_ETHERNET;
+            d->soft = da.vendor_id == VERBS_VENDOR_RXE   ? "rxe"
+                      : da.vendor_id == VERBS_VENDOR_SIW ? "siw"
+                                                         : NULL;
             d->max_msg = pa.max_msg_sz && pa.max_msg_sz < VERBS_RNDV_PIECE ? pa.max_msg_sz
                                                                            : VERBS_RNDV_PIECE;
             *gid_tbl_len = pa.gid_tbl_len;
@@ -2519,8 +2533,12 @@ static rdt_status_t verbs_progress(rdt_transport_t *t, int timeout_ms)
                 break;
         verbs_service_all(tp);
     }
-    if (tp->ncompleted == before) {
-        /* Arm, then look once more: a completion that arrived before arming makes no event. */
+    if (tp->ncompleted == before && timeout_ms != 0) {
+        /* Arm, then look once more: a completion that arrived before arming makes no event.
+         * Only a call that may sleep arms: an armed CQ costs on every completion after it (the
+         * kernel queues an event and wakes the channel; here a read and a re-arm, three system
+         * calls), and the engine's polling loop, which calls with timeout 0 back to back, never
+         * sleeps (docs/benchmarks/2026-11-28-softroce-latency.md). */
         if (!tp->cq_armed) {
             if (ibv_req_notify_cq(tp->cq, 0) == 0)
                 tp->cq_armed = 1;
@@ -2878,7 +2896,6 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
     memcpy(tp->token, params->token, RDT_TOKEN_LEN);
     tp->connect_timeout_ms = params->connect_timeout_ms > 0 ? params->connect_timeout_ms
                                                             : VERBS_CONNECT_TIMEOUT_DEFAULT_MS;
-    tp->rndv_threshold = params->rndv_threshold;
     tp->use_cm = params->ib_cm_rdmacm != 0;
     for (i = 0; i < tp->nranks; i++) {
         verbs_peer_t *p = &tp->peers[i];
@@ -2900,6 +2917,18 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
                                                                          : RDT_ERR_UNSUPPORTED;
     if (!tp->dev)
         goto err;
+    /* RDT_IB_RNDV=auto: by device (VERBS_RNDV_DEFAULT) */
+    tp->rndv_threshold = params->rndv_threshold;
+    if (tp->rndv_threshold == RDT_RNDV_AUTO) {
+        tp->rndv_threshold = tp->dev->soft ? 0 : VERBS_RNDV_DEFAULT;
+        if (tp->dev->soft)
+            rdt_info("verbs", "rank %d: RDT_IB_RNDV=auto: %s is a software device (%s): every "
+                     "message is copied through the slots, no zero-copy rendezvous", tp->rank,
+                     ibv_get_device_name(tp->dev->ctx->device), tp->dev->soft);
+        else
+            rdt_info("verbs", "rank %d: RDT_IB_RNDV=auto: zero-copy from %d bytes", tp->rank,
+                     VERBS_RNDV_DEFAULT);
+    }
     st = RDT_ERR_UNSUPPORTED;
     /* one connection's ring and staging must fit under RLIMIT_MEMLOCK, or nothing can work */
     if (!verbs_memlock_ok(2 * VERBS_BUF_BYTES, "the buffers of one connection", tp->base.error,
@@ -2933,10 +2962,11 @@ static rdt_status_t verbs_open(const rdt_transport_params_t *params, rdt_transpo
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&tp->lock, &ma);
     pthread_mutexattr_destroy(&ma);
-    rdt_info("verbs", "rank %d of %d on %s port %u, gid index %d, mtu %d, zero-copy from %zu "
-             "bytes, %s %s", tp->rank, tp->nranks,
+    rdt_info("verbs", "rank %d of %d on %s port %u, gid index %d, mtu %d, zero-copy %s%zu%s, "
+             "%s %s", tp->rank, tp->nranks,
              ibv_get_device_name(tp->dev->ctx->device), tp->dev->port, tp->dev->gid_index,
-             128 << tp->dev->mtu, tp->rndv_threshold,
+             128 << tp->dev->mtu, tp->rndv_threshold ? "from " : "never (",
+             tp->rndv_threshold, tp->rndv_threshold ? " bytes" : ")",
              tp->use_cm ? "rdma_cm listening on" : "side channel", tp->addr_str);
     *tp_p = &tp->base;
     return RDT_SUCCESS;

@@ -1266,6 +1266,20 @@ static void test_missing_or_contradictory_environment_is_a_clear_error(void **st
                                         "rdmacm)");
     unsetenv("RDT_IB_CM");
     clear_env();
+    {
+        /* a size knob that also takes "auto" (its default); ctest may have set it (--verbs) */
+        const char *was = getenv("RDT_IB_RNDV");
+        char keep[32];
+        snprintf(keep, sizeof(keep), "%s", was ? was : "");
+        setenv("RDT_IB_RNDV", "soon", 1);
+        expect_create_error(RDT_ERR_CONFIG,
+                            "RDT_IB_RNDV='soon' is not 'auto' or a size in bytes");
+        if (was)
+            setenv("RDT_IB_RNDV", keep, 1);
+        else
+            unsetenv("RDT_IB_RNDV");
+    }
+    clear_env();
 }
 
 static void test_an_unreachable_root_is_an_error_within_the_timeout(void **state)
