@@ -25,7 +25,8 @@
 # Exit status 1 if a run failed or reported wrong elements.
 #
 # Knobs (environment):
-#   WIRE (tcp or shm), MAPPED (1: with WIRE=shm, also rdt_bench -M 1), ROUNDS (3), NPS ("2 4"), MINB (8), MAXB (64M), TARGET_S (0.2 s per size and mode),
+#   WIRE (tcp or shm), MAPPED (1: with WIRE=shm, also rdt_bench -M 1), THP (0; 1: both
+#   programs madvise(MADV_HUGEPAGE) their buffers, -P 1), ROUNDS (3), NPS ("2 4"), MINB (8), MAXB (64M), TARGET_S (0.2 s per size and mode),
 #   RUN_TIMEOUT (600 s per run), VERBOSE=1 (print every raw table),
 #   RDT_BENCH      an rdt_bench to use; default: build it with CMake into BUILD_DIR
 #   BUILD_DIR      (default /tmp/rdt-bench-peers-build)
@@ -46,6 +47,7 @@ TARGET_S=${TARGET_S:-0.2}
 RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 VERBOSE=${VERBOSE:-0}
 MAPPED=${MAPPED:-1}
+THP=${THP:-0}
 WIRE=${WIRE:-tcp}
 case $WIRE in
 tcp) BTL=(--mca btl "tcp,self" --mca btl_tcp_if_include lo) ;;
@@ -121,6 +123,7 @@ echo "# rounds $ROUNDS, ranks $NPS, sizes $MINB..$MAXB, ~$TARGET_S s per size an
 echo "# wire: $WIRE; rdt: RDT_TRANSPORT=$WIRE rdt_bench -n N -c allreduce -d float32 -o sum -b $MINB -e $MAXB -T $TARGET_S"
 echo "# mpi: ${MPIRUN[*]} -np N mpi_allreduce_bench -b $MINB -e $MAXB -T $TARGET_S"
 env | grep '^RDT_' | sed 's/^/# env: /' || true
+echo "# buffers: $( ((THP)) && echo 'madvise(MADV_HUGEPAGE) (-P 1 in both)' || echo "the system's default pages ($(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo '?'))")"
 echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
@@ -131,10 +134,10 @@ run_one() { # tool np round
     if [[ $tool == rdt* ]]; then
         timeout "$RUN_TIMEOUT" "${BENCH_ENV[@]}" "$RDT_BENCH" -n "$np" -c allreduce -d float32 \
             -o sum -b "$MINB" -e "$MAXB" -T "$TARGET_S" -t "$RUN_TIMEOUT" \
-            -M "$([[ $tool == rdtm ]] && echo 1 || echo 0)" >"$out" 2>&1 || rc=$?
+            -M "$([[ $tool == rdtm ]] && echo 1 || echo 0)" -P "$THP" >"$out" 2>&1 || rc=$?
     else
         timeout "$RUN_TIMEOUT" "${BENCH_ENV[@]}" "${MPIRUN[@]}" -np "$np" "$MPI_BENCH" \
-            -b "$MINB" -e "$MAXB" -T "$TARGET_S" >"$out" 2>&1 || rc=$?
+            -b "$MINB" -e "$MAXB" -T "$TARGET_S" -P "$THP" >"$out" 2>&1 || rc=$?
     fi
     printf "round %s/%s  %-9s %s ranks: %s (%d s, load %s)\n" "$round" "$ROUNDS" \
         "$(case $tool in rdt) echo rdmatrain ;; rdtm) echo 'rdmatrain -M 1' ;; *) echo 'Open MPI' ;; esac)" "$np" \

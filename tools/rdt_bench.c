@@ -3,7 +3,8 @@
  *
  *   rdt_bench [-n NRANKS] [-c COLLS] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-w WARMUP]
  *             [-i ITERS | -T SECONDS] [-r BATCHES] [-m MAXITERS] [-d DTYPES] [-o OPS]
- *             [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1] [-M 0|1] [-j JSON_FILE] [-t TIMEOUT]
+ *             [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1] [-M 0|1] [-P 0|1] [-j JSON_FILE]
+ *             [-t TIMEOUT]
  *
  * With -n N the program forks N ranks on this host (tools/spawn.h: 127.0.0.1, fresh port and
  * token). Without -n it is one rank of a job that someone else started (the rdmatrain launcher,
@@ -46,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "rdmatrain.h"
@@ -94,6 +96,7 @@ typedef struct bench_opts {
     int check;
     int reg; /* -G: rdt_mem_register the buffers */
     int mapped; /* -M: buffers from rdt_mem_alloc */
+    int huge;   /* -P: madvise(MADV_HUGEPAGE) the (posix_memalign) buffers */
     const char *json;
     int timeout_s; /* -t; 0: estimated from the other options */
 } bench_opts_t;
@@ -963,6 +966,12 @@ static int run_rank(const bench_opts_t *o)
         rdt_comm_abort(b.comm);
         return 2;
     }
+    /* -P 1: transparent huge pages for the buffers, asked before they are first touched (as an
+     * allocator may); process_vm_readv then pins 2 MiB pages instead of 4 KiB ones */
+    if (o->huge && !o->mapped &&
+        (madvise(b.sbuf, b.bufsize, MADV_HUGEPAGE) || madvise(b.rbuf, b.bufsize, MADV_HUGEPAGE)))
+        fprintf(stderr, "rdt_bench: rank %d: madvise(MADV_HUGEPAGE): %s\n", b.rank,
+                strerror(errno));
     memset(b.sbuf, 0, b.bufsize);
     memset(b.rbuf, 0, b.bufsize);
     /* -G 1, as a framework pins its buckets (nccl-tests' -R): no registration per call */
@@ -1061,6 +1070,7 @@ static void usage(FILE *f)
             "usage: rdt_bench [-n NRANKS] [-c COLLS] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR]\n"
             "                 [-w WARMUP] [-i ITERS | -T SECONDS] [-r BATCHES] [-m MAXITERS]\n"
             "                 [-d DTYPES] [-o OPS] [-R ROOT] [-a ALGO] [-k 0|1] [-G 0|1] [-M 0|1]\n"
+            "                 [-P 0|1]\n"
             "                 [-j JSON_FILE]\n"
             "                 [-t TIMEOUT]\n"
             "  -n N       fork N ranks on this host; without -n, run as one rank of a job whose\n"
@@ -1090,6 +1100,8 @@ static void usage(FILE *f)
             "             pins its buckets (0: the library registers per call on RDMA)\n"
             "  -M 0|1     take the buffers from rdt_mem_alloc, which the ranks of a host can\n"
             "             map: large collectives run direct (RDT_SHM_DIRECT) (0: posix_memalign)\n"
+            "  -P 0|1     madvise(MADV_HUGEPAGE) the posix_memalign buffers before first use\n"
+            "             (transparent huge pages; 0: the system's default)\n"
             "  -j FILE    write the rows as JSON (rank 0)\n"
             "  -t SECONDS kill local ranks still running after this long (estimated)\n"
             "exit status: 0 ok, 1 wrong results, 2 error\n");
@@ -1237,7 +1249,7 @@ int main(int argc, char **argv)
     int opt, *statuses, i, worst = 0, ret;
     long v;
 
-    while ((opt = getopt(argc, argv, "n:c:b:e:f:w:i:T:r:m:d:o:R:a:k:G:M:j:t:h")) != -1) {
+    while ((opt = getopt(argc, argv, "n:c:b:e:f:w:i:T:r:m:d:o:R:a:k:G:M:P:j:t:h")) != -1) {
         int bad = 0;
         switch (opt) {
         case 'n':
@@ -1301,6 +1313,10 @@ int main(int argc, char **argv)
         case 'M':
             bad = parse_long(optarg, 0, &v) || v > 1;
             o.mapped = (int)v;
+            break;
+        case 'P':
+            bad = parse_long(optarg, 0, &v) || v > 1;
+            o.huge = (int)v;
             break;
         case 'j':
             o.json = optarg;

@@ -20,11 +20,13 @@
  * averaged across ranks (or the maximum, -a max); the time reported is the median batch.
  * Exit status 1 if an element was wrong, 2 on a usage error.
  */
+#include <errno.h>
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define PERIOD 1021
@@ -176,8 +178,9 @@ static void print_usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-w WARMUP] [-i ITERS | -T SEC]\n"
-            "       [-r BATCHES] [-m MAXITERS] [-k 0|1] [-a avg|max]\n"
-            "  defaults: -b 8 -e 64M -f 2 -w 5 -T 0.2 -r 5 -m 1000000 -k 1 -a avg\n",
+            "       [-r BATCHES] [-m MAXITERS] [-k 0|1] [-a avg|max] [-P 0|1]\n"
+            "  -P 1: madvise(MADV_HUGEPAGE) the buffers before touching them (huge pages)\n"
+            "  defaults: -b 8 -e 64M -f 2 -w 5 -T 0.2 -r 5 -m 1000000 -k 1 -a avg -P 0\n",
             prog);
 }
 
@@ -189,11 +192,12 @@ int main(int argc, char **argv)
     double busbw_total = 0.0, factor;
     float *sbuf = NULL, *rbuf = NULL;
     size_t bytes;
+    int huge = 0;
 
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
-    while ((c = getopt(argc, argv, "b:e:f:w:i:T:r:m:k:a:h")) != -1) {
+    while ((c = getopt(argc, argv, "b:e:f:w:i:T:r:m:k:a:P:h")) != -1) {
         switch (c) {
         case 'b':
             bad |= size_arg(optarg, &cfg.minb);
@@ -225,6 +229,9 @@ int main(int argc, char **argv)
         case 'a':
             cfg.use_max = strcmp(optarg, "max") == 0;
             break;
+        case 'P':
+            huge = atoi(optarg) != 0;
+            break;
         default:
             bad = 1;
             break;
@@ -245,6 +252,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "rank %d: cannot allocate 2 x %zu bytes\n", rank, cfg.maxb);
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
+    if (huge && (madvise(sbuf, cfg.maxb, MADV_HUGEPAGE) || madvise(rbuf, cfg.maxb, MADV_HUGEPAGE)))
+        fprintf(stderr, "rank %d: madvise(MADV_HUGEPAGE): %s\n", rank, strerror(errno));
     memset(sbuf, 0, cfg.maxb);
     memset(rbuf, 0, cfg.maxb);
 
