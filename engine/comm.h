@@ -95,6 +95,9 @@ struct rdt_request {
     void (*release)(void *hold);
 };
 
+/* Bytes a direct collective reduces at a time, in comm->direct_tmp (stays in L2; exec.c). */
+#define RDT_DIRECT_CHUNK ((size_t)128 << 10)
+
 /* What a rank tells the others at the start of a direct collective (exec.c). */
 typedef struct rdt_direct_offer {
     uint32_t ok; /* 1: every buffer of this rank that the others touch is rdt_mem_alloc memory */

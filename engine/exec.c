@@ -740,8 +740,7 @@ static void oneshot_start(rdt_request_t *req)
 
 enum { RDT_DIRECT_OFFER = 1, RDT_DIRECT_RUN, RDT_DIRECT_END, RDT_DIRECT_FALLBACK };
 
-#define DIRECT_CHUNK ((size_t)128 << 10) /* bytes reduced at a time (stays in L2) */
-#define DIRECT_ALIGN ((size_t)4096)      /* slice boundaries: no two ranks write one line */
+#define DIRECT_ALIGN ((size_t)4096) /* slice boundaries: no two ranks write one line */
 /* the exchanges' tags differ from the one-shot exchange's of the same call */
 #define DIRECT_TAG_OFFER 0x0ffe700000000000ULL
 #define DIRECT_TAG_END 0x0e7d000000000000ULL
@@ -929,21 +928,12 @@ static void direct_run(rdt_request_t *req)
     }
     if (comm->failed)
         return;
-    if (!comm->direct_tmp && (req->coll == RDT_COLL_ALLREDUCE || req->coll == RDT_COLL_REDUCE ||
-                              req->coll == RDT_COLL_REDUCE_SCATTER)) {
-        if (posix_memalign((void **)&comm->direct_tmp, 64, DIRECT_CHUNK) != 0) {
-            comm->direct_tmp = NULL;
-            rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for a direct collective");
-            comm->failed = RDT_ERR_NO_MEMORY;
-            return;
-        }
-    }
     switch (req->coll) {
     case RDT_COLL_ALLREDUCE:
     case RDT_COLL_REDUCE: {
         /* slice me: [lo, hi) elements, boundaries on DIRECT_ALIGN bytes */
         size_t unit = DIRECT_ALIGN / es, per = (req->count + (size_t)n - 1) / (size_t)n;
-        size_t lo, hi, c, step = DIRECT_CHUNK / es;
+        size_t lo, hi, c, step = RDT_DIRECT_CHUNK / es;
         per = (per + unit - 1) / unit * unit;
         lo = (size_t)me * per < req->count ? (size_t)me * per : req->count;
         hi = lo + per < req->count ? lo + per : req->count;
@@ -963,7 +953,7 @@ static void direct_run(rdt_request_t *req)
         break;
     }
     case RDT_COLL_REDUCE_SCATTER: {
-        size_t c, step = DIRECT_CHUNK / es;
+        size_t c, step = RDT_DIRECT_CHUNK / es;
         for (c = 0; c < req->count; c += step) {
             size_t m = req->count - c < step ? req->count - c : step;
             direct_reduce_chunk(req, comm->direct_tmp, (size_t)me * bytes + c * es, m);

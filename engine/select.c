@@ -96,7 +96,11 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
                 comm->direct_src = calloc(n, sizeof(*comm->direct_src));
             if (!comm->direct_dst)
                 comm->direct_dst = calloc(n, sizeof(*comm->direct_dst));
-            if (!comm->direct_offers || !comm->direct_src || !comm->direct_dst)
+            if (!comm->direct_tmp && posix_memalign((void **)&comm->direct_tmp, 64,
+                                                    RDT_DIRECT_CHUNK) != 0)
+                comm->direct_tmp = NULL;
+            if (!comm->direct_offers || !comm->direct_src || !comm->direct_dst ||
+                !comm->direct_tmp)
                 return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for direct "
                                           "collectives");
             comm->direct_on = 1;

@@ -34,6 +34,36 @@ rdt_comm_t *rdt_test_create_or_die(void)
     return comm;
 }
 
+void *rdt_test_alloc(size_t bytes, int mapped)
+{
+    void *p = NULL;
+
+    if (!mapped) {
+        p = calloc(1, bytes ? bytes : 1);
+        if (!p)
+            fprintf(stderr, "calloc(%zu) failed\n", bytes);
+        return p;
+    }
+    if (rdt_mem_alloc(bytes, &p) != RDT_SUCCESS) {
+        fprintf(stderr, "rdt_mem_alloc(%zu): %s\n", bytes, rdt_comm_last_error(NULL));
+        return NULL;
+    }
+    return p;
+}
+
+int rdt_test_free(void *p, int mapped)
+{
+    if (!mapped) {
+        free(p);
+        return 0;
+    }
+    if (rdt_mem_free(p) != RDT_SUCCESS) {
+        fprintf(stderr, "rdt_mem_free: %s\n", rdt_comm_last_error(NULL));
+        return -1;
+    }
+    return 0;
+}
+
 int rdt_test_maps_count(const char *needle)
 {
     FILE *f = fopen("/proc/self/maps", "r");

@@ -19,6 +19,12 @@ int rdt_test_leaks(int rank);
  * pieces of shm segments, "/memfd:rdt-mem." for rdt_mem_alloc memory); -1 if it cannot be read. */
 int rdt_test_maps_count(const char *needle);
 
+/* @p bytes of zero-filled memory: from rdt_mem_alloc if @p mapped (peers on this host can map
+ * it: direct collectives), else calloc; NULL (and a line on stderr) on failure. Freed with
+ * rdt_test_free(p, the same @p mapped), which returns 0, or -1 with a line on stderr. */
+void *rdt_test_alloc(size_t bytes, int mapped);
+int rdt_test_free(void *p, int mapped);
+
 /* Deterministic pseudo-random numbers (splitmix64), so a failing case can be replayed. */
 uint64_t rdt_test_rand(uint64_t *state);
 

@@ -174,23 +174,9 @@ static const char *const coll_names[C_COUNT + 1] = {"allreduce", "reduce_scatter
  * must agree to run the schedules). */
 static int g_alloc_mode;
 
-static void *case_alloc(size_t bytes, int mapped)
-{
-    void *p = NULL;
-    if (!mapped)
-        return malloc(bytes);
-    if (rdt_mem_alloc(bytes, &p) != RDT_SUCCESS) {
-        fprintf(stderr, "rdt_mem_alloc(%zu): %s\n", bytes, rdt_comm_last_error(NULL));
-        return NULL;
-    }
-    return p;
-}
-
 static void case_free(void *p, int mapped)
 {
-    if (!mapped)
-        free(p);
-    else if (rdt_mem_free(p) != RDT_SUCCESS)
+    if (rdt_test_free(p, mapped) != 0)
         fail_msg("rdt_mem_free: %s", rdt_comm_last_error(NULL));
 }
 
@@ -222,8 +208,8 @@ static void tcase_prepare(tcase_t *c, int r, int p)
     int q;
 
     c->mapped = g_alloc_mode == 1 || (g_alloc_mode == 2 && r != 1);
-    c->in = case_alloc(total * es, c->mapped);
-    c->out = case_alloc(total * es, c->mapped);
+    c->in = rdt_test_alloc(total * es, c->mapped);
+    c->out = rdt_test_alloc(total * es, c->mapped);
     c->exp = malloc(total * es);
     assert_non_null(c->in);
     assert_non_null(c->out);
@@ -1073,7 +1059,7 @@ static int body_determinism(int rank, int nranks, void *arg)
     for (si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
         size_t n = sizes[si];
         int mapped = g_alloc_mode == 1;
-        float *in = case_alloc(n * 4, mapped), *out = case_alloc(n * 4, mapped);
+        float *in = rdt_test_alloc(n * 4, mapped), *out = rdt_test_alloc(n * 4, mapped);
         uint64_t first = 0;
         if (!in || !out)
             return 1;

@@ -220,15 +220,10 @@ static int f_body(int rank, int nranks, void *arg)
     setenv("RDT_LOG", "error", 1);
     if (job->bcast_only)
         setenv("RDT_ALGO", "broadcast:tree", 1);
-    if (f_mapped) { /* every size direct (RDT_SHM_DIRECT=1): peers read and write these */
+    if (f_mapped) /* every size direct (RDT_SHM_DIRECT=1): peers read and write these */
         setenv("RDT_SHM_DIRECT", "1", 1);
-        if (rdt_mem_alloc(F_MAX_ELEMS * sizeof(*s), (void **)&s) != RDT_SUCCESS ||
-            rdt_mem_alloc(F_MAX_ELEMS * sizeof(*r), (void **)&r) != RDT_SUCCESS)
-            s = r = NULL;
-    } else {
-        s = calloc(F_MAX_ELEMS, sizeof(*s));
-        r = calloc(F_MAX_ELEMS, sizeof(*r));
-    }
+    s = rdt_test_alloc(F_MAX_ELEMS * sizeof(*s), f_mapped);
+    r = rdt_test_alloc(F_MAX_ELEMS * sizeof(*r), f_mapped);
     if (!s || !r) {
         f_record(me, F_SETUP_FAILED, 0, "no memory");
         return 1;
@@ -257,13 +252,8 @@ static int f_body(int rank, int nranks, void *arg)
     if (atomic_load(&me->state) == F_RUNNING)
         f_record(me, F_NO_ERROR, 0, "no error within %d s (%d calls)", f_loop_s, it);
     rdt_comm_destroy(comm);
-    if (f_mapped) {
-        rdt_mem_free(s);
-        rdt_mem_free(r);
-    } else {
-        free(s);
-        free(r);
-    }
+    rdt_test_free(s, f_mapped);
+    rdt_test_free(r, f_mapped);
     return atomic_load(&me->state) == F_FAILED_AS_EXPECTED ? 0 : 1;
 }
 

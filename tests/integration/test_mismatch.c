@@ -528,13 +528,8 @@ static int body_count_mismatch(int rank, int p, void *arg)
 
     unsetenv("RDT_CHECK");
     setenv("RDT_TIMEOUT", "5", 1);
-    if (g_direct) {
-        if (rdt_mem_alloc(bytes, (void **)&in) != RDT_SUCCESS ||
-            rdt_mem_alloc(bytes, (void **)&out) != RDT_SUCCESS)
-            return 1;
-    } else if (!(in = malloc(bytes)) || !(out = malloc(bytes))) {
+    if (!(in = rdt_test_alloc(bytes, g_direct)) || !(out = rdt_test_alloc(bytes, g_direct)))
         return 1;
-    }
     comm = rdt_test_create_or_die();
     memset(in, 0, bytes);
     memset(out, POISON, bytes);
@@ -576,13 +571,8 @@ static int body_count_mismatch(int rank, int p, void *arg)
     comm = rdt_test_create_or_die();
     bad |= still_usable(comm, rank, p);
     rdt_comm_destroy(comm);
-    if (g_direct) {
-        rdt_mem_free(in);
-        rdt_mem_free(out);
-    } else {
-        free(in);
-        free(out);
-    }
+    rdt_test_free(in, g_direct);
+    rdt_test_free(out, g_direct);
     return bad | rdt_test_leaks(rank);
 }
 

@@ -355,16 +355,8 @@ static int body_every_kind(int rank, int p, void *arg)
     rdt_status_t st;
     int bad = 0, k;
 
-    if (direct) {
-        if (rdt_mem_alloc(BIG, (void **)&in) != RDT_SUCCESS ||
-            rdt_mem_alloc(BIG, (void **)&out) != RDT_SUCCESS) {
-            fprintf(stderr, "rank %d: rdt_mem_alloc: %s\n", rank, rdt_comm_last_error(NULL));
-            return 1;
-        }
-    } else {
-        in = calloc(1, BIG);
-        out = calloc(1, BIG);
-    }
+    if (!(in = rdt_test_alloc(BIG, direct)) || !(out = rdt_test_alloc(BIG, direct)))
+        return 1;
     setenv("RDT_SHM_ONESHOT", oneshot ? "8k" : "0", 1);
     setenv("RDT_SHM_DIRECT", direct ? "1" : "0", 1);
     if (oneshot || direct) /* shared memory, whatever an earlier failed test left behind */
@@ -421,13 +413,8 @@ static int body_every_kind(int rank, int p, void *arg)
         rdt_comm_destroy(sub);
     }
     rdt_comm_destroy(world);
-    if (direct) {
-        rdt_mem_free(in);
-        rdt_mem_free(out);
-    } else {
-        free(in);
-        free(out);
-    }
+    rdt_test_free(in, direct);
+    rdt_test_free(out, direct);
     unsetenv("RDT_SHM_ONESHOT");
     unsetenv("RDT_SHM_DIRECT");
     return bad | rdt_test_leaks(rank);
