@@ -88,6 +88,12 @@ struct rdt_request {
     int oneshot;
     /* direct through peers' mapped buffers (exec.c): 0 = no, else the RDT_DIRECT_* phase */
     int direct;
+    /* staged (a direct call whose buffers are not all mapped; exec.c): the chunk in progress,
+     * how many, and which of its two exchanges (0: the inputs, 1: the reduced slices) */
+    size_t stg_chunk;
+    size_t stg_nchunks;
+    int stg_phase;
+    int stg_own; /* the inputs' exchange left this rank's slice out: it reads it in place */
     /* p2p execution, and the one-shot exchange */
     rdt_xfer_t xfer;
     /* the transport's holds on the send and receive buffers while the request runs */
@@ -97,6 +103,9 @@ struct rdt_request {
 
 /* Bytes a direct collective reduces at a time, in comm->direct_tmp (stays in L2; exec.c). */
 #define RDT_DIRECT_CHUNK ((size_t)128 << 10)
+/* Bytes of input each rank contributes per staged chunk at most (exec.c): the chunk, its copy in
+ * the share area and the reduced slices stay in a 2 MiB L2. */
+#define RDT_STAGED_CHUNK ((size_t)512 << 10)
 
 /* What a rank tells the others at the start of a direct collective (exec.c). */
 typedef struct rdt_direct_offer {
@@ -154,13 +163,18 @@ struct rdt_comm {
      * on several hosts, a transport without them, RDT_SHM_ONESHOT=0), and the views of the
      * exchange in progress (nranks each; one collective runs at a time) */
     size_t share_max;
+    size_t share_cap;         /* the transport's largest contribution (staged chunks) */
     const void **share_views;
     size_t *share_lens;
     /* direct collectives (select.c, exec.c; mapped.h): whether they may run (every rank on this
      * host, RDT_SHM_DIRECT), every rank's offer in the call in progress, its buffers as mapped
      * here, the chunk of reduced elements on their way out, the peers' allocations mapped */
     int direct_on;
-    unsigned direct_logged;   /* bit 1: a direct call was logged, bit 0: a fallback was */
+    unsigned direct_logged;   /* bit 1: a direct call was logged, bit 0: a fallback was,
+                               * bit 2: a staged one */
+    unsigned advances;        /* rdt_exec_advance passes that moved something (exec.c) */
+    uint64_t direct_calls;    /* collectives run direct, and staged (tests read them) */
+    uint64_t staged_calls;
     struct rdt_direct_offer *direct_offers;
     unsigned char **direct_src;
     unsigned char **direct_dst;

@@ -81,7 +81,7 @@ static const knob_t knobs[] = {
      "ring"},
     {"RDT_SHM_ONESHOT", "8k", K_SIZE, F(shm_oneshot), 0,
      "shm: with every rank on one host, allreduce, allgather, reduce_scatter, alltoall and "
-     "barrier with at most this many bytes per rank (65504 at most) run as one exchange through "
+     "barrier with at most this many bytes per rank (1 MiB - 64 at most) run as one exchange through "
      "shared memory (each rank writes its part once and reads the others') instead of a "
      "schedule of messages; 0 = never; RDT_ALGO forcing a collective's algorithm turns it off "
      "for that collective"},
@@ -91,6 +91,13 @@ static const knob_t knobs[] = {
      "allreduce and reduce writes) the others' buffers in place, one pass over the data; other "
      "buffers keep the schedules (one extra exchange of 72 bytes decides); 0 = never; RDT_ALGO "
      "forcing a collective's algorithm turns it off for that collective"},
+    {"RDT_SHM_STAGED", "8m", K_SIZE, F(shm_staged), 0,
+     "shm: with every rank on one host, an allreduce whose vectors total at least this many "
+     "bytes over the ranks (count x element size x ranks; each rank's at least RDT_SHM_DIRECT) "
+     "and whose buffers are not all rdt_mem_alloc memory runs staged: in chunks through the "
+     "shared one-shot buffers, each rank reducing its slice of every rank's chunk in cache, no "
+     "system call per message; smaller ones, whose vectors stay in the last-level cache, keep "
+     "the schedules' single kernel copy; 0 = never"},
     {"RDT_IB_DEV", "", K_STR, S(ib_dev),
      "RDMA device and port for verbs, name[:port] (e.g. mlx5_0:1, rxe0); empty = the first "
      "device with an active port"},

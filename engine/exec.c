@@ -650,18 +650,19 @@ static size_t oneshot_contribution(const rdt_request_t *req)
     }
 }
 
-/* dst = views[0] (op) views[1] (op) ... at byte offset @p off of each, in rank order. */
-static void oneshot_reduce(const rdt_request_t *req, void *dst, size_t off)
+/* dst = src[0] + off (op) src[1] + off (op) ..., @p n elements from byte offset @p off of every
+ * rank's source, in rank order (then the average): the one-shot, direct and staged reductions. */
+static void reduce_ranks(const rdt_request_t *req, void *dst, const void *const *src, size_t off,
+                         size_t n)
 {
     const rdt_comm_t *comm = req->comm;
-    const void *const *v = comm->share_views;
-    size_t n = req->count;
+    rdt_op_t op = kernel_op(req->op);
     int r;
 
-    rdt_reduce_local(dst, (const char *)v[0] + off, (const char *)v[1] + off, n, req->dtype,
-                     kernel_op(req->op));
+    rdt_reduce_local(dst, (const char *)src[0] + off, (const char *)src[1] + off, n, req->dtype,
+                     op);
     for (r = 2; r < comm->nranks; r++)
-        rdt_reduce_local(dst, dst, (const char *)v[r] + off, n, req->dtype, kernel_op(req->op));
+        rdt_reduce_local(dst, dst, (const char *)src[r] + off, n, req->dtype, op);
     if (req->op == RDT_AVG)
         rdt_reduce_scale_avg(dst, n, req->dtype, comm->nranks);
 }
@@ -682,8 +683,8 @@ static rdt_status_t oneshot_finish(rdt_request_t *req)
                                       comm->hosts + (size_t)r * RDT_HOST_MAX,
                                       comm->share_lens[r], me, oneshot_contribution(req));
     switch (req->coll) {
-    case RDT_COLL_ALLREDUCE: oneshot_reduce(req, out, 0); break;
-    case RDT_COLL_REDUCE_SCATTER: oneshot_reduce(req, out, (size_t)me * bytes); break;
+    case RDT_COLL_ALLREDUCE: reduce_ranks(req, out, v, 0, req->count); break;
+    case RDT_COLL_REDUCE_SCATTER: reduce_ranks(req, out, v, (size_t)me * bytes, req->count); break;
     case RDT_COLL_ALLGATHER:
         for (r = 0; r < comm->nranks; r++)
             memcpy(out + (size_t)r * bytes, v[r], bytes);
@@ -738,12 +739,20 @@ static void oneshot_start(rdt_request_t *req)
 /* Direct collectives                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
-enum { RDT_DIRECT_OFFER = 1, RDT_DIRECT_RUN, RDT_DIRECT_END, RDT_DIRECT_FALLBACK };
+enum {
+    RDT_DIRECT_OFFER = 1,
+    RDT_DIRECT_RUN,
+    RDT_DIRECT_END,
+    RDT_DIRECT_FALLBACK,
+    RDT_DIRECT_STAGED,      /* a staged exchange is outstanding */
+    RDT_DIRECT_STAGED_READY /* it completed: its views are to be used, then the next posted */
+};
 
 #define DIRECT_ALIGN ((size_t)4096) /* slice boundaries: no two ranks write one line */
 /* the exchanges' tags differ from the one-shot exchange's of the same call */
 #define DIRECT_TAG_OFFER 0x0ffe700000000000ULL
 #define DIRECT_TAG_END 0x0e7d000000000000ULL
+#define DIRECT_TAG_STAGED 0x057a000000000000ULL /* ^ the exchange's number in the call */
 
 static rdt_status_t sched_start(rdt_request_t *req);
 _Static_assert(sizeof(rdt_direct_offer_t) == 72, "the offer's size is documented");
@@ -781,6 +790,29 @@ static void direct_end_done(rdt_xfer_t *x, rdt_status_t st)
     req->status = st;
 }
 
+/* Staged allreduce: bytes of the slice each rank reduces per chunk (a chunk is one slice per
+ * rank, in rank order), a multiple of 64 so slices start on cache lines; 0: too many ranks. */
+static size_t staged_slice_bytes(const rdt_comm_t *comm)
+{
+    size_t cap = comm->share_cap < RDT_STAGED_CHUNK ? comm->share_cap : RDT_STAGED_CHUNK;
+    return cap / (size_t)comm->nranks / 64 * 64;
+}
+
+/* Chunks of @p req staged, or 0 if it does not run staged (a choice every rank makes alike:
+ * from the offers, the configuration and the call). */
+static size_t staged_chunks(rdt_request_t *req)
+{
+    const rdt_comm_t *comm = req->comm;
+    size_t es = rdt_dtype_size(req->dtype), slice = staged_slice_bytes(comm) / es;
+
+    if (req->coll != RDT_COLL_ALLREDUCE || !comm->cfg.shm_staged || !slice ||
+        req->count * es * (size_t)comm->nranks < comm->cfg.shm_staged)
+        return 0;
+    req->stg_nchunks = (req->count + slice * (size_t)comm->nranks - 1) /
+                       (slice * (size_t)comm->nranks);
+    return req->stg_nchunks;
+}
+
 static void direct_offers_done(rdt_xfer_t *x, rdt_status_t st)
 {
     rdt_request_t *req = x->arg;
@@ -811,6 +843,21 @@ static void direct_offers_done(rdt_xfer_t *x, rdt_status_t st)
         return;
     }
     req->direct = all ? RDT_DIRECT_RUN : RDT_DIRECT_FALLBACK; /* coll_advance goes on */
+    comm->direct_calls += (unsigned)all;
+    if (!all && staged_chunks(req)) {
+        req->direct = RDT_DIRECT_STAGED_READY; /* nothing received yet: post chunk 0 */
+        comm->staged_calls++;
+        req->stg_chunk = 0;
+        req->stg_phase = -1;
+        if (!(comm->direct_logged & 4u)) {
+            comm->direct_logged |= 4u;
+            rdt_info("exec", "%s of %zu elements: staged (not every rank's buffers are "
+                     "rdt_mem_alloc memory; chunks of %zu bytes through shared memory; logged "
+                     "once)", rdt_coll_name(req->coll), req->count,
+                     staged_slice_bytes(comm) * (size_t)comm->nranks);
+        }
+        return;
+    }
     if (!(comm->direct_logged & (1u << all))) {
         comm->direct_logged |= 1u << all;
         if (all)
@@ -883,21 +930,6 @@ static unsigned char *direct_addr(rdt_request_t *req, int r, const rdt_mapped_de
     return p;
 }
 
-/* tmp = src[0] + off (op) src[1] + off (op) ..., n elements, in rank order (then the average). */
-static void direct_reduce_chunk(const rdt_request_t *req, unsigned char *tmp, size_t off, size_t n)
-{
-    const rdt_comm_t *comm = req->comm;
-    unsigned char *const *src = comm->direct_src;
-    rdt_op_t op = kernel_op(req->op);
-    int r;
-
-    rdt_reduce_local(tmp, src[0] + off, src[1] + off, n, req->dtype, op);
-    for (r = 2; r < comm->nranks; r++)
-        rdt_reduce_local(tmp, tmp, src[r] + off, n, req->dtype, op);
-    if (req->op == RDT_AVG)
-        rdt_reduce_scale_avg(tmp, n, req->dtype, comm->nranks);
-}
-
 static void direct_copy(void *dst, const void *src, size_t n)
 {
     memcpy(dst, src, n);
@@ -943,7 +975,7 @@ static void direct_run(rdt_request_t *req)
         void (*copy)(void *, const void *, size_t) = stream ? rdt_copy_stream : direct_copy;
         for (c = lo; c < hi; c += step) {
             size_t m = hi - c < step ? hi - c : step;
-            direct_reduce_chunk(req, comm->direct_tmp, c * es, m);
+            reduce_ranks(req, comm->direct_tmp, (const void *const *)src, c * es, m);
             if (req->coll == RDT_COLL_REDUCE)
                 copy(dst[req->root] + c * es, comm->direct_tmp, m * es);
             else
@@ -956,7 +988,8 @@ static void direct_run(rdt_request_t *req)
         size_t c, step = RDT_DIRECT_CHUNK / es;
         for (c = 0; c < req->count; c += step) {
             size_t m = req->count - c < step ? req->count - c : step;
-            direct_reduce_chunk(req, comm->direct_tmp, (size_t)me * bytes + c * es, m);
+            reduce_ranks(req, comm->direct_tmp, (const void *const *)src,
+                         (size_t)me * bytes + c * es, m);
             memcpy(dst[me] + c * es, comm->direct_tmp, m * es);
         }
         break;
@@ -978,6 +1011,150 @@ static void direct_run(rdt_request_t *req)
     }
 }
 
+/*
+ * Staged allreduce: buffers that cannot be mapped (malloc'd) still make one pass through memory
+ * per rank, as in direct, by meeting in the share areas instead of the buffers. Chunk i is one
+ * slice of S elements per rank, in rank order. Exchange 2i: each rank contributes its input's
+ * chunk (the transport copies it into its share area); when all have, each reduces its own slice
+ * of every rank's copy, in rank order, into direct_tmp. Exchange 2i + 1: each contributes that
+ * reduced slice; when all have, each copies every rank's slice into its receive buffer. The
+ * chunk and its copies stay in cache (RDT_STAGED_CHUNK), so the memory traffic is the direct
+ * pass's; what it costs over direct is a copy in cache each way and two exchanges per chunk.
+ * The share areas' rule (a rank posts exchange s + 1 only after it is done with the views of s)
+ * makes every read safe; in place works as the input's chunk is copied before the output's is
+ * written. Nobody touches another rank's buffers, so no end exchange is needed.
+ */
+
+/* Chunk @p i: its first element and length (*n_p), and rank @p r's slice of it, [*lo_p, *hi_p)
+ * relative to the chunk. */
+static size_t staged_geometry(const rdt_request_t *req, size_t i, int r, size_t *n_p,
+                              size_t *lo_p, size_t *hi_p)
+{
+    const rdt_comm_t *comm = req->comm;
+    size_t S = staged_slice_bytes(comm) / rdt_dtype_size(req->dtype);
+    size_t off = i * S * (size_t)comm->nranks, n = req->count - off, lo;
+
+    if (n > S * (size_t)comm->nranks)
+        n = S * (size_t)comm->nranks;
+    lo = (size_t)r * S < n ? (size_t)r * S : n;
+    *n_p = n;
+    *lo_p = lo;
+    *hi_p = lo + S < n ? lo + S : n;
+    return off;
+}
+
+/* Where this rank reduces its slice of a chunk: its share buffer of the next exchange (built in
+ * place, valid once the exchange before completed), else direct_tmp (copied when posted). */
+static unsigned char *staged_slice_buf(rdt_comm_t *comm)
+{
+    void *b = comm->tp->ops->share_buf ? comm->tp->ops->share_buf(comm->tp) : NULL;
+    return b ? b : comm->direct_tmp;
+}
+
+static void staged_done(rdt_xfer_t *x, rdt_status_t st)
+{
+    rdt_request_t *req = x->arg;
+
+    if (st != RDT_SUCCESS) {
+        req_transfer_failed(req, st, " (the ranks called different collectives, or passed "
+                                     "different counts, dtypes, operations or roots)");
+        req->done = 1;
+        req->status = st;
+        return;
+    }
+    req->direct = RDT_DIRECT_STAGED_READY;
+}
+
+static void staged_post(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    rdt_xfer_t *x = &req->xfer;
+    size_t es = rdt_dtype_size(req->dtype), n, lo, hi;
+    size_t off = staged_geometry(req, req->stg_chunk, comm->rank, &n, &lo, &hi);
+    rdt_status_t st;
+
+    memset(x, 0, sizeof(*x));
+    if (req->stg_phase == 0) {
+        const unsigned char *in = (const unsigned char *)req->sendbuf + off * es;
+        unsigned char *b = comm->tp->ops->share_buf ? comm->tp->ops->share_buf(comm->tp) : NULL;
+        if (b) { /* built in place, the others' slices only: this rank reads its own from in */
+            memcpy(b, in, lo * es);
+            memcpy(b + hi * es, in + hi * es, (n - hi) * es);
+        }
+        x->buf = b ? b : (void *)in;
+        x->len = n * es;
+        req->stg_own = b != NULL;
+    } else {
+        x->buf = staged_slice_buf(comm);
+        x->len = (hi - lo) * es;
+    }
+    x->peer = -1;
+    x->tag = req->tag_hi ^ DIRECT_TAG_STAGED ^
+             (uint32_t)(2 * req->stg_chunk + (size_t)req->stg_phase);
+    x->cb = staged_done;
+    x->arg = req;
+    req->direct = RDT_DIRECT_STAGED;
+    st = comm->tp->ops->ishare(comm->tp, x, comm->share_views, comm->share_lens);
+    if (st != RDT_SUCCESS)
+        staged_done(x, st);
+}
+
+/* The exchange of (chunk, phase) completed (or none was posted yet: phase -1): use what it
+ * shows, then post the next one, or finish. */
+static void staged_step(rdt_request_t *req)
+{
+    rdt_comm_t *comm = req->comm;
+    const void *const *v = comm->share_views;
+    size_t es = rdt_dtype_size(req->dtype), n, lo, hi, off;
+    int r, me = comm->rank;
+
+    if (req->stg_phase >= 0) {
+        for (r = 0; r < comm->nranks; r++) { /* the tags agree, so must the sizes */
+            off = staged_geometry(req, req->stg_chunk, r, &n, &lo, &hi);
+            size_t want = (req->stg_phase == 0 ? n : hi - lo) * es;
+            if (comm->share_lens[r] != want) {
+                rdt_status_t st = rdt_comm_set_error(
+                    comm, RDT_ERR_MISMATCH, "rank %d (host %s) contributed %zu bytes to "
+                    "exchange %zu of a staged allreduce, rank %d expected %zu", r,
+                    comm->hosts + (size_t)r * RDT_HOST_MAX, comm->share_lens[r],
+                    2 * req->stg_chunk + (size_t)req->stg_phase, me, want);
+                comm->failed = st;
+                req->done = 1;
+                req->status = st;
+                return;
+            }
+        }
+        if (req->stg_phase == 0) {
+            const void **src = (const void **)comm->direct_src;
+            off = staged_geometry(req, req->stg_chunk, me, &n, &lo, &hi);
+            for (r = 0; r < comm->nranks; r++)
+                src[r] = v[r];
+            if (req->stg_own) /* this rank's slice was not copied (staged_post) */
+                src[me] = (const unsigned char *)req->sendbuf + off * es;
+            if (hi > lo) /* straight into the next exchange's buffer where there is one */
+                reduce_ranks(req, staged_slice_buf(comm), src, lo * es, hi - lo);
+            req->stg_phase = 1;
+        } else {
+            for (r = 0; r < comm->nranks; r++) {
+                off = staged_geometry(req, req->stg_chunk, r, &n, &lo, &hi);
+                memcpy((unsigned char *)req->recvbuf + (off + lo) * es, v[r], (hi - lo) * es);
+            }
+            req->stg_chunk++;
+            req->stg_phase = 0;
+        }
+    } else {
+        req->stg_phase = 0;
+    }
+    if (req->stg_chunk == req->stg_nchunks) {
+        req->xfer.peer = -1;
+        req->done = 1;
+        req->status = RDT_SUCCESS;
+        return;
+    }
+    staged_post(req);
+}
+
+
 /* The direct phases that move without waiting (coll_advance). Returns nonzero if anything
  * changed; leaves req->direct 0 when the schedule is to run. */
 static int direct_advance(rdt_request_t *req)
@@ -989,6 +1166,10 @@ static int direct_advance(rdt_request_t *req)
         direct_run(req);
         if (!comm->failed)
             direct_exchange(req, 1);
+        return 1;
+    }
+    if (req->direct == RDT_DIRECT_STAGED_READY) {
+        staged_step(req);
         return 1;
     }
     if (req->direct != RDT_DIRECT_FALLBACK)
@@ -1192,6 +1373,7 @@ void rdt_exec_advance(rdt_comm_t *comm)
             }
             r = next;
         }
+        comm->advances += (unsigned)changed;
     } while (changed);
     if (comm->failed)
         rdt_comm_fail(comm, comm->failed);
@@ -1220,7 +1402,14 @@ static int describe_wait(rdt_comm_t *comm, rdt_request_t *req, char *buf, size_t
                      comm->hosts + (size_t)r * RDT_HOST_MAX,
                      req->oneshot                       ? "one-shot exchange"
                      : req->direct == RDT_DIRECT_OFFER ? "exchange that begins a direct call"
-                                                        : "exchange that ends a direct call");
+                     : req->direct == RDT_DIRECT_STAGED
+                         ? "exchange of a staged allreduce"
+                         : "exchange that ends a direct call");
+        if (r >= 0 && req->direct == RDT_DIRECT_STAGED) {
+            size_t k = strlen(buf);
+            snprintf(buf + k, len - k, " (chunk %zu of %zu, %s)", req->stg_chunk + 1,
+                     req->stg_nchunks, req->stg_phase ? "its reduced slice" : "its input");
+        }
         return r >= 0;
     }
     buf[0] = '\0';
@@ -1397,13 +1586,15 @@ static int oversubscribed(rdt_comm_t *comm)
  * yielding only costs a system call per poll (a third of an 8-byte shm allreduce, measured with
  * perf), so the rank spins and yields every 64th poll only, to stay polite to other processes.
  * The clock is read every 16th poll. After the polling budget the thread sleeps in the transport
- * until an event.
+ * until an event. The budget counts from the last poll that moved anything: a large collective
+ * that completes a message every few tens of microseconds (a staged allreduce's exchanges, a
+ * schedule's slices) keeps polling between them rather than paying a sleep and a wakeup each.
  */
 rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
 {
     double poll_until = 0, now;
     unsigned yield_mask = oversubscribed(comm) ? 0 : 63, clock_mask = comm->cfg.poll_us ? 15 : 0;
-    unsigned k;
+    unsigned k, seen = comm->advances;
 
     /* The clock (deadline, polling budget) every 16th poll from the 16th on: an operation that
      * completes within a few polls, as small ones do through shared memory, never reads it
@@ -1417,6 +1608,10 @@ rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
             return req ? req->status : comm->failed;
         if (comm->failed) /* a request not in the queue any more cannot complete */
             return comm->failed;
+        if (comm->advances != seen) { /* it moved: the budget starts again at the next clock */
+            seen = comm->advances;
+            poll_until = 0;
+        }
         if (now > 0 && poll_until == 0)
             poll_until = now + comm->cfg.poll_us * 1e-6;
         if (now == 0 || now < poll_until) {

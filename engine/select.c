@@ -73,6 +73,7 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
         comm->forced[c] = -1;
     /* one-shot exchanges: every rank on this host (the transport knows), and room to see them */
     comm->share_max = 0;
+    comm->share_cap = 0;
     comm->direct_on = 0;
     if (comm->nranks > 1 && (comm->cfg.shm_oneshot || comm->cfg.shm_direct) && comm->tp &&
         comm->tp->ops->share_max) {
@@ -86,6 +87,7 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
             return rdt_comm_set_error(comm, RDT_ERR_NO_MEMORY, "out of memory for the views of "
                                       "one-shot exchanges");
         comm->share_max = m < comm->cfg.shm_oneshot ? m : comm->cfg.shm_oneshot;
+        comm->share_cap = m;
         if (comm->share_max)
             rdt_info("select", "one-shot exchanges through shared memory for contributions of "
                      "up to %zu bytes", comm->share_max);
@@ -96,8 +98,11 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
                 comm->direct_src = calloc(n, sizeof(*comm->direct_src));
             if (!comm->direct_dst)
                 comm->direct_dst = calloc(n, sizeof(*comm->direct_dst));
-            if (!comm->direct_tmp && posix_memalign((void **)&comm->direct_tmp, 64,
-                                                    RDT_DIRECT_CHUNK) != 0)
+            /* a direct chunk, or a staged chunk's reduced slice (at most half of one) */
+            if (!comm->direct_tmp &&
+                posix_memalign((void **)&comm->direct_tmp, 64,
+                               RDT_DIRECT_CHUNK > RDT_STAGED_CHUNK / 2 ? RDT_DIRECT_CHUNK
+                                                                      : RDT_STAGED_CHUNK / 2) != 0)
                 comm->direct_tmp = NULL;
             if (!comm->direct_offers || !comm->direct_src || !comm->direct_dst ||
                 !comm->direct_tmp)

@@ -217,6 +217,12 @@ static size_t mux_share_max(rdt_transport_t *t)
     return m->via_shm && m->nnet == 0 && m->nshm > 0 ? m->shm->ops->share_max(m->shm) : 0;
 }
 
+static void *mux_share_buf(rdt_transport_t *t)
+{
+    rdt_mux_t *m = (rdt_mux_t *)t;
+    return mux_share_max(t) && m->shm->ops->share_buf ? m->shm->ops->share_buf(m->shm) : NULL;
+}
+
 static rdt_status_t mux_ishare(rdt_transport_t *t, rdt_xfer_t *x, const void **views,
                                size_t *lens)
 {
@@ -542,4 +548,5 @@ const rdt_transport_ops_t rdt_mux_ops = {
     .mem_release = mux_handle_release,
     .share_max = mux_share_max,
     .ishare = mux_ishare,
+    .share_buf = mux_share_buf,
 };

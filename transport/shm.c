@@ -1216,6 +1216,14 @@ static size_t shm_share_max(rdt_transport_t *t)
     return shm_share_ready(tp) ? (size_t)(RDT_SHM_SHARE_BUF - RDT_SHM_SHARE_HDR) : 0;
 }
 
+static void *shm_share_buf(rdt_transport_t *t)
+{
+    rdt_shm_t *tp = (rdt_shm_t *)t;
+    if (!shm_share_ready(tp))
+        return NULL;
+    return tp->share + ((tp->share_seq + 1) & 1) * RDT_SHM_SHARE_BUF + RDT_SHM_SHARE_HDR;
+}
+
 static rdt_status_t shm_ishare(rdt_transport_t *t, rdt_xfer_t *x, const void **views,
                                size_t *lens)
 {
@@ -1247,7 +1255,7 @@ static rdt_status_t shm_ishare(rdt_transport_t *t, rdt_xfer_t *x, const void **v
     }
     tp->share_seq++;
     b = tp->share + (tp->share_seq & 1) * RDT_SHM_SHARE_BUF;
-    if (x->len)
+    if (x->len && x->buf != b + RDT_SHM_SHARE_HDR) /* else built in place (share_buf) */
         memcpy(b + RDT_SHM_SHARE_HDR, x->buf, x->len);
     w[0] = x->tag;
     w[1] = x->len;
@@ -1768,4 +1776,5 @@ const rdt_transport_ops_t rdt_shm_ops = {
     .wakeup = shm_wakeup,
     .share_max = shm_share_max,
     .ishare = shm_ishare,
+    .share_buf = shm_share_buf,
 };

@@ -12,8 +12,9 @@
  *     | header page | slot 0: ctl page, ring | slot 1: ctl page, ring | ... | share area |
  *
  * The share area is two buffers of RDT_SHM_SHARE_BUF bytes, written by the owner only: exchange
- * s uses buffer s % 2, whose first 32 bytes are (sequence s, tag, length, 0) and the rest the
- * contribution.
+ * s uses buffer s % 2, whose first 64 bytes are (sequence s, tag, length, 0, then padding, so a
+ * contribution starts on a cache line) and the rest the contribution: small collectives' whole
+ * vectors (one-shot) or a large allreduce's chunks (staged, exec.c).
  *
  * The header page starts with rdt_shm_seg_hdr_t in the owner's native layout (only ranks of one
  * host, running the same library, read it).
@@ -36,7 +37,7 @@
 #include "transport.h"
 
 #define RDT_SHM_SEG_MAGIC 0x4d485352u /* "RSHM" */
-#define RDT_SHM_VERSION 2u
+#define RDT_SHM_VERSION 3u
 #define RDT_SHM_ADDR_LEN 16
 #define RDT_SHM_PAGE 4096
 #define RDT_SHM_RING_MIN ((uint64_t)4 << 10)
@@ -45,8 +46,8 @@
 #define RDT_SHM_RTS_MAGIC 0x32534452u /* "RDS2": rendezvous request */
 #define RDT_SHM_HDR_LEN 24
 #define RDT_SHM_RTS_LEN 40
-#define RDT_SHM_SHARE_BUF ((uint64_t)64 << 10) /* one buffer of the share area */
-#define RDT_SHM_SHARE_HDR 32                   /* its header: sequence, tag, length, 0 */
+#define RDT_SHM_SHARE_BUF ((uint64_t)1 << 20) /* one buffer of the share area */
+#define RDT_SHM_SHARE_HDR 64                   /* its header: sequence, tag, length, 0, pad */
 #define RDT_SHM_SHARE_BYTES (2 * RDT_SHM_SHARE_BUF)
 
 /* The identity part of a segment's header page (shm.c's shm_hdr_t starts with it). */

@@ -136,12 +136,17 @@ typedef struct rdt_transport_ops {
      * x->tag naming what it is for. Exchanges are numbered in posting order, the same on every
      * rank; at most one is outstanding. When every rank's contribution is visible, x->cb runs
      * inside progress() with views[r] and lens[r] (arrays of nranks, the caller's) holding rank
-     * r's bytes (lengths may differ): read-only, valid during the callback only. A rank whose
+     * r's bytes (lengths may differ): read-only, valid until this rank posts its next exchange
+     * (no rank rewrites its buffer of exchange s before every rank posted s + 1). A rank whose
      * tag differs, or that is at another exchange, fails it
      * with RDT_ERR_MISMATCH; a dead or departed rank with RDT_ERR_PEER_FAILED (tp->error names
      * it). While it waits, x->peer is the lowest rank not heard from. */
     size_t (*share_max)(rdt_transport_t *tp);
     rdt_status_t (*ishare)(rdt_transport_t *tp, rdt_xfer_t *x, const void **views, size_t *lens);
+    /* Optional, with ishare: where the next exchange's contribution will lie (share_max bytes),
+     * so a caller can build it there, once its previous exchange completed, and post it with
+     * x->buf pointing there: no copy. */
+    void *(*share_buf)(rdt_transport_t *tp);
 } rdt_transport_ops_t;
 
 /* Every transport's object starts with this. */

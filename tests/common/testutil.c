@@ -22,6 +22,8 @@
 
 #include "testutil.h"
 
+#include "comm.h"
+
 rdt_comm_t *rdt_test_create_or_die(void)
 {
     rdt_comm_t *comm = NULL;
@@ -62,6 +64,12 @@ int rdt_test_free(void *p, int mapped)
         return -1;
     }
     return 0;
+}
+
+void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *staged)
+{
+    *direct = comm->direct_calls;
+    *staged = comm->staged_calls;
 }
 
 int rdt_test_maps_count(const char *needle)

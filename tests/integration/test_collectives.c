@@ -6,8 +6,12 @@
  * loops that share no code with the library, and compares it bit for bit with what it received.
  * A rank exits 0 only if everything matched; the parent test asserts every exit status.
  *
- * One executable, four ctest entries (tests/CMakeLists.txt):
- *   test_collectives          the default suite, loopback TCP (RDT_TRANSPORT left as it is)
+ * One executable, several ctest entries (tests/CMakeLists.txt):
+ *   test_collectives          the default suite, RDT_TRANSPORT left as it is: shared memory
+ *                             between these ranks by default, loopback TCP in
+ *                             test_collectives_tcp
+ *   test_collectives --mapped buffers from rdt_mem_alloc on shared memory: direct collectives
+ *   test_collectives --staged malloc'd buffers on shared memory, every allreduce staged
  *   test_collectives --large  the 16 MiB and odd large sizes over TCP (label slow)
  *   test_collectives --verbs  RDT_TRANSPORT=verbs on the RDMA device (label softroce): every
  *                             collective on 2, 3 and 4 ranks, in place and out of place, sizes 0
@@ -389,6 +393,8 @@ typedef struct job {
     int no_broadcast;  /* leave broadcast out */
     int maps;          /* before destroying the communicator, the peers' allocations mapped
                         * here must be: 1 some (direct collectives ran), -1 none, 0 unchecked */
+    int staged;        /* and its staged allreduces: 1 some, -1 none, 0 unchecked */
+    int allreduce_only; /* leave the other collectives out */
 } job_t;
 
 /* Collectives whose count is per rank block (the vector is nranks * count). */
@@ -459,7 +465,8 @@ static int body_battery(int rank, int nranks, void *arg)
     sizes[5] = 2 + rdt_test_rand(&rng) % 5000;
     sizes[6] = 5000 + rdt_test_rand(&rng) % 300000;
     for (coll = 0; coll < C_COUNT; coll++) {
-        if (coll == C_BROADCAST && job->no_broadcast)
+        if ((coll == C_BROADCAST && job->no_broadcast) ||
+            (coll != C_ALLREDUCE && job->allreduce_only))
             continue;
         for (si = 0; si < nsizes + (job->big && !job->only_large ? 1 : 0); si++) {
             int big = si == nsizes;
@@ -491,6 +498,15 @@ static int body_battery(int rank, int nranks, void *arg)
             bad |= battery_large(comm, coll, &seed);
         if (rdt_barrier(comm) != RDT_SUCCESS) {
             fprintf(stderr, "rank %d: barrier: %s\n", rank, rdt_comm_last_error(comm));
+            bad = 1;
+        }
+    }
+    if (job->staged) {
+        uint64_t direct, staged;
+        rdt_test_comm_paths(comm, &direct, &staged);
+        if ((staged > 0) != (job->staged > 0)) {
+            fprintf(stderr, "rank %d: %llu staged allreduces ran, expected %s\n", rank,
+                    (unsigned long long)staged, job->staged > 0 ? "some" : "none");
             bad = 1;
         }
     }
@@ -1421,12 +1437,15 @@ static void test_direct_every_collective_is_exact_on_5_ranks(void **state)
 }
 
 /* Broadcast is left out: a non-root's buffers are its own business there (the others read only
- * the root's), so it runs direct whatever rank 1's memory, and would map the root's. */
+ * the root's), so it runs direct whatever rank 1's memory, and would map the root's. Staged
+ * allreduces off (RDT_SHM_STAGED=0): they have tests of their own (--staged). */
 static void test_a_rank_with_malloced_buffers_turns_every_rank_to_the_schedules(void **state)
 {
-    job_t job = {.big = 1, .all_types = 1, .maps = -1, .no_broadcast = 1};
+    job_t job = {.big = 1, .all_types = 1, .maps = -1, .no_broadcast = 1, .staged = -1};
     g_alloc_mode = 2;
+    setenv("RDT_SHM_STAGED", "0", 1);
     run_job(3, &job, body_battery);
+    unsetenv("RDT_SHM_STAGED");
     g_alloc_mode = 1;
 }
 
@@ -1442,6 +1461,93 @@ static void test_direct_results_are_bit_identical_on_every_rank_and_every_call(v
 {
     g_alloc_mode = 1;
     test_results_are_bit_identical_on_every_rank_and_every_call(state);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* --staged: malloc'd buffers on shared memory, every allreduce staged (RDT_SHM_STAGED=1,         */
+/* RDT_SHM_DIRECT=1, RDT_SHM_ONESHOT=0: from one byte up), so chunk and slice edges fall          */
+/* everywhere: slices of 1-5 ranks that are empty, partial last chunks, odd byte counts.          */
+/* ------------------------------------------------------------------------------------------ */
+
+static void staged_battery(int p, int large)
+{
+    job_t job = {.big = 1, .all_types = 1, .large = large, .staged = 1, .allreduce_only = 1};
+    g_alloc_mode = 0;
+    run_job(p, &job, body_battery);
+}
+
+static void test_staged_allreduce_of_every_dtype_and_op_is_exact_on_2_ranks(void **state)
+{
+    (void)state;
+    staged_battery(2, 1);
+}
+
+static void test_staged_allreduce_of_every_dtype_and_op_is_exact_on_3_ranks(void **state)
+{
+    (void)state;
+    staged_battery(3, 1);
+}
+
+static void test_staged_allreduce_of_every_dtype_and_op_is_exact_on_4_ranks(void **state)
+{
+    (void)state;
+    staged_battery(4, 0);
+}
+
+static void test_staged_allreduce_of_every_dtype_and_op_is_exact_on_5_ranks(void **state)
+{
+    (void)state;
+    staged_battery(5, 0);
+}
+
+/* Rank 1's buffers are malloc'd, the others' rdt_mem_alloc memory: allreduce runs staged on
+ * every rank (nobody maps anything), the other collectives their schedules. */
+static void test_a_rank_with_malloced_buffers_turns_every_rank_to_staged_allreduces(void **state)
+{
+    job_t job = {.big = 1, .maps = -1, .no_broadcast = 1, .staged = 1};
+    (void)state;
+    g_alloc_mode = 2;
+    run_job(3, &job, body_battery);
+    g_alloc_mode = 0;
+}
+
+/* With every rank's buffers mappable, allreduce runs direct, never staged. */
+static void test_mappable_buffers_run_direct_not_staged(void **state)
+{
+    job_t job = {.big = 1, .maps = 1, .staged = -1, .allreduce_only = 1};
+    (void)state;
+    g_alloc_mode = 1;
+    run_job(2, &job, body_battery);
+    g_alloc_mode = 0;
+}
+
+static void test_staged_nonblocking_operations_on_two_communicators_are_exact(void **state)
+{
+    int p;
+    (void)state;
+    g_alloc_mode = 0;
+    for (p = 2; p <= 4; p++)
+        run_job(p, NULL, body_nonblocking);
+}
+
+static int run_staged(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_staged_allreduce_of_every_dtype_and_op_is_exact_on_2_ranks),
+        cmocka_unit_test(test_staged_allreduce_of_every_dtype_and_op_is_exact_on_3_ranks),
+        cmocka_unit_test(test_staged_allreduce_of_every_dtype_and_op_is_exact_on_4_ranks),
+        cmocka_unit_test(test_staged_allreduce_of_every_dtype_and_op_is_exact_on_5_ranks),
+        cmocka_unit_test(test_a_rank_with_malloced_buffers_turns_every_rank_to_staged_allreduces),
+        cmocka_unit_test(test_mappable_buffers_run_direct_not_staged),
+        cmocka_unit_test(test_staged_nonblocking_operations_on_two_communicators_are_exact),
+        cmocka_unit_test(test_results_are_bit_identical_on_every_rank_and_every_call),
+    };
+    /* shared memory between these ranks (auto), every allreduce staged */
+    unsetenv("RDT_TRANSPORT");
+    setenv("RDT_SHM_ONESHOT", "0", 1);
+    setenv("RDT_SHM_DIRECT", "1", 1);
+    setenv("RDT_SHM_STAGED", "1", 1);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
 static void test_mem_alloc_and_free_refuse_bad_arguments(void **state)
@@ -1557,6 +1663,8 @@ int main(int argc, char **argv)
         return run_large();
     if (argc == 2 && strcmp(argv[1], "--mapped") == 0)
         return run_mapped();
+    if (argc == 2 && strcmp(argv[1], "--staged") == 0)
+        return run_staged();
     if (argc == 2 && strcmp(argv[1], "--verbs") == 0)
         return run_verbs(NULL);
     if (argc == 4 && strcmp(argv[1], "--verbs") == 0 && strcmp(argv[2], "--skip") == 0)

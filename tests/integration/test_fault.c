@@ -12,8 +12,9 @@
  *   names the killed rank ("rank 2 (host ...)") and is not a timeout, within RDT_TIMEOUT + 2 s
  *   of the kill. Kills aim at allreduce, broadcast and alltoall in turn (the parent strikes
  *   while the victim is inside that kind of call), 6 per transport and rank count
- *   (RDT_TEST_FAULT_KILLS=N for more); the count per kind and the longest kill-to-error time
- *   per transport are printed ("faults: ...").
+ *   (RDT_TEST_FAULT_KILLS=N for more), and half as many on 3 ranks over shm with buffers from
+ *   rdt_mem_alloc (direct collectives) and with every allreduce staged; the count per kind and
+ *   the longest kill-to-error time per transport are printed ("faults: ...").
  * - SIGSTOP of one rank, with RDT_TIMEOUT=3 (the timeout path): the others fail with a timeout
  *   within 3 + 2 s, each saying that the stopped rank did not answer on the status channel
  *   (engine/ctl.h): on 3 ranks where every other rank waits for it directly (4 MiB
@@ -118,6 +119,7 @@ static double f_longest[4]; /* tcp, shm, auto, verbs */
 static int f_kills[F_NKINDS];
 static int f_next_kind; /* the kind of call the next kill aims at, round robin */
 static int f_mapped;    /* the ranks' buffers come from rdt_mem_alloc: direct collectives */
+static int f_staged;    /* every allreduce staged (RDT_SHM_STAGED=1; malloc'd buffers) */
 
 static int64_t f_now_ns(void)
 {
@@ -222,6 +224,10 @@ static int f_body(int rank, int nranks, void *arg)
         setenv("RDT_ALGO", "broadcast:tree", 1);
     if (f_mapped) /* every size direct (RDT_SHM_DIRECT=1): peers read and write these */
         setenv("RDT_SHM_DIRECT", "1", 1);
+    if (f_staged) { /* every allreduce staged: chunks through the share areas */
+        setenv("RDT_SHM_DIRECT", "1", 1);
+        setenv("RDT_SHM_STAGED", "1", 1);
+    }
     s = rdt_test_alloc(F_MAX_ELEMS * sizeof(*s), f_mapped);
     r = rdt_test_alloc(F_MAX_ELEMS * sizeof(*r), f_mapped);
     if (!s || !r) {
@@ -628,6 +634,15 @@ static void test_killed_rank_is_named_by_every_survivor_of_direct_calls_on_3_ran
     f_mapped = 0;
 }
 
+static void test_killed_rank_is_named_by_every_survivor_of_staged_allreduces_on_3_ranks(
+    void **state)
+{
+    (void)state;
+    f_staged = 1;
+    f_kill_series("shm", 3, F_KILLS / 2);
+    f_staged = 0;
+}
+
 static void test_kills_summary(void **state)
 {
     (void)state;
@@ -640,7 +655,7 @@ static void test_kills_summary(void **state)
                       : (f_longest[1] > f_longest[2] ? f_longest[1] : f_longest[2]),
                   f_longest[0], f_longest[1], f_longest[2]);
     assert_int_equal(f_kills[F_ALLREDUCE] + f_kills[F_BROADCAST] + f_kills[F_ALLTOALL],
-                     4 * F_KILLS + 3 * (F_KILLS / 2));
+                     4 * F_KILLS + 4 * (F_KILLS / 2));
 }
 
 /* SIGSTOP once over tcp and once over shm on @p nranks ranks (@p bcast_only: broadcasts from
@@ -898,6 +913,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_killed_rank_is_named_by_every_survivor_over_shm_on_4_ranks),
         cmocka_unit_test(test_killed_rank_is_named_by_every_survivor_over_auto_on_3_and_4_ranks),
         cmocka_unit_test(test_killed_rank_is_named_by_every_survivor_of_direct_calls_on_3_ranks),
+        cmocka_unit_test(
+            test_killed_rank_is_named_by_every_survivor_of_staged_allreduces_on_3_ranks),
         cmocka_unit_test(test_kills_summary),
         cmocka_unit_test(test_stopped_rank_times_the_others_out_naming_it_over_tcp_and_shm),
         cmocka_unit_test(test_stopped_rank_is_found_through_the_chain_of_waiting_ranks_on_4_ranks),
