@@ -7,7 +7,7 @@
 #   tools/softroce-bench.sh [--build DIR] [--mtu 1024|4096|all] [--lat-sizes "8"]
 #                           [--bw-sizes "1048576 4194304"]
 #                           [--rdt-sizes "8 65536 1048576 4194304 16777216"]
-#                           [--rndv "64k 0"]
+#                           [--rndv "64k 0"] [--base DIR]
 #
 #   --build DIR   build tree holding tools/rdt_bench (default: the repository's build/), shared
 #                 into the VM read-write
@@ -16,6 +16,10 @@
 #   --rdt-sizes   allreduce sizes of rdt_bench; "" skips rdt_bench (perftest only)
 #   --rndv        RDT_IB_RNDV values to measure verbs with too, in the same VM run, besides the
 #                 caller's setting (default: none); each adds a row group "verbs RDT_IB_RNDV=X"
+#   --base DIR    another build tree (an older commit, say) whose rdt_bench runs over verbs too,
+#                 in the same VM run, each size right after --build's: a row group "verbs, base
+#                 build" with its ratios to perftest and "/ verbs", the base build's time over
+#                 --build's (above 1: --build is faster)
 #
 # Prints, per MTU: perftest's figures (latency: typical, average and 99th percentile in us, one
 # way, i.e. half a round trip, as perftest reports it; bandwidth: average Gb/s and Mmsg/s), then
@@ -35,7 +39,8 @@
 # Knobs (environment): BW_BYTES (bytes moved per ib_write_bw run, default 256 MiB, between 100
 # and 5000 iterations), LAT_ITERS (1000 up to 64 KiB, 100 above), BENCH_ITERS (rdt_bench -i,
 # timed calls per size; default: rdt_bench's own 0.2 s per batch), BENCH_WARMUP (rdt_bench -w,
-# default 5), and softroce.sh's RDT_VM_*.
+# default 5), BW_BIDIR=1 (ib_write_bw -b too: both directions at once, the traffic of a 2-rank
+# allreduce), and softroce.sh's RDT_VM_*.
 # Exit status 1 if a run failed (rdt_bench's result check included), 2 on a usage error.
 set -euo pipefail
 
@@ -54,6 +59,7 @@ lat_sizes=(8)
 bw_sizes=(1048576 4194304)
 rdt_sizes=(8 65536 1048576 4194304 16777216)
 rndvs=()
+base=
 while (($#)); do
     case $1 in
     --inside) # internal: the part that runs where rxe0 is up
@@ -80,6 +86,7 @@ while (($#)); do
     --bw-sizes) read -r -a bw_sizes <<<"$2" ;;
     --rdt-sizes) read -r -a rdt_sizes <<<"$2" ;;
     --rndv) read -r -a rndvs <<<"$2" ;;
+    --base) base=$2 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
     esac
     shift 2
@@ -168,6 +175,16 @@ if ((inside)); then
         else
             fail=1
         fi
+        # BW_BIDIR=1: the same both ways at once (-b), as a 2-rank allreduce moves its data; perftest
+        # reports the sum of the two directions
+        [[ ${BW_BIDIR:-0} == 1 ]] || continue
+        if row=$(run_pair ib_write_bw -b -s "$size" -n "$iters" --report_gbits); then
+            read -r -a f <<<"$row"
+            printf '%-13s %9s %6s  avg %s Gb/s both ways, %s Mmsg/s\n' \
+                "ib_write_bw -b" "${f[0]}" "${f[1]}" "${f[3]}" "${f[4]}"
+        else
+            fail=1
+        fi
     done
     ((${#rdt_sizes[@]})) || exit "$fail"
 
@@ -180,31 +197,38 @@ if ((inside)); then
     json_num() { # json_num FILE KEY: the number after "KEY": in rdt_bench's one-row JSON
         sed -n "s/.*\"$2\": \([-0-9.eE+]*\).*/\1/p" "$1" | head -n 1
     }
-    # A run is "verbs", "tcp" or "verbs:X" (verbs with RDT_IB_RNDV=X, from --rndv).
-    runs=(verbs tcp)
+    # A run is "verbs", "tcp", "verbs:X" (verbs with RDT_IB_RNDV=X, from --rndv) or "base"
+    # (verbs with --base's rdt_bench). "verbs" and "base" alternate size by size.
+    runs=(verbs)
+    [[ -n $base ]] && runs=("verbs base")
+    runs+=(tcp)
     for r in "${rndvs[@]}"; do runs+=("verbs:$r"); done
-    for run in "${runs[@]}"; do
-        tr=${run%%:*}
-        env=(RDT_TRANSPORT="$tr")
-        [[ $run == *:* ]] && env+=(RDT_IB_RNDV="${run#*:}")
+    for group in "${runs[@]}"; do
         for size in "${rdt_sizes[@]}"; do
-            j=$out/$run.$size.json
-            if ! env "${env[@]}" "$bench" "${opts[@]}" -b "$size" -e "$size" -j "$j" \
-                >"$out/$run.$size.log" 2>&1; then
-                echo "${env[*]} rdt_bench ${opts[*]} -b $size -e $size: failed" >&2
-                cat "$out/$run.$size.log" >&2
-                fail=1
-                continue
-            fi
-            t=$(json_num "$j" oop_time_us)
-            b=$(json_num "$j" oop_busbw)
-            if [[ -z $t || -z $b ]]; then
-                echo "rdt_bench $run $size: no row in its JSON output:" >&2
-                cat "$j" "$out/$run.$size.log" >&2
-                fail=1
-                continue
-            fi
-            echo "rdt $run $size $t $b" >>"$figs"
+            for run in $group; do
+                tr=${run%%:*}
+                prog=$bench
+                [[ $run == base ]] && tr=verbs prog=$base/tools/rdt_bench
+                env=(RDT_TRANSPORT="$tr")
+                [[ $run == *:* ]] && env+=(RDT_IB_RNDV="${run#*:}")
+                j=$out/$run.$size.json
+                if ! env "${env[@]}" "$prog" "${opts[@]}" -b "$size" -e "$size" -j "$j" \
+                    >"$out/$run.$size.log" 2>&1; then
+                    echo "${env[*]} rdt_bench ${opts[*]} -b $size -e $size: failed" >&2
+                    cat "$out/$run.$size.log" >&2
+                    fail=1
+                    continue
+                fi
+                t=$(json_num "$j" oop_time_us)
+                b=$(json_num "$j" oop_busbw)
+                if [[ -z $t || -z $b ]]; then
+                    echo "rdt_bench $run $size: no row in its JSON output:" >&2
+                    cat "$j" "$out/$run.$size.log" >&2
+                    fail=1
+                    continue
+                fi
+                echo "rdt $run $size $t $b" >>"$figs"
+            done
         done
     done
 
@@ -212,7 +236,7 @@ if ((inside)); then
     # Bandwidth: the rdt sizes from the largest ib_write_bw size up, against the best ib_write_bw
     # average of this run (the closest to the rate rxe streams at); rdt's busbw (GB/s, 1e9 bytes)
     # x 8 is in perftest's decimal Gb/s (its --report_gbits divides bytes/s by 125000000).
-    awk -v mtu="$mtu" -v sizes="${rdt_sizes[*]}" -v rndvs="${rndvs[*]}" '
+    awk -v mtu="$mtu" -v sizes="${rdt_sizes[*]}" -v rndvs="${rndvs[*]}" -v base="$base" '
         function h(s) {
             if (s >= 1048576 && s % 1048576 == 0) return s / 1048576 " MiB"
             if (s >= 1024 && s % 1024 == 0) return s / 1024 " KiB"
@@ -255,9 +279,13 @@ if ((inside)); then
                 printf "%s %s %s", (i > 1 ? "," : ""), h(s[i]), ratio(t["verbs", s[i]], t["tcp", s[i]])
             printf "\n"
             m = split(rndvs, rv, " ")
+            if (base != "") rv[++m] = "base"
             for (k = 1; k <= m; k++) {
-                r = "verbs:" rv[k]
-                printf "\nverbs with RDT_IB_RNDV=%s (same run): time per call, busbw, ratios\n", rv[k]
+                r = rv[k] == "base" ? "base" : "verbs:" rv[k]
+                if (r == "base")
+                    printf "\nverbs, base build %s (same run): time per call, busbw, ratios\n", base
+                else
+                    printf "\nverbs with RDT_IB_RNDV=%s (same run): time per call, busbw, ratios\n", rv[k]
                 for (i = 1; i <= n; i++) {
                     x = b[r, s[i]]
                     printf "  %9s %12s us %10s GB/s  / ib_write_lat %s  / ib_write_bw %s  / verbs %s\n",
@@ -280,6 +308,11 @@ if ((${#rdt_sizes[@]})); then
         "(cmake -S . -B build && cmake --build build), or pass --build DIR"
     build=$(cd "$build" && pwd -P)
     shares+=(--rw "$build")
+    if [[ -n $base ]]; then
+        [[ -x $base/tools/rdt_bench ]] || usage_error "$base/tools/rdt_bench not found"
+        base=$(cd "$base" && pwd -P)
+        shares+=(--rw "$base")
+    fi
 fi
 case $HERE/ in /tmp/* | /run/*) shares+=(--ro "$HERE") ;; esac
 cd "$HERE"
@@ -287,6 +320,6 @@ rc=0
 for mtu in "${mtus[@]}"; do
     "$HERE/softroce.sh" --mtu "$mtu" "${shares[@]}" -- bash "$HERE/softroce-bench.sh" --inside \
         --build "$build" --lat-sizes "${lat_sizes[*]}" --bw-sizes "${bw_sizes[*]}" \
-        --rdt-sizes "${rdt_sizes[*]}" --rndv "${rndvs[*]}" || rc=1
+        --rdt-sizes "${rdt_sizes[*]}" --rndv "${rndvs[*]}" ${base:+--base "$base"} || rc=1
 done
 exit "$rc"

@@ -498,6 +498,176 @@ static void test_many_messages_in_flight_between_3_ranks_arrive_in_order_with_th
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Eager fragments: slot boundaries, many times round the ring, a slow receiver                */
+/* ------------------------------------------------------------------------------------------ */
+
+/* verbs.c's eager slots: 16 per direction, each holding TV_FRAG_MAX bytes of a message (the
+ * first fragment of a message starts with the 24-byte message header). */
+#define TV_FRAG_MAX 65536
+#define TV_MSG_HDR 24
+#define TV_NSLOTS 16
+
+static const size_t tv_edge_sizes[] = {
+    0, 1, 7, 8, 9, 4095, 4096, 4097,
+    TV_FRAG_MAX - TV_MSG_HDR - 1, TV_FRAG_MAX - TV_MSG_HDR, TV_FRAG_MAX - TV_MSG_HDR + 1,
+    TV_FRAG_MAX - 1, TV_FRAG_MAX, TV_FRAG_MAX + 1,
+    2 * TV_FRAG_MAX - TV_MSG_HDR - 1, 2 * TV_FRAG_MAX - TV_MSG_HDR,
+    2 * TV_FRAG_MAX - TV_MSG_HDR + 1, 3 * TV_FRAG_MAX + 5};
+#define TV_EDGE_N (sizeof(tv_edge_sizes) / sizeof(tv_edge_sizes[0]))
+#define TV_EDGE_ROUNDS 6 /* about 170 fragments each way: each slot ten times */
+
+static uint64_t edge_seed(int src, int round, size_t k)
+{
+    return 0x5eed0000ULL + ((uint64_t)src << 24) + (uint64_t)round * 131 + k;
+}
+
+/* Both ranks send every size to each other, all rounds in flight at once (far more fragments
+ * than slots: the senders wait for acknowledgements), and check every byte and the byte after. */
+static int edge_rank(int rank, int nranks, void *arg)
+{
+    rdt_transport_t *tp = tv_open(arg, rank, nranks);
+    static tv_xfer_t tx[TV_EDGE_ROUNDS][TV_EDGE_N], rx[TV_EDGE_ROUNDS][TV_EDGE_N];
+    static unsigned char *sbuf[TV_EDGE_ROUNDS][TV_EDGE_N], *rbuf[TV_EDGE_ROUNDS][TV_EDGE_N];
+    tv_xfer_t *all[2 * TV_EDGE_ROUNDS * TV_EDGE_N];
+    int peer = 1 - rank, r, n = 0;
+    size_t k;
+
+    for (r = 0; r < TV_EDGE_ROUNDS; r++)
+        for (k = 0; k < TV_EDGE_N; k++) {
+            size_t len = tv_edge_sizes[k];
+            rbuf[r][k] = malloc(len + 1);
+            sbuf[r][k] = malloc(len + 1);
+            CHECK(rbuf[r][k] && sbuf[r][k]);
+            memset(rbuf[r][k], 0xee, len + 1);
+            tv_fill(sbuf[r][k], len, edge_seed(rank, r, k));
+            tv_prep(&rx[r][k], rbuf[r][k], len, peer, (uint64_t)r << 8 | k);
+            tv_prep(&tx[r][k], sbuf[r][k], len, peer, (uint64_t)r << 8 | k);
+            CHECK(tp->ops->irecv(tp, &rx[r][k].x) == RDT_SUCCESS);
+            CHECK(tp->ops->isend(tp, &tx[r][k].x) == RDT_SUCCESS);
+            all[n++] = &rx[r][k];
+            all[n++] = &tx[r][k];
+        }
+    CHECK(tv_wait(tp, all, n, 90) == 0);
+    for (r = 0; r < TV_EDGE_ROUNDS; r++)
+        for (k = 0; k < TV_EDGE_N; k++) {
+            size_t len = tv_edge_sizes[k];
+            CHECK(rx[r][k].done == 1 && rx[r][k].st == RDT_SUCCESS);
+            CHECK(tx[r][k].done == 1 && tx[r][k].st == RDT_SUCCESS);
+            if (!tv_check(rbuf[r][k], len, edge_seed(peer, r, k)))
+                tv_fail(__LINE__, "round %d, %zu bytes: wrong data", r, len);
+            CHECK(rbuf[r][k][len] == 0xee);
+            free(rbuf[r][k]);
+            free(sbuf[r][k]);
+        }
+    tp->ops->close(tp);
+    return 0;
+}
+
+static void test_messages_around_the_slot_size_go_round_the_ring_bit_exact(void **state)
+{
+    (void)state;
+    tv_run(2, edge_rank, NULL);
+}
+
+/* Rank 0 sends TV_SLOW_MSGS one-fragment messages while rank 1 has posted no receive: exactly
+ * TV_NSLOTS of them can go (and complete once written), the others wait for credits. Rank 1,
+ * told through a file that rank 0 has seen that, then receives slowly, one at a time with
+ * pauses, sending nothing back: the credits come back only as credit-only writes. */
+#define TV_SLOW_MSGS (3 * TV_NSLOTS + 5)
+
+static size_t slow_len(int i)
+{
+    static const size_t lens[4] = {8, 0, 1000, TV_FRAG_MAX - TV_MSG_HDR};
+    return lens[i % 4];
+}
+
+static int slow_rank(int rank, int nranks, void *arg)
+{
+    const tv_job_t *job = arg;
+    rdt_transport_t *tp = tv_open(job, rank, nranks);
+    static tv_xfer_t t[TV_SLOW_MSGS];
+    static unsigned char *buf[TV_SLOW_MSGS];
+    tv_xfer_t *all[TV_SLOW_MSGS];
+    char go[128];
+    int i, done;
+    double end;
+
+    snprintf(go, sizeof(go), "%s/go", job->dir);
+    for (i = 0; i < TV_SLOW_MSGS; i++) {
+        buf[i] = malloc(slow_len(i) + 1);
+        CHECK(buf[i]);
+        all[i] = &t[i];
+    }
+    if (rank == 0) {
+        FILE *f;
+        for (i = 0; i < TV_SLOW_MSGS; i++) {
+            tv_fill(buf[i], slow_len(i), 0x51000 + (uint64_t)i);
+            tv_prep(&t[i], buf[i], slow_len(i), 1, 0x700 + (uint64_t)i);
+            CHECK(tp->ops->isend(tp, &t[i].x) == RDT_SUCCESS);
+        }
+        /* the first TV_NSLOTS complete (the connection comes up on the way) */
+        CHECK(tv_wait(tp, all, TV_NSLOTS, 30) == 0);
+        /* and no more while nobody receives: the sends were posted in order */
+        end = tv_now() + 0.3;
+        while (tv_now() < end)
+            tp->ops->progress(tp, 10);
+        for (i = 0, done = 0; i < TV_SLOW_MSGS; i++)
+            done += t[i].done;
+        if (done != TV_NSLOTS)
+            tv_fail(__LINE__, "%d sends completed with no receive posted, expected %d", done,
+                    TV_NSLOTS);
+        f = fopen(go, "w");
+        CHECK(f && fclose(f) == 0);
+        CHECK(tv_wait(tp, all, TV_SLOW_MSGS, 60) == 0);
+        for (i = 0; i < TV_SLOW_MSGS; i++)
+            CHECK(t[i].done == 1 && t[i].st == RDT_SUCCESS);
+    } else {
+        end = tv_now() + 60;
+        while (access(go, F_OK) != 0) {
+            CHECK(tv_now() < end);
+            tp->ops->progress(tp, 5);
+        }
+        for (i = 0; i < TV_SLOW_MSGS; i++) {
+            memset(buf[i], 0xee, slow_len(i) + 1);
+            tv_prep(&t[i], buf[i], slow_len(i), 0, 0x700 + (uint64_t)i);
+            CHECK(tp->ops->irecv(tp, &t[i].x) == RDT_SUCCESS);
+            CHECK(tv_wait1(tp, &t[i], 30) == 0 && t[i].st == RDT_SUCCESS);
+            if (!tv_check(buf[i], slow_len(i), 0x51000 + (uint64_t)i))
+                tv_fail(__LINE__, "message %d (%zu bytes): wrong data", i, slow_len(i));
+            CHECK(buf[i][slow_len(i)] == 0xee);
+            if (i % 5 == 4)
+                tv_sleep_ms(20);
+        }
+    }
+    /* a last word back, so that rank 1 does not close while rank 0 still waits */
+    {
+        unsigned char one = 1, got = 0;
+        tv_xfer_t b;
+        if (rank == 1) {
+            tv_prep(&b, &one, 1, 0, 0xba77);
+            CHECK(tp->ops->isend(tp, &b.x) == RDT_SUCCESS);
+        } else {
+            tv_prep(&b, &got, 1, 1, 0xba77);
+            CHECK(tp->ops->irecv(tp, &b.x) == RDT_SUCCESS);
+        }
+        CHECK(tv_wait1(tp, &b, 30) == 0 && b.st == RDT_SUCCESS);
+        CHECK(rank == 1 || got == 1);
+    }
+    for (i = 0; i < TV_SLOW_MSGS; i++)
+        free(buf[i]);
+    tp->ops->close(tp);
+    if (rank == 0)
+        unlink(go);
+    return 0;
+}
+
+static void test_a_slow_receiver_holds_the_sender_to_its_credits_and_gets_every_byte(void **state)
+{
+    (void)state;
+    tv_run(2, slow_rank, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Mismatch                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -715,6 +885,9 @@ int main(void)
         cmocka_unit_test(test_pingpong_of_0_1_8_4097_and_1mib_plus_3_bytes_is_bit_exact),
         cmocka_unit_test(
             test_many_messages_in_flight_between_3_ranks_arrive_in_order_with_their_tags),
+        cmocka_unit_test(test_messages_around_the_slot_size_go_round_the_ring_bit_exact),
+        cmocka_unit_test(
+            test_a_slow_receiver_holds_the_sender_to_its_credits_and_gets_every_byte),
         cmocka_unit_test(
             test_tag_mismatch_fails_receiver_with_mismatch_and_sender_with_peer_failed),
         cmocka_unit_test(
