@@ -1015,11 +1015,14 @@ static void direct_run(rdt_request_t *req)
  * Staged allreduce: buffers that cannot be mapped (malloc'd) still make one pass through memory
  * per rank, as in direct, by meeting in the share areas instead of the buffers. Chunk i is one
  * slice of S elements per rank, in rank order. Exchange 2i: each rank contributes its input's
- * chunk (the transport copies it into its share area); when all have, each reduces its own slice
- * of every rank's copy, in rank order, into direct_tmp. Exchange 2i + 1: each contributes that
- * reduced slice; when all have, each copies every rank's slice into its receive buffer. The
+ * chunk, built in place in its next share buffer (share_buf) with every slice but its own; when
+ * all have, each reduces its own slice, in rank order, from the others' copies and its own
+ * input, straight into its next share buffer. Exchange 2i + 1: each contributes that reduced
+ * slice; when all have, each copies every rank's slice into its receive buffer. (A transport
+ * without share_buf gets the whole chunk copied at the post and the slice from direct_tmp.) The
  * chunk and its copies stay in cache (RDT_STAGED_CHUNK), so the memory traffic is the direct
- * pass's; what it costs over direct is a copy in cache each way and two exchanges per chunk.
+ * pass's; what it costs over direct is the copies through the share buffers, the peers' slices
+ * crossing between cores, and two exchanges per chunk.
  * The share areas' rule (a rank posts exchange s + 1 only after it is done with the views of s)
  * makes every read safe; in place works as the input's chunk is copied before the output's is
  * written. Nobody touches another rank's buffers, so no end exchange is needed.
@@ -1153,7 +1156,6 @@ static void staged_step(rdt_request_t *req)
     }
     staged_post(req);
 }
-
 
 /* The direct phases that move without waiting (coll_advance). Returns nonzero if anything
  * changed; leaves req->direct 0 when the schedule is to run. */
