@@ -24,7 +24,8 @@
  * INIT, RTR and RTS. The acceptor may write once RDMA_CM_EVENT_ESTABLISHED says the connector's
  * QP is ready. The event channel sits in the epoll set; DISCONNECTED (the kernel sends a DREQ
  * when a process holding a connected cm_id dies or closes it), REJECTED, UNREACHABLE and the
- * resolution errors fail the peer. A rank giving up tells why with an RDMA write (with immediate)
+ * resolution errors fail the peer (after DISCONNECTED, writes already posted first complete
+ * through the QP moved to ERR: verbs_peer_eof). A rank giving up tells why with an RDMA write (with immediate)
  * of the sentence into the peer's control page, and disconnects once that write has completed,
  * so the peer finds it in its CQ before it sees DISCONNECTED (verbs_cm_notice_*).
  *
@@ -299,6 +300,7 @@ typedef struct verbs_peer {
     int have_hdr;         /* the message at rx_head has been matched with the RECV head */
     uint32_t cts_out;     /* CTS records sent */
     int eof;              /* the side channel closed: fail once the ring is drained */
+    int eof_flush;        /* and the QP was put in ERR so written sends complete */
     const char *eof_how;  /* how the end was seen when not on the side channel (rdma_cm) */
     int notice_pending;   /* rdma_cm: our failure notice is posted; disconnect on completion */
     char gave_up[VERBS_NOTICE_MAX + 1]; /* the peer's failure notice, if it sent one */
@@ -464,6 +466,13 @@ static int verbs_has_sends(const verbs_peer_t *p)
 {
     return p->q[Q_SEND].head || p->q[Q_WAIT].head || p->q[Q_RTS].head || p->q[Q_RPOST].head ||
            p->q[Q_RWIP].head;
+}
+
+/* Sends that still need the peer (not written yet, or waiting for its CTS); the others are
+ * written and wait only for their completions (Q_WAIT, Q_RWIP). */
+static int verbs_has_unwritten(const verbs_peer_t *p)
+{
+    return p->q[Q_SEND].head || p->q[Q_RTS].head || p->q[Q_RPOST].head;
 }
 
 static void verbs_mr_put(verbs_mr_t *m);
@@ -1584,7 +1593,9 @@ static void verbs_rx(rdt_verbs_t *tp, verbs_peer_t *p)
         }
     }
     verbs_credits_return(tp, p);
-    if (p->state == PEER_UP && p->eof && p->filled == 0)
+    /* drained after the peer closed: lost (unless written sends still await their
+     * completions through the flushed QP: verbs_peer_eof) */
+    if (p->state == PEER_UP && p->eof && p->filled == 0 && !(p->eof_flush && verbs_has_sends(p)))
         verbs_peer_lost(tp, p, 0);
 }
 
@@ -1592,9 +1603,9 @@ static void verbs_peer_service(rdt_verbs_t *tp, verbs_peer_t *p)
 {
     if (p->state != PEER_UP)
         return;
-    if (p->eof && verbs_has_sends(p)) {
+    if (p->eof && (p->eof_flush ? verbs_has_unwritten(p) : verbs_has_sends(p))) {
         /* the peer closed: what it wrote before may still be copied out, but nothing we send
-         * can arrive any more */
+         * can arrive any more (writes already posted complete through the flushed QP) */
         verbs_peer_lost(tp, p, 0);
         return;
     }
@@ -1639,6 +1650,13 @@ static void verbs_wc(rdt_verbs_t *tp, const struct ibv_wc *wc)
     }
     if (p->state == PEER_FAILED || !p->qp)
         return; /* flushed after a failure */
+    if (wc->status != IBV_WC_SUCCESS && p->eof_flush) {
+        /* the QP was flushed after the peer closed (verbs_peer_eof): receives are expected to
+         * flush; a write that did not get through fails the peer with the reason it closed */
+        if (kind != VERBS_WR_RECV)
+            verbs_peer_lost(tp, p, 0);
+        return;
+    }
     if (wc->status != IBV_WC_SUCCESS) {
         verbs_peer_fail(tp, p, RDT_ERR_PEER_FAILED, NULL, RDT_SUCCESS,
                         "rdma %s with rank %d (host %s) failed on qp 0x%x: %s (vendor error "
@@ -1983,7 +2001,22 @@ static void verbs_peer_eof(rdt_verbs_t *tp, verbs_peer_t *p, int err)
 {
     p->eof = 1;
     verbs_cq_drain(tp);
-    if (p->state == PEER_UP && (p->filled == 0 || verbs_has_sends(p)))
+    if (p->state != PEER_UP)
+        return;
+    if (!err && !verbs_has_unwritten(p) && verbs_has_sends(p)) {
+        /* Writes posted whose completions have not come yet: the peer may have received them
+         * (it finished and closed before our CQ saw its acknowledgement). Moving the QP to ERR
+         * makes each complete with its real status: success if acknowledged, else a flush
+         * error, which then fails the peer (verbs_wc). */
+        struct ibv_qp_attr attr;
+        memset(&attr, 0, sizeof(attr));
+        attr.qp_state = IBV_QPS_ERR;
+        if (p->qp && ibv_modify_qp(p->qp, &attr, IBV_QP_STATE) == 0) {
+            p->eof_flush = 1;
+            return;
+        }
+    }
+    if (p->filled == 0 || verbs_has_sends(p))
         verbs_peer_lost(tp, p, err);
 }
 
