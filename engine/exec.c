@@ -1046,11 +1046,18 @@ static size_t staged_geometry(const rdt_request_t *req, size_t i, int r, size_t 
     return off;
 }
 
-/* Where this rank reduces its slice of a chunk: its share buffer of the next exchange (built in
- * place, valid once the exchange before completed), else direct_tmp (copied when posted). */
+/* This rank's share buffer of the next exchange (built in place, valid once the exchange
+ * before completed), or NULL where the transport does not name it. */
+static unsigned char *staged_share_buf(rdt_comm_t *comm)
+{
+    return comm->tp->ops->share_buf ? comm->tp->ops->share_buf(comm->tp) : NULL;
+}
+
+/* Where this rank reduces its slice of a chunk: its next share buffer, else direct_tmp (copied
+ * when posted). */
 static unsigned char *staged_slice_buf(rdt_comm_t *comm)
 {
-    void *b = comm->tp->ops->share_buf ? comm->tp->ops->share_buf(comm->tp) : NULL;
+    unsigned char *b = staged_share_buf(comm);
     return b ? b : comm->direct_tmp;
 }
 
@@ -1079,7 +1086,7 @@ static void staged_post(rdt_request_t *req)
     memset(x, 0, sizeof(*x));
     if (req->stg_phase == 0) {
         const unsigned char *in = (const unsigned char *)req->sendbuf + off * es;
-        unsigned char *b = comm->tp->ops->share_buf ? comm->tp->ops->share_buf(comm->tp) : NULL;
+        unsigned char *b = staged_share_buf(comm);
         if (b) { /* built in place, the others' slices only: this rank reads its own from in */
             memcpy(b, in, lo * es);
             memcpy(b + hi * es, in + hi * es, (n - hi) * es);
