@@ -12,9 +12,12 @@
  *     | header page | slot 0: ctl page, ring | slot 1: ctl page, ring | ... | share area |
  *
  * The share area is two buffers of RDT_SHM_SHARE_BUF bytes, written by the owner only: exchange
- * s uses buffer s % 2, whose first 64 bytes are (sequence s, tag, length, 0, then padding, so a
+ * s uses buffer s % 2, whose first 64 bytes are (sequence s, tag, length, then padding, so a
  * contribution starts on a cache line) and the rest the contribution: small collectives' whole
- * vectors (one-shot) or a large allreduce's chunks (staged, exec.c).
+ * vectors (one-shot) or a large allreduce's chunks (staged, exec.c). A contribution of at most
+ * RDT_SHM_SHARE_INLINE bytes sits in the header's line instead, from byte 24 (where it starts is
+ * a function of its length alone, rdt_shm_share_off): a reader that has seen the sequence has
+ * the data too, one cache line crossing between cores instead of two.
  *
  * The header page starts with rdt_shm_seg_hdr_t in the owner's native layout (only ranks of one
  * host, running the same library, read it).
@@ -37,7 +40,7 @@
 #include "transport.h"
 
 #define RDT_SHM_SEG_MAGIC 0x4d485352u /* "RSHM" */
-#define RDT_SHM_VERSION 3u
+#define RDT_SHM_VERSION 4u
 #define RDT_SHM_ADDR_LEN 16
 #define RDT_SHM_PAGE 4096
 #define RDT_SHM_RING_MIN ((uint64_t)4 << 10)
@@ -47,8 +50,15 @@
 #define RDT_SHM_HDR_LEN 24
 #define RDT_SHM_RTS_LEN 40
 #define RDT_SHM_SHARE_BUF ((uint64_t)1 << 20) /* one buffer of the share area */
-#define RDT_SHM_SHARE_HDR 64                   /* its header: sequence, tag, length, 0, pad */
+#define RDT_SHM_SHARE_HDR 64                   /* its header: sequence, tag, length, pad */
 #define RDT_SHM_SHARE_BYTES (2 * RDT_SHM_SHARE_BUF)
+#define RDT_SHM_SHARE_INLINE 40 /* contributions this short sit in the header line, from byte 24 */
+
+/* Where a contribution of @p len bytes starts in its share buffer. */
+static inline size_t rdt_shm_share_off(uint64_t len)
+{
+    return len <= RDT_SHM_SHARE_INLINE ? 24 : RDT_SHM_SHARE_HDR;
+}
 
 /* The identity part of a segment's header page (shm.c's shm_hdr_t starts with it). */
 typedef struct rdt_shm_seg_hdr {
