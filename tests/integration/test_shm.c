@@ -695,11 +695,14 @@ typedef struct sh_ctx {
     int bad;        /* views checked in the callback that did not match */
 } sh_ctx_t;
 
-/* Rank r's contribution to exchange e: its length (0, 1, the maximum, or random: mostly up to
- * 64 KiB, which keeps thousands of exchanges quick under the sanitizers, sometimes up to the
- * maximum), its seed. */
+/* Rank r's contribution to exchange e: its length (0, 1, 8, lengths around 40 and 64 bytes, the
+ * maximum, or random: mostly up to 64 KiB, which keeps thousands of exchanges quick under the
+ * sanitizers, sometimes up to the maximum), its seed. */
 static size_t sh_len(int r, uint64_t e, size_t cap)
 {
+    /* around the largest contribution that sits in the header's line (40 bytes) and the next
+     * lines; ranks differ, so one exchange mixes both layouts */
+    static const size_t edge[] = {40, 41, 39, 24, 63, 64, 65, 129};
     uint64_t s = e * 131 + (uint64_t)r * 7 + 1;
     size_t small = cap < 65536 ? cap : 65536;
     switch (e % 8) {
@@ -708,6 +711,11 @@ static size_t sh_len(int r, uint64_t e, size_t cap)
     case 2: return e % 64 == 2 ? cap : small;
     case 3: return 8;
     case 4: return (size_t)(rdt_test_rand(&s) % (e % 32 == 4 ? cap + 1 : small + 1));
+    case 5: /* built in place (sh_run), half of them at the edges */
+        if ((e / 8) % 2 == 0)
+            return edge[(e / 16 + (uint64_t)r) % 8];
+        return (size_t)(rdt_test_rand(&s) % (small + 1));
+    case 6: return edge[(e / 8 + (uint64_t)r) % 8];
     default: return (size_t)(rdt_test_rand(&s) % (small + 1));
     }
 }
