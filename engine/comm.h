@@ -173,8 +173,10 @@ struct rdt_comm {
     unsigned direct_logged;   /* bit 1: a direct call was logged, bit 0: a fallback was,
                                * bit 2: a staged one */
     unsigned advances;        /* rdt_exec_advance passes that moved something (exec.c) */
-    uint64_t direct_calls;    /* collectives run direct, and staged (tests read them) */
+    uint64_t direct_calls;    /* collectives run direct, staged, and as one-shot exchanges after
+                               * the offers (tests read them) */
     uint64_t staged_calls;
+    uint64_t oneshot_ar_calls;
     struct rdt_direct_offer *direct_offers;
     unsigned char **direct_src;
     unsigned char **direct_dst;
@@ -254,6 +256,9 @@ void rdt_coll_fp_describe(const unsigned char *fp, int with_seq, char *buf, size
 /* select.c: does this call run as one exchange through shared memory (comm->share_max)? */
 int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype);
 int rdt_select_direct(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype);
+/* select.c: may an allreduce of @p bytes per rank that runs neither direct nor staged run as
+ * one exchange (RDT_SHM_ONESHOT_ALLREDUCE)? */
+int rdt_select_oneshot_ar(const rdt_comm_t *comm, size_t bytes);
 /* select.c: choose algorithm and slice length (elements of one unit piece) for a call. */
 rdt_status_t rdt_select(rdt_comm_t *comm, rdt_coll_t coll, size_t count, rdt_dtype_t dtype,
                         rdt_algo_t *algo_p, size_t *slice_len_p);

@@ -79,7 +79,7 @@ static const knob_t knobs[] = {
      "shm: messages of this many bytes or more are copied once, by the receiver straight from "
      "the sender's memory (process_vm_readv); smaller ones through the ring; 0 = always the "
      "ring"},
-    {"RDT_SHM_ONESHOT", "8k", K_SIZE, F(shm_oneshot), 0,
+    {"RDT_SHM_ONESHOT", "16k", K_SIZE, F(shm_oneshot), 0,
      "shm: with every rank on one host, allreduce, allgather, reduce_scatter, alltoall and "
      "barrier with at most this many bytes per rank (1 MiB - 64 at most) run as one exchange through "
      "shared memory (each rank writes its part once and reads the others') instead of a "
@@ -91,6 +91,12 @@ static const knob_t knobs[] = {
      "allreduce and reduce writes) the others' buffers in place, one pass over the data; other "
      "buffers keep the schedules (one extra exchange of 72 bytes decides); 0 = never; RDT_ALGO "
      "forcing a collective's algorithm turns it off for that collective"},
+    {"RDT_SHM_ONESHOT_ALLREDUCE", "1m", K_SIZE, F(shm_oneshot_ar), 0,
+     "shm: with every rank on one host, an allreduce above RDT_SHM_ONESHOT that does not run "
+     "direct (below RDT_SHM_DIRECT, or not every rank's buffers rdt_mem_alloc memory) or staged "
+     "(RDT_SHM_STAGED) still runs as one exchange through shared memory when each rank's "
+     "vector is at most this many bytes (and fits the 1 MiB - 64 share buffer); larger ones "
+     "keep the schedules; 0 = only up to RDT_SHM_ONESHOT"},
     {"RDT_SHM_STAGED", "8m", K_SIZE, F(shm_staged), 0,
      "shm: with every rank on one host, an allreduce whose vectors total at least this many "
      "bytes over the ranks (count x element size x ranks; each rank's at least RDT_SHM_DIRECT) "

@@ -42,6 +42,8 @@ typedef struct rdt_config {
     size_t shm_rndv;           /* RDT_SHM_RNDV, single-copy threshold, 0 = never */
     size_t shm_oneshot;        /* RDT_SHM_ONESHOT, largest one-shot contribution, 0 = never */
     size_t shm_direct;         /* RDT_SHM_DIRECT, smallest direct collective, 0 = never */
+    size_t shm_oneshot_ar;     /* RDT_SHM_ONESHOT_ALLREDUCE, largest one-shot allreduce that
+                                * does not run direct or staged (bytes per rank), 0 = never */
     size_t shm_staged;         /* RDT_SHM_STAGED, smallest staged allreduce (bytes over all
                                 * ranks), 0 = never */
     char hostname[64];         /* RDT_HOSTNAME */

@@ -543,7 +543,7 @@ static int coll_advance(rdt_request_t *req)
         return 0; /* its callback completes it */
     if (req->direct) {
         changed = direct_advance(req);
-        if (req->direct || comm->failed)
+        if (req->direct || req->oneshot || comm->failed) /* oneshot: after the offers */
             return changed;
     }
     if (!req->plan) { /* count 0 under RDT_CHECK: the check was all there was to do */
@@ -726,6 +726,8 @@ static void oneshot_start(rdt_request_t *req)
     memset(x, 0, sizeof(*x));
     x->len = oneshot_contribution(req);
     x->buf = x->len ? (void *)req->sendbuf : NULL;
+    if (x->len > comm->share_max) /* an allreduce above RDT_SHM_ONESHOT (select.c) */
+        comm->oneshot_ar_calls++;
     x->peer = -1;
     x->tag = req->tag_hi;
     x->cb = oneshot_done;
@@ -1166,6 +1168,16 @@ static void staged_step(rdt_request_t *req)
 
 /* The direct phases that move without waiting (coll_advance). Returns nonzero if anything
  * changed; leaves req->direct 0 when the schedule is to run. */
+/* An allreduce the offers turned away from direct (someone's buffers are malloc'd) and that is
+ * too small to run staged runs as a one-shot exchange up to RDT_SHM_ONESHOT_ALLREDUCE bytes per
+ * rank (select.c says why). A choice every rank makes alike (the offers, the configuration and
+ * the call). */
+static int oneshot_after_offers(const rdt_request_t *req)
+{
+    return req->coll == RDT_COLL_ALLREDUCE &&
+           rdt_select_oneshot_ar(req->comm, req->count * rdt_dtype_size(req->dtype));
+}
+
 static int direct_advance(rdt_request_t *req)
 {
     rdt_comm_t *comm = req->comm;
@@ -1184,6 +1196,11 @@ static int direct_advance(rdt_request_t *req)
     if (req->direct != RDT_DIRECT_FALLBACK)
         return 0; /* an exchange is outstanding: its callback moves on */
     req->direct = 0;
+    if (oneshot_after_offers(req)) {
+        req->oneshot = 1;
+        oneshot_start(req);
+        return 1;
+    }
     st = sched_start(req);
     if (st != RDT_SUCCESS && !comm->failed) {
         char name[160];

@@ -75,7 +75,8 @@ rdt_status_t rdt_select_validate(rdt_comm_t *comm)
     comm->share_max = 0;
     comm->share_cap = 0;
     comm->direct_on = 0;
-    if (comm->nranks > 1 && (comm->cfg.shm_oneshot || comm->cfg.shm_direct) && comm->tp &&
+    if (comm->nranks > 1 &&
+        (comm->cfg.shm_oneshot || comm->cfg.shm_oneshot_ar || comm->cfg.shm_direct) && comm->tp &&
         comm->tp->ops->share_max) {
         size_t m = comm->tp->ops->share_max(comm->tp);
         size_t n = (size_t)comm->nranks;
@@ -162,14 +163,31 @@ int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rd
 {
     size_t bytes = count * rdt_dtype_size(dtype);
 
-    if (!comm->share_max || comm->forced[coll] >= 0 || coll == RDT_COLL_BROADCAST ||
+    if (!comm->share_cap || comm->forced[coll] >= 0 || coll == RDT_COLL_BROADCAST ||
         coll == RDT_COLL_REDUCE)
+        return 0;
+    if (coll == RDT_COLL_ALLREDUCE && (bytes > comm->share_max || !comm->share_max))
+        return rdt_select_oneshot_ar(comm, bytes) && !rdt_select_direct(comm, coll, count, dtype);
+    if (!comm->share_max)
         return 0;
     if (coll == RDT_COLL_REDUCE_SCATTER || coll == RDT_COLL_ALLTOALL)
         bytes *= (size_t)comm->nranks; /* each rank contributes every rank's part */
     else if (coll == RDT_COLL_BARRIER)
         bytes = 0;
     return bytes <= comm->share_max;
+}
+
+/*
+ * Allreduce above RDT_SHM_ONESHOT: the one-shot exchange still beats the schedules up to
+ * RDT_SHM_ONESHOT_ALLREDUCE bytes per rank (1 MiB; measured, 2 and 4 ranks, malloc'd buffers:
+ * 1.2-2.1x in place from 32 KiB to 512 KiB, where a schedule's single round must wait for the
+ * peer's read of this rank's vector before reducing into it; out of place within 13% either
+ * way), but not a direct one: from RDT_SHM_DIRECT bytes the offers come first, and only a call
+ * they turn away from direct (and that is too small to run staged) runs the exchange (exec.c).
+ */
+int rdt_select_oneshot_ar(const rdt_comm_t *comm, size_t bytes)
+{
+    return bytes <= comm->cfg.shm_oneshot_ar && bytes <= comm->share_cap;
 }
 
 /*

@@ -66,10 +66,12 @@ int rdt_test_free(void *p, int mapped)
     return 0;
 }
 
-void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *staged)
+void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *staged,
+                         uint64_t *oneshot)
 {
     *direct = comm->direct_calls;
     *staged = comm->staged_calls;
+    *oneshot = comm->oneshot_ar_calls;
 }
 
 int rdt_test_maps_count(const char *needle)

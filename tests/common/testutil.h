@@ -26,9 +26,11 @@ void *rdt_test_alloc(size_t bytes, int mapped);
 int rdt_test_free(void *p, int mapped);
 
 /* How many of @p comm's collectives so far ran direct (every rank's buffers rdt_mem_alloc
- * memory) and staged (large allreduces through the share areas otherwise): engine counters, so
- * a test can tell which path its calls took. */
-void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *staged);
+ * memory), staged (large allreduces through the share areas otherwise) and as one-shot
+ * exchanges after the direct offers (RDT_SHM_ONESHOT_ALLREDUCE): engine counters, so a test can
+ * tell which path its calls took. */
+void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *staged,
+                         uint64_t *oneshot);
 
 /* Deterministic pseudo-random numbers (splitmix64), so a failing case can be replayed. */
 uint64_t rdt_test_rand(uint64_t *state);

@@ -11,7 +11,8 @@
  *                             between these ranks by default, loopback TCP in
  *                             test_collectives_tcp
  *   test_collectives --mapped buffers from rdt_mem_alloc on shared memory: direct collectives
- *   test_collectives --staged malloc'd buffers on shared memory, every allreduce staged
+ *   test_collectives --staged malloc'd buffers on shared memory, every allreduce staged, then
+ *                             one-shot above RDT_SHM_ONESHOT (RDT_SHM_ONESHOT_ALLREDUCE)
  *   test_collectives --large  the 16 MiB and odd large sizes over TCP (label slow)
  *   test_collectives --verbs  RDT_TRANSPORT=verbs on the RDMA device (label softroce): every
  *                             collective on 2, 3 and 4 ranks, in place and out of place, sizes 0
@@ -394,6 +395,7 @@ typedef struct job {
     int maps;          /* before destroying the communicator, the peers' allocations mapped
                         * here must be: 1 some (direct collectives ran), -1 none, 0 unchecked */
     int staged;        /* and its staged allreduces: 1 some, -1 none, 0 unchecked */
+    int oneshot_ar;    /* and its one-shot allreduces above RDT_SHM_ONESHOT: the same */
     int allreduce_only; /* leave the other collectives out */
 } job_t;
 
@@ -501,12 +503,18 @@ static int body_battery(int rank, int nranks, void *arg)
             bad = 1;
         }
     }
-    if (job->staged) {
-        uint64_t direct, staged;
-        rdt_test_comm_paths(comm, &direct, &staged);
-        if ((staged > 0) != (job->staged > 0)) {
+    if (job->staged || job->oneshot_ar) {
+        uint64_t direct, staged, oneshot;
+        rdt_test_comm_paths(comm, &direct, &staged, &oneshot);
+        if (job->staged && (staged > 0) != (job->staged > 0)) {
             fprintf(stderr, "rank %d: %llu staged allreduces ran, expected %s\n", rank,
                     (unsigned long long)staged, job->staged > 0 ? "some" : "none");
+            bad = 1;
+        }
+        if (job->oneshot_ar && (oneshot > 0) != (job->oneshot_ar > 0)) {
+            fprintf(stderr, "rank %d: %llu one-shot allreduces above RDT_SHM_ONESHOT ran, "
+                    "expected %s\n", rank, (unsigned long long)oneshot,
+                    job->oneshot_ar > 0 ? "some" : "none");
             bad = 1;
         }
     }
@@ -1438,14 +1446,18 @@ static void test_direct_every_collective_is_exact_on_5_ranks(void **state)
 
 /* Broadcast is left out: a non-root's buffers are its own business there (the others read only
  * the root's), so it runs direct whatever rank 1's memory, and would map the root's. Staged
- * allreduces off (RDT_SHM_STAGED=0): they have tests of their own (--staged). */
+ * and one-shot allreduces off (RDT_SHM_STAGED=0, RDT_SHM_ONESHOT_ALLREDUCE=0): they have tests
+ * of their own (--staged). */
 static void test_a_rank_with_malloced_buffers_turns_every_rank_to_the_schedules(void **state)
 {
-    job_t job = {.big = 1, .all_types = 1, .maps = -1, .no_broadcast = 1, .staged = -1};
+    job_t job = {.big = 1, .all_types = 1, .maps = -1, .no_broadcast = 1, .staged = -1,
+                 .oneshot_ar = -1};
     g_alloc_mode = 2;
     setenv("RDT_SHM_STAGED", "0", 1);
+    setenv("RDT_SHM_ONESHOT_ALLREDUCE", "0", 1);
     run_job(3, &job, body_battery);
     unsetenv("RDT_SHM_STAGED");
+    unsetenv("RDT_SHM_ONESHOT_ALLREDUCE");
     g_alloc_mode = 1;
 }
 
@@ -1521,6 +1533,48 @@ static void test_mappable_buffers_run_direct_not_staged(void **state)
     g_alloc_mode = 0;
 }
 
+/* One-shot allreduces above RDT_SHM_ONESHOT: with staged off, every allreduce the offers turn
+ * away from direct runs one exchange up to the share buffer (the battery's sizes, 1 element up,
+ * every dtype and op, in place and not); its 1 MiB + 3 elements case is larger and runs its
+ * schedule. Then without offers (RDT_SHM_DIRECT=0). */
+static void oneshot_ar_battery(int p, const char *direct)
+{
+    job_t job = {.big = 1, .all_types = 1, .oneshot_ar = 1, .staged = -1, .allreduce_only = 1};
+    g_alloc_mode = 0;
+    setenv("RDT_SHM_STAGED", "0", 1);
+    setenv("RDT_SHM_DIRECT", direct, 1);
+    run_job(p, &job, body_battery);
+    setenv("RDT_SHM_STAGED", "1", 1);
+    setenv("RDT_SHM_DIRECT", "1", 1);
+}
+
+static void test_oneshot_allreduce_of_every_dtype_and_op_is_exact_after_the_offers(void **state)
+{
+    int p;
+    (void)state;
+    for (p = 2; p <= 4; p++)
+        oneshot_ar_battery(p, "1");
+}
+
+static void test_oneshot_allreduce_of_every_dtype_and_op_is_exact_without_offers(void **state)
+{
+    (void)state;
+    oneshot_ar_battery(3, "0");
+}
+
+/* Rank 1's buffers are malloc'd, the others' rdt_mem_alloc memory, staged off: allreduce runs
+ * one-shot on every rank after the offers, nobody maps anything. */
+static void test_a_rank_with_malloced_buffers_turns_every_rank_to_oneshot_allreduces(void **state)
+{
+    job_t job = {.big = 1, .maps = -1, .no_broadcast = 1, .oneshot_ar = 1, .staged = -1};
+    (void)state;
+    g_alloc_mode = 2;
+    setenv("RDT_SHM_STAGED", "0", 1);
+    run_job(3, &job, body_battery);
+    setenv("RDT_SHM_STAGED", "1", 1);
+    g_alloc_mode = 0;
+}
+
 static void test_staged_nonblocking_operations_on_two_communicators_are_exact(void **state)
 {
     int p;
@@ -1539,6 +1593,9 @@ static int run_staged(void)
         cmocka_unit_test(test_staged_allreduce_of_every_dtype_and_op_is_exact_on_5_ranks),
         cmocka_unit_test(test_a_rank_with_malloced_buffers_turns_every_rank_to_staged_allreduces),
         cmocka_unit_test(test_mappable_buffers_run_direct_not_staged),
+        cmocka_unit_test(test_oneshot_allreduce_of_every_dtype_and_op_is_exact_after_the_offers),
+        cmocka_unit_test(test_oneshot_allreduce_of_every_dtype_and_op_is_exact_without_offers),
+        cmocka_unit_test(test_a_rank_with_malloced_buffers_turns_every_rank_to_oneshot_allreduces),
         cmocka_unit_test(test_staged_nonblocking_operations_on_two_communicators_are_exact),
         cmocka_unit_test(test_results_are_bit_identical_on_every_rank_and_every_call),
     };

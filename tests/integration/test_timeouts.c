@@ -345,7 +345,8 @@ static rdt_status_t call_kind(rdt_comm_t *comm, int k, void *in, void *out)
  * shared memory: the error names the rank whose contribution is missing; broadcast and reduce
  * keep their schedules), "direct" (buffers from rdt_mem_alloc, RDT_SHM_DIRECT=1: every
  * collective but barrier begins with an exchange, the error names the rank missing from it) or
- * "schedules" (RDT_SHM_ONESHOT=0: the error names the rank, the round and the slice) */
+ * "schedules" (RDT_SHM_ONESHOT=0, RDT_SHM_ONESHOT_ALLREDUCE=0: the error names the rank, the
+ * round and the slice) */
 static int body_every_kind(int rank, int p, void *arg)
 {
     int oneshot = strcmp((const char *)arg, "oneshot") == 0;
@@ -358,6 +359,7 @@ static int body_every_kind(int rank, int p, void *arg)
     if (!(in = rdt_test_alloc(BIG, direct)) || !(out = rdt_test_alloc(BIG, direct)))
         return 1;
     setenv("RDT_SHM_ONESHOT", oneshot ? "8k" : "0", 1);
+    setenv("RDT_SHM_ONESHOT_ALLREDUCE", oneshot ? "8k" : "0", 1);
     setenv("RDT_SHM_DIRECT", direct ? "1" : "0", 1);
     if (oneshot || direct) /* shared memory, whatever an earlier failed test left behind */
         setenv("RDT_TRANSPORT", "auto", 1);
@@ -416,6 +418,7 @@ static int body_every_kind(int rank, int p, void *arg)
     rdt_test_free(in, direct);
     rdt_test_free(out, direct);
     unsetenv("RDT_SHM_ONESHOT");
+    unsetenv("RDT_SHM_ONESHOT_ALLREDUCE");
     unsetenv("RDT_SHM_DIRECT");
     return bad | rdt_test_leaks(rank);
 }
