@@ -21,13 +21,26 @@
 # direct collectives: the "rdtM" columns, unless MAPPED=0), and measures single-thread memcpy of
 # MAXB bytes once per round (tools/memcpy_bw.c, median of 11 copies) and prints the median, with
 # every library's busbw at MAXB as a share of it.
-# busbw = size / time * 2(n-1)/n, from the median over rounds of each size's time.
+# busbw = size / time * 2(n-1)/n, from the median (STAT=best: the minimum) over rounds of each
+# size's time.
 # Exit status 1 if a run failed or reported wrong elements.
 #
 # Knobs (environment):
 #   WIRE (tcp or shm), MAPPED (1: with WIRE=shm, also rdt_bench -M 1), THP (0; 1: both
 #   programs madvise(MADV_HUGEPAGE) their buffers, -P 1), ROUNDS (3), NPS ("2 4"), MINB (8), MAXB (64M), TARGET_S (0.2 s per size and mode),
 #   RUN_TIMEOUT (600 s per run), VERBOSE=1 (print every raw table),
+#   STAT           median (default) or best: the statistic over rounds of each size's time
+#                  (and of memcpy's bandwidth). best: the fastest round, each program's own;
+#                  on this machine a process's large buffers are sometimes 2-4x slower for its
+#                  first seconds (both libraries alike, freshly allocated memory), which a
+#                  median over few rounds does not always outvote.
+#   RAW_DIR        summarise the raw tables a KEEP_DIR run kept there, running nothing (give
+#                  the same ROUNDS and NPS, and any STAT)
+#   SPANS          size ranges run one after the other within a round, each by every program
+#                  before the next range, e.g. "8:4K 8K:512K 1M:64M" (default: MINB:MAXB, one
+#                  run per program and round). This machine has slow phases of tens of seconds
+#                  (everything 2-4x slower, Open MPI and memcpy alike); finer interleaving
+#                  puts the programs compared at one size in the same phase more often.
 #   RDT_BENCH      an rdt_bench to use; default: build it with CMake into BUILD_DIR
 #   BUILD_DIR      (default /tmp/rdt-bench-peers-build)
 #   KEEP_DIR       copy the raw tables there
@@ -49,6 +62,15 @@ VERBOSE=${VERBOSE:-0}
 MAPPED=${MAPPED:-1}
 THP=${THP:-0}
 WIRE=${WIRE:-tcp}
+SPANS=${SPANS:-"$MINB:$MAXB"}
+STAT=${STAT:-median}
+case $STAT in
+median | best) ;;
+*)
+    echo "bench-peers.sh: STAT=$STAT: expected median or best" >&2
+    exit 2
+    ;;
+esac
 case $WIRE in
 tcp) BTL=(--mca btl "tcp,self" --mca btl_tcp_if_include lo) ;;
 shm) BTL=(--mca btl "vader,self") ;;
@@ -119,7 +141,7 @@ BENCH_ENV+=("RDT_TRANSPORT=$WIRE") # the same wire as Open MPI's
 echo "# bench-peers.sh  $(date -Is)"
 echo "# host: $(uname -srm), $(nproc) cpus, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p')"
 echo "# $(mpirun --version 2>/dev/null | head -1); rdt_bench: $RDT_BENCH$( ((rdt_ok)) || echo ' (unavailable)')"
-echo "# rounds $ROUNDS, ranks $NPS, sizes $MINB..$MAXB, ~$TARGET_S s per size and mode"
+echo "# rounds $ROUNDS, ranks $NPS, sizes $MINB..$MAXB (spans, each run by every program in turn: $SPANS), ~$TARGET_S s per size and mode"
 echo "# wire: $WIRE; rdt: RDT_TRANSPORT=$WIRE rdt_bench -n N -c allreduce -d float32 -o sum -b $MINB -e $MAXB -T $TARGET_S"
 echo "# mpi: ${MPIRUN[*]} -np N mpi_allreduce_bench -b $MINB -e $MAXB -T $TARGET_S"
 env | grep '^RDT_' | sed 's/^/# env: /' || true
@@ -128,19 +150,19 @@ echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
 # ------------------------------------------------------------------------------- runs
-run_one() { # tool np round
-    local tool=$1 np=$2 round=$3 out="$WORK/raw-$1-$2-$3.txt" t0 rc=0
+run_one() { # tool np round minb maxb: rows appended to the round's raw table
+    local tool=$1 np=$2 round=$3 lo=$4 hi=$5 out="$WORK/raw-$1-$2-$3.txt" t0 rc=0
     t0=$(date +%s)
     if [[ $tool == rdt* ]]; then
         timeout "$RUN_TIMEOUT" "${BENCH_ENV[@]}" "$RDT_BENCH" -n "$np" -c allreduce -d float32 \
-            -o sum -b "$MINB" -e "$MAXB" -T "$TARGET_S" -t "$RUN_TIMEOUT" \
-            -M "$([[ $tool == rdtm ]] && echo 1 || echo 0)" -P "$THP" >"$out" 2>&1 || rc=$?
+            -o sum -b "$lo" -e "$hi" -T "$TARGET_S" -t "$RUN_TIMEOUT" \
+            -M "$([[ $tool == rdtm ]] && echo 1 || echo 0)" -P "$THP" >>"$out" 2>&1 || rc=$?
     else
         timeout "$RUN_TIMEOUT" "${BENCH_ENV[@]}" "${MPIRUN[@]}" -np "$np" "$MPI_BENCH" \
-            -b "$MINB" -e "$MAXB" -T "$TARGET_S" -P "$THP" >"$out" 2>&1 || rc=$?
+            -b "$lo" -e "$hi" -T "$TARGET_S" -P "$THP" >>"$out" 2>&1 || rc=$?
     fi
-    printf "round %s/%s  %-9s %s ranks: %s (%d s, load %s)\n" "$round" "$ROUNDS" \
-        "$(case $tool in rdt) echo rdmatrain ;; rdtm) echo 'rdmatrain -M 1' ;; *) echo 'Open MPI' ;; esac)" "$np" \
+    printf "round %s/%s  %-9s %s ranks %s..%s: %s (%d s, load %s)\n" "$round" "$ROUNDS" \
+        "$(case $tool in rdt) echo rdmatrain ;; rdtm) echo 'rdmatrain -M 1' ;; *) echo 'Open MPI' ;; esac)" "$np" "$lo" "$hi" \
         "$( ((rc == 0)) && echo ok || echo "FAILED, exit $rc")" $(($(date +%s) - t0)) \
         "$(cut -d' ' -f1 /proc/loadavg)"
     if ((rc != 0)); then
@@ -152,11 +174,21 @@ run_one() { # tool np round
     fi
 }
 
+RAW_DIR=${RAW_DIR:-}
+if [[ -n "$RAW_DIR" ]]; then
+    cp "$RAW_DIR"/raw-*.txt "$WORK"/
+    echo "# summarising the raw tables of $RAW_DIR (nothing run)"
+fi
 for round in $(seq "$ROUNDS"); do
+    [[ -n "$RAW_DIR" ]] && break
     for np in $NPS; do
-        ((rdt_ok)) && run_one rdt "$np" "$round"
-        ((rdt_ok)) && [[ $WIRE == shm && $MAPPED == 1 ]] && run_one rdtm "$np" "$round"
-        run_one mpi "$np" "$round"
+        for span in $SPANS; do
+            lo=${span%%:*}
+            hi=${span##*:}
+            ((rdt_ok)) && run_one rdt "$np" "$round" "$lo" "$hi"
+            ((rdt_ok)) && [[ $WIRE == shm && $MAPPED == 1 ]] && run_one rdtm "$np" "$round" "$lo" "$hi"
+            run_one mpi "$np" "$round" "$lo" "$hi"
+        done
     done
     if [[ $WIRE == shm ]]; then
         "${BENCH_ENV[@]}" "$MEMCPY_BW" "$MAXB_BYTES" 11 >"$WORK/raw-memcpy-$round.txt" || failed=1
@@ -167,7 +199,7 @@ done
 MEMCPY_GBS=-1
 if [[ $WIRE == shm ]]; then
     MEMCPY_GBS=$(cat "$WORK"/raw-memcpy-*.txt | awk '{print $3}' | sort -g |
-        awk '{a[NR] = $1} END {print NR ? (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) : -1}')
+        awk -v stat="$STAT" '{a[NR] = $1} END {print !NR ? -1 : stat == "best" ? a[NR] : (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}')
 fi
 echo
 [[ -n "$KEEP_DIR" ]] && mkdir -p "$KEEP_DIR" && cp "$WORK"/raw-*.txt "$KEEP_DIR"/
@@ -180,13 +212,13 @@ summary() { # np
     shopt -s nullglob
     local files=("$WORK"/raw-rdt-"$np"-*.txt "$WORK"/raw-rdtm-"$np"-*.txt "$WORK"/raw-mpi-"$np"-*.txt)
     shopt -u nullglob
-    echo "=== allreduce float32 sum, $np ranks, loopback: median over $ROUNDS rounds ==="
+    echo "=== allreduce float32 sum, $np ranks, loopback: $([[ $STAT == best ]] && echo "best of" || echo "median over") $ROUNDS rounds ==="
     if ((${#files[@]} == 0)); then
         echo "(no data)"
         echo
         return
     fi
-    awk -v np="$np" -v memcpy_gbs="$MEMCPY_GBS" '
+    awk -v np="$np" -v memcpy_gbs="$MEMCPY_GBS" -v stat="$STAT" '
         function median(s,   a, n, i, j, t) {
             n = split(s, a, " ")
             if (n == 0) return -1
@@ -195,6 +227,7 @@ summary() { # np
                 for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
                 a[j + 1] = t
             }
+            if (stat == "best") return a[1] # times: the fastest round
             return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
         }
         function bw(size, t) { return t > 0 ? size / t / 1e3 * 2 * (np - 1) / np : -1 }
