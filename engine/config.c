@@ -97,13 +97,14 @@ static const knob_t knobs[] = {
      "(RDT_SHM_STAGED) still runs as one exchange through shared memory when each rank's "
      "vector is at most this many bytes (and fits the 1 MiB - 64 share buffer); larger ones "
      "keep the schedules; 0 = only up to RDT_SHM_ONESHOT"},
-    {"RDT_SHM_STAGED", "8m", K_SIZE, F(shm_staged), 0,
+    {"RDT_SHM_STAGED", "16m", K_SIZE, F(shm_staged), 0,
      "shm: with every rank on one host, an allreduce whose vectors total at least this many "
-     "bytes over the ranks (count x element size x ranks; each rank's at least RDT_SHM_DIRECT) "
-     "and whose buffers are not all rdt_mem_alloc memory runs staged: in chunks through the "
-     "shared one-shot buffers, each rank reducing its slice of every rank's chunk in cache, no "
-     "system call per message; smaller ones, whose vectors stay in the last-level cache, keep "
-     "the schedules' single kernel copy; 0 = never"},
+     "bytes over the ranks (count x element size x ranks; half as many when the host has more "
+     "of the ranks than CPUs; each rank's at least RDT_SHM_DIRECT) and whose buffers are not "
+     "all rdt_mem_alloc memory runs staged: in chunks through the shared one-shot buffers, each "
+     "rank reducing its slice of every rank's chunk in cache, no system call per message; "
+     "smaller ones, whose vectors stay in the last-level cache, keep the schedules' single "
+     "kernel copy; 0 = never"},
     {"RDT_IB_DEV", "", K_STR, S(ib_dev),
      "RDMA device and port for verbs, name[:port] (e.g. mlx5_0:1, rxe0); empty = the first "
      "device with an active port"},
