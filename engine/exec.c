@@ -800,8 +800,6 @@ static size_t staged_slice_bytes(const rdt_comm_t *comm)
     return cap / (size_t)comm->nranks / 64 * 64;
 }
 
-/* Chunks of @p req staged, or 0 if it does not run staged (a choice every rank makes alike:
- * from the offers, the configuration and the call). */
 static int oversubscribed(rdt_comm_t *comm);
 
 /* RDT_SHM_STAGED, halved when this host has more of the communicator's ranks than CPUs: each
@@ -815,6 +813,8 @@ static size_t staged_threshold(rdt_comm_t *comm)
     return t > 1 && oversubscribed(comm) ? t / 2 : t;
 }
 
+/* Chunks of @p req staged, or 0 if it does not run staged (a choice every rank makes alike:
+ * from the offers, the configuration and the call). */
 static size_t staged_chunks(rdt_request_t *req)
 {
     rdt_comm_t *comm = req->comm;
@@ -1179,8 +1179,6 @@ static void staged_step(rdt_request_t *req)
     staged_post(req);
 }
 
-/* The direct phases that move without waiting (coll_advance). Returns nonzero if anything
- * changed; leaves req->direct 0 when the schedule is to run. */
 /* An allreduce the offers turned away from direct (someone's buffers are malloc'd) and that is
  * too small to run staged runs as a one-shot exchange up to RDT_SHM_ONESHOT_ALLREDUCE bytes per
  * rank (select.c says why). A choice every rank makes alike (the offers, the configuration and
@@ -1191,6 +1189,8 @@ static int oneshot_after_offers(const rdt_request_t *req)
            rdt_select_oneshot_ar(req->comm, req->count * rdt_dtype_size(req->dtype));
 }
 
+/* The direct phases that move without waiting (coll_advance). Returns nonzero if anything
+ * changed; leaves req->direct 0 when the schedule (or, req->oneshot, the exchange) is to run. */
 static int direct_advance(rdt_request_t *req)
 {
     rdt_comm_t *comm = req->comm;
