@@ -310,6 +310,13 @@ RDT_INLINE uint16_t rdt_scale_bf16(uint16_t x, int divisor)
             for (size_t j_ = 0; j_ < blk_; j_++)                                                   \
                 d_[i_ + j_] = FN(a_[i_ + j_], b_[i_ + j_]);                                        \
         }                                                                                          \
+        /* the tail in 64-byte pieces, vectorized like the blocks (a scalar loop before: a      \
+         * 64-256 byte vector, a one-shot allreduce's, ran one element at a time) */            \
+        for (; i_ + 64 / sizeof(T) <= (n); i_ += 64 / sizeof(T)) {                               \
+            RDT_IVDEP                                                                              \
+            for (size_t j_ = 0; j_ < 64 / sizeof(T); j_++)                                         \
+                d_[i_ + j_] = FN(a_[i_ + j_], b_[i_ + j_]);                                        \
+        }                                                                                          \
         for (; i_ < (n); i_++)                                                                     \
             d_[i_] = FN(a_[i_], b_[i_]);                                                           \
     } while (0)
