@@ -173,8 +173,8 @@ struct rdt_comm {
     unsigned direct_logged;   /* bit 1: a direct call was logged, bit 0: a fallback was,
                                * bit 2: a staged one */
     unsigned advances;        /* rdt_exec_advance passes that moved something (exec.c) */
-    uint64_t direct_calls;    /* collectives run direct, staged, and as one-shot exchanges after
-                               * the offers (tests read them) */
+    uint64_t direct_calls;    /* collectives run direct, staged, and allreduces run as one-shot
+                               * exchanges above RDT_SHM_ONESHOT (tests read them) */
     uint64_t staged_calls;
     uint64_t oneshot_ar_calls;
     struct rdt_direct_offer *direct_offers;

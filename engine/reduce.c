@@ -299,24 +299,24 @@ RDT_INLINE uint16_t rdt_scale_bf16(uint16_t x, int divisor)
 #endif
 
 /* clang-format off: it cannot tell that RDT_IVDEP belongs to the loop below it */
+/* d_[i_..] = FN(a_, b_) in steps of STEP elements while a whole step is left, each step one
+ * vectorizable loop */
+#define RDT_LOOP_STEPS_(FN, n, STEP)                                                               \
+    for (; i_ + (STEP) <= (n); i_ += (STEP)) {                                                     \
+        RDT_IVDEP                                                                                  \
+        for (size_t j_ = 0; j_ < (STEP); j_++)                                                     \
+            d_[i_ + j_] = FN(a_[i_ + j_], b_[i_ + j_]);                                            \
+    }
+
+/* Blocks of RDT_BLOCK_BYTES, then the tail in 64-byte pieces (a vector under a block, as a
+ * 64-256 byte one-shot allreduce's, is vectorized too), then element by element. */
 #define RDT_LOOP(T, dst, a, b, n, FN)                                                              \
     do {                                                                                           \
         T *d_ = (dst);                                                                             \
         const T *a_ = (a), *b_ = (b);                                                              \
-        const size_t blk_ = RDT_BLOCK_BYTES / sizeof(T);                                           \
         size_t i_ = 0;                                                                             \
-        for (; i_ + blk_ <= (n); i_ += blk_) {                                                     \
-            RDT_IVDEP                                                                              \
-            for (size_t j_ = 0; j_ < blk_; j_++)                                                   \
-                d_[i_ + j_] = FN(a_[i_ + j_], b_[i_ + j_]);                                        \
-        }                                                                                          \
-        /* the tail in 64-byte pieces, vectorized like the blocks (a scalar loop before: a      \
-         * 64-256 byte vector, a one-shot allreduce's, ran one element at a time) */            \
-        for (; i_ + 64 / sizeof(T) <= (n); i_ += 64 / sizeof(T)) {                               \
-            RDT_IVDEP                                                                              \
-            for (size_t j_ = 0; j_ < 64 / sizeof(T); j_++)                                         \
-                d_[i_ + j_] = FN(a_[i_ + j_], b_[i_ + j_]);                                        \
-        }                                                                                          \
+        RDT_LOOP_STEPS_(FN, n, RDT_BLOCK_BYTES / sizeof(T))                                        \
+        RDT_LOOP_STEPS_(FN, n, 64 / sizeof(T))                                                     \
         for (; i_ < (n); i_++)                                                                     \
             d_[i_] = FN(a_[i_], b_[i_]);                                                           \
     } while (0)

@@ -166,7 +166,7 @@ int rdt_select_oneshot(const rdt_comm_t *comm, rdt_coll_t coll, size_t count, rd
     if (!comm->share_cap || comm->forced[coll] >= 0 || coll == RDT_COLL_BROADCAST ||
         coll == RDT_COLL_REDUCE)
         return 0;
-    if (coll == RDT_COLL_ALLREDUCE && (bytes > comm->share_max || !comm->share_max))
+    if (coll == RDT_COLL_ALLREDUCE && bytes > comm->share_max) /* count 0 never comes here */
         return rdt_select_oneshot_ar(comm, bytes) && !rdt_select_direct(comm, coll, count, dtype);
     if (!comm->share_max)
         return 0;

@@ -835,6 +835,7 @@ static void shm_share_fail(rdt_shm_t *tp, rdt_status_t st, const char *fmt, ...)
  * simply fetched again.
  */
 #define SHM_SHARE_PREFETCH 16
+#define SHM_CACHE_LINE 64 /* x86-64's and most aarch64's (SHM_LINE pads for the larger ones) */
 
 static void shm_share_prefetch(const unsigned char *b, size_t len)
 {
@@ -843,9 +844,9 @@ static void shm_share_prefetch(const unsigned char *b, size_t len)
 
     if (len <= RDT_SHM_SHARE_INLINE)
         return; /* in the sequence's line */
-    if (len > SHM_SHARE_PREFETCH * 64)
-        len = SHM_SHARE_PREFETCH * 64;
-    for (off = 0; off < len; off += 64)
+    if (len > SHM_SHARE_PREFETCH * SHM_CACHE_LINE)
+        len = SHM_SHARE_PREFETCH * SHM_CACHE_LINE;
+    for (off = 0; off < len; off += SHM_CACHE_LINE)
         __builtin_prefetch(d + off, 0, 3);
 }
 

@@ -25,9 +25,10 @@
  * QP is ready. The event channel sits in the epoll set; DISCONNECTED (the kernel sends a DREQ
  * when a process holding a connected cm_id dies or closes it), REJECTED, UNREACHABLE and the
  * resolution errors fail the peer (after DISCONNECTED, writes already posted first complete
- * through the QP moved to ERR: verbs_peer_eof). A rank giving up tells why with an RDMA write (with immediate)
- * of the sentence into the peer's control page, and disconnects once that write has completed,
- * so the peer finds it in its CQ before it sees DISCONNECTED (verbs_cm_notice_*).
+ * through the QP moved to ERR: verbs_peer_eof). A rank giving up tells why with an RDMA write
+ * (with immediate) of the sentence into the peer's control page, and disconnects once that write
+ * has completed, so the peer finds it in its CQ before it sees DISCONNECTED
+ * (verbs_cm_notice_*).
  *
  * Handshake record, both ways, little-endian, VERBS_HS_LEN bytes (encoded and judged by the pure
  * functions of verbs_wire.c, which a fuzz target runs too):
@@ -462,17 +463,16 @@ static rdt_xfer_t *verbs_q_pop(verbs_q_t *q)
     return x;
 }
 
-static int verbs_has_sends(const verbs_peer_t *p)
-{
-    return p->q[Q_SEND].head || p->q[Q_WAIT].head || p->q[Q_RTS].head || p->q[Q_RPOST].head ||
-           p->q[Q_RWIP].head;
-}
-
 /* Sends that still need the peer (not written yet, or waiting for its CTS); the others are
  * written and wait only for their completions (Q_WAIT, Q_RWIP). */
 static int verbs_has_unwritten(const verbs_peer_t *p)
 {
     return p->q[Q_SEND].head || p->q[Q_RTS].head || p->q[Q_RPOST].head;
+}
+
+static int verbs_has_sends(const verbs_peer_t *p)
+{
+    return verbs_has_unwritten(p) || p->q[Q_WAIT].head || p->q[Q_RWIP].head;
 }
 
 static void verbs_mr_put(verbs_mr_t *m);

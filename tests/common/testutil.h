@@ -26,9 +26,9 @@ void *rdt_test_alloc(size_t bytes, int mapped);
 int rdt_test_free(void *p, int mapped);
 
 /* How many of @p comm's collectives so far ran direct (every rank's buffers rdt_mem_alloc
- * memory), staged (large allreduces through the share areas otherwise) and as one-shot
- * exchanges after the direct offers (RDT_SHM_ONESHOT_ALLREDUCE): engine counters, so a test can
- * tell which path its calls took. */
+ * memory), staged (large allreduces through the share areas otherwise) and allreduces run as
+ * one-shot exchanges above RDT_SHM_ONESHOT (RDT_SHM_ONESHOT_ALLREDUCE, with or without the
+ * direct offers): engine counters, so a test can tell which path its calls took. */
 void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *staged,
                          uint64_t *oneshot);
 
