@@ -61,6 +61,7 @@ int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s
 {
     char root[64], token[40], buf[32];
     int *pids, left = 0, failed = 0, i, port;
+    sigset_t chld, oldmask;
     double deadline;
 
     if (nranks < 1 || (port = rdt_free_port(0)) < 0)
@@ -72,6 +73,12 @@ int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s
     random_token(token, sizeof(token));
     fflush(stdout);
     fflush(stderr);
+    /* SIGCHLD blocked from before the first fork, so an exit is never missed between a waitpid
+     * and the wait for the next one (a blocked SIGCHLD stays pending even at its default
+     * action); the ranks get the caller's mask back. */
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &oldmask);
     for (i = 0; i < nranks; i++) {
         pid_t pid = fork();
         if (pid < 0) {
@@ -80,6 +87,7 @@ int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s
         }
         if (pid == 0) {
             free(pids); /* the parent's: a leak checker (valgrind) would blame the rank */
+            sigprocmask(SIG_SETMASK, &oldmask, NULL);
             bind_to_core(i, nranks);
             snprintf(buf, sizeof(buf), "%d", i);
             setenv("RDT_RANK", buf, 1);
@@ -121,8 +129,15 @@ int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s
                     kill(pids[i], SIGKILL);
             deadline = now_s() + 3600; /* reap the killed ones below */
         }
-        usleep(2000);
+        /* Sleep until a rank exits (or a second passes: the deadline is looked at again). Not a
+         * timed poll: a parent waking every few milliseconds takes the core from a rank pinned
+         * to it, which showed in the latency of the benchmark's small collectives on a VM. */
+        {
+            struct timespec ts = {1, 0};
+            sigtimedwait(&chld, NULL, &ts);
+        }
     }
+    sigprocmask(SIG_SETMASK, &oldmask, NULL);
     free(pids);
     return failed;
 }
