@@ -28,6 +28,10 @@
 #   rdt allreduce time / ib_write_lat typical, at each size measured by both (8 B), and the same
 #     against ib_write_lat's average (rdt_bench's time is a mean per batch, the median of the
 #     batches: spikes of the emulator weigh in it as in perftest's average, not its typical);
+#   rdt allreduce time / the raw exchange at each lat size up to 4 KiB (tools/verbs_xchg: two
+#     processes write BYTES to each other at once and wait for both, the median of 9 batches of
+#     XCHG_ITERS (500), as a 2-rank allreduce's one exchange does with nothing around it), and
+#     the raw exchange / ib_write_lat typical: what the device charges for an exchange;
 #   rdt busbw (verbs) / ib_write_bw, at each rdt size from the largest ib_write_bw size up
 #     (4 and 16 MiB), against the best ib_write_bw average of the run; units converted: busbw
 #     GB/s (1e9 bytes/s) x 8 = Gb/s, the decimal gigabits perftest's --report_gbits prints;
@@ -36,7 +40,7 @@
 # which share of a raw RDMA write stream the engine delivers; the latency ratio, how many one-way
 # hops an 8-byte allreduce costs. Under emulation (TCG) absolute numbers mean little: compare
 # ratios measured in one run.
-# Knobs (environment): BW_BYTES (bytes moved per ib_write_bw run, default 256 MiB, between 100
+# Knobs (environment): XCHG_ITERS, BW_BYTES (bytes moved per ib_write_bw run, default 256 MiB, between 100
 # and 5000 iterations), LAT_ITERS (1000 up to 64 KiB, 100 above), BENCH_ITERS (rdt_bench -i,
 # timed calls per size; default: rdt_bench's own 0.2 s per batch), BENCH_WARMUP (rdt_bench -w,
 # default 5), BW_BIDIR=1 (ib_write_bw -b too: both directions at once, the traffic of a 2-rank
@@ -161,6 +165,20 @@ if ((inside)); then
         else
             fail=1
         fi
+        # the raw-verbs floor of what a 2-rank allreduce does: both sides write at once
+        # (verbs_xchg.c; built with the verbs transport)
+        xchg=$build/tools/verbs_xchg
+        ((size >= 1 && size <= 4096)) && [[ -x $xchg ]] || continue
+        if row=$(timeout 300 "$xchg" -d "$dev" -s "$size" -n "${XCHG_ITERS:-500}" -r 9 2>&1); then
+            # xchg BYTES: median M us, min A, max B (...)
+            x=$(sed -n 's/^xchg [0-9]*: median \([0-9.]*\) us.*/\1/p' <<<"$row")
+            printf '%-13s %9s %6s  median %s us per exchange (both ways at once)\n' \
+                verbs_xchg "$size" "9x${XCHG_ITERS:-500}" "$x"
+            [[ -n $x ]] && echo "xchg $size $x" >>"$figs"
+        else
+            echo "verbs_xchg -s $size: failed: $row" >&2
+            fail=1
+        fi
     done
     for size in "${bw_sizes[@]}"; do
         iters=$((${BW_BYTES:-268435456} / size))
@@ -245,6 +263,7 @@ if ((inside)); then
         function ratio(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2f", a / b) : "-" }
         function v(x) { return x != "" ? x : "-" }
         $1 == "lat" { lat[$2] = $3; lavg[$2] = $4 }
+        $1 == "xchg" { xchg[$2] = $3 }
         $1 == "bw" { bw[$2] = $3; if (ref == "" || $3 > bw[ref]) ref = $2; if ($2 > big) big = $2 }
         $1 == "rdt" { t[$2, $3] = $4; b[$2, $3] = $5 }
         END {
@@ -267,6 +286,11 @@ if ((inside)); then
                     printf "  allreduce %s (verbs) / ib_write_lat %s average: %s us / %s us = %s\n",
                         h(s[i]), h(s[i]), v(t["verbs", s[i]]), lavg[s[i]],
                         ratio(t["verbs", s[i]], lavg[s[i]])
+            for (i = 1; i <= n; i++)
+                if (s[i] in xchg)
+                    printf "  allreduce %s (verbs) / raw exchange %s (verbs_xchg): %s us / %s us = %s; raw exchange / ib_write_lat typical = %s\n",
+                        h(s[i]), h(s[i]), v(t["verbs", s[i]]), xchg[s[i]],
+                        ratio(t["verbs", s[i]], xchg[s[i]]), ratio(xchg[s[i]], lat[s[i]])
             for (i = 1; ref != "" && i <= n; i++) {
                 if (s[i] + 0 < big + 0) continue
                 x = b["verbs", s[i]]
