@@ -35,9 +35,17 @@ def worker():
                                           or "torchrun"))
 
 
-def run(name, cmd, env):
-    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=120)
+def run(name, cmd, env, port_retries=0):
+    """Run a launcher; with @p port_retries, again (with a new port: @p cmd is called) as long
+    as the only trouble was that its master port was taken meanwhile: free_port() releases
+    the port it found, and a test running beside this one may bind it before torchrun does."""
+    for attempt in range(port_retries + 1):
+        p = subprocess.run(cmd() if callable(cmd) else cmd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=120)
+        if p.returncode == 0 or "Address already in use" not in p.stdout:
+            break
+        if attempt < port_retries:
+            print("%s: its master port was taken by another process; again on a new port" % name)
     oks = [line for line in p.stdout.splitlines() if "ok rank" in line]
     ok = p.returncode == 0 and len(oks) == N
     if not ok:
@@ -53,9 +61,10 @@ def main():
            if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") and
            not k.startswith("RDT_")}
     # torch 1.13's torchrun crashes on Python 3.11 without --redirects/--tee
-    ok = run("torchrun", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
-                          str(N), "--master_port", str(harness.free_port()), "--redirects",
-                          "9:1", "--tee", "9:1", me, "--worker"], env)
+    ok = run("torchrun", lambda: [sys.executable, "-m", "torch.distributed.run",
+                                  "--nproc_per_node", str(N), "--master_port",
+                                  str(harness.free_port()), "--redirects", "9:1", "--tee", "9:1",
+                                  me, "--worker"], env, port_retries=2)
     if len(sys.argv) > 1:
         ok &= run("rdmatrain launcher", [sys.argv[1], "-np", str(N), "--", sys.executable, me,
                                          "--worker"], env)
