@@ -32,7 +32,7 @@ static void random_token(char *hex, size_t n)
 
 /* With no more ranks than cores, pin rank i to the i-th allowed core, as mpirun does for
  * np <= cores: otherwise two busy ranks may share a core while the other idles. */
-static void bind_to_core(int rank, int nranks)
+void rdt_spawn_bind(int rank, int nranks)
 {
     cpu_set_t allowed, one;
     int cpu, seen = 0;
@@ -88,7 +88,7 @@ int rdt_spawn_local_hook(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s
         if (pid == 0) {
             free(pids); /* the parent's: a leak checker (valgrind) would blame the rank */
             sigprocmask(SIG_SETMASK, &oldmask, NULL);
-            bind_to_core(i, nranks);
+            rdt_spawn_bind(i, nranks);
             snprintf(buf, sizeof(buf), "%d", i);
             setenv("RDT_RANK", buf, 1);
             snprintf(buf, sizeof(buf), "%d", nranks);

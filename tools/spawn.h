@@ -21,6 +21,10 @@ typedef int (*rdt_spawn_fn_t)(int rank, int nranks, void *arg);
  */
 int rdt_spawn_local(int nranks, rdt_spawn_fn_t fn, void *arg, int timeout_s, int *statuses);
 
+/* Pin the calling process to the @p rank-th CPU it may run on, if there are at least @p nranks
+ * of them (what each spawned rank does first); otherwise leave it unpinned. */
+void rdt_spawn_bind(int rank, int nranks);
+
 /* Called in the parent with the children's pids (index = rank), for tests that inject faults. */
 typedef void (*rdt_spawn_hook_t)(int nranks, const int *pids, void *arg);
 

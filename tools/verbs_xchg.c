@@ -24,7 +24,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <infiniband/verbs.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +32,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "spawn.h"
 
 #define XCHG_RECVS 64
 #define XCHG_BUF 4096
@@ -67,23 +68,6 @@ static int fail(int side, const char *what)
     fprintf(stderr, "verbs_xchg: side %d: %s%s%s\n", side, what, errno ? ": " : "",
             errno ? strerror(errno) : "");
     return 1;
-}
-
-static void pin(int side)
-{
-    cpu_set_t allowed, one;
-    int cpu, seen = 0;
-
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) < 2)
-        return;
-    for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-        if (!CPU_ISSET(cpu, &allowed) || seen++ != side)
-            continue;
-        CPU_ZERO(&one);
-        CPU_SET(cpu, &one);
-        sched_setaffinity(0, sizeof(one), &one);
-        return;
-    }
 }
 
 /* -x, else the first GID that is neither zero nor link-local (fe80::/10), else 0. */
@@ -164,7 +148,7 @@ static int side_main(int side, int rfd, int wfd, const xchg_opts_t *o)
     int n, i, b, gid_index;
     char sync = 'x';
 
-    pin(side);
+    rdt_spawn_bind(side, 2);
     list = ibv_get_device_list(&n);
     for (i = 0; list && i < n && !ctx; i++)
         if (!o->dev || strcmp(ibv_get_device_name(list[i]), o->dev) == 0)
