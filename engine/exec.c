@@ -1160,9 +1160,13 @@ static void staged_step(rdt_request_t *req)
                 reduce_ranks(req, staged_slice_buf(comm), src, lo * es, hi - lo);
             req->stg_phase = 1;
         } else {
+            /* out of place with more output than the last-level cache holds: as direct_run */
+            int stream = req->sendbuf != req->recvbuf &&
+                         req->count * es * (size_t)comm->nranks >= DIRECT_STREAM_MIN;
+            void (*copy)(void *, const void *, size_t) = stream ? rdt_copy_stream : direct_copy;
             for (r = 0; r < comm->nranks; r++) {
                 off = staged_geometry(req, req->stg_chunk, r, &n, &lo, &hi);
-                memcpy((unsigned char *)req->recvbuf + (off + lo) * es, v[r], (hi - lo) * es);
+                copy((unsigned char *)req->recvbuf + (off + lo) * es, v[r], (hi - lo) * es);
             }
             req->stg_chunk++;
             req->stg_phase = 0;
