@@ -45,6 +45,7 @@
  * (seq_cst), re-reads every ring, and only then blocks in epoll (eventfd + one pidfd per local
  * peer). A writer publishes, fences, and writes the eventfd if `sleeping` was set (it claims the
  * flag with an exchange, so one write per sleep): the two fences make a lost wakeup impossible.
+ * (A one-shot exchange's post checks at the end of the progress call after it: shm_share_wake.)
  * Peers get the eventfd with pidfd_getfd; where that is refused, sleeps are cut to 1 ms.
  *
  * Failure. A rank that closes or aborts sets `closed` (with a reason) in each outbound ring's
@@ -204,6 +205,7 @@ typedef struct rdt_shm {
     const void **share_views;
     size_t *share_lens;
     int share_next;
+    int share_wake; /* an exchange was posted and its peers not yet checked for sleep */
     int share_ok; /* every rank is on this host and its share area is mapped */
     uint64_t nevents;     /* callbacks run and peers failed: lets mux.c see progress */
     uint64_t outstanding; /* posted, callback not yet run */
@@ -299,6 +301,27 @@ static void shm_wake(shm_peer_t *p)
     if (!atomic_exchange_explicit(&p->hdr->sleeping, 0, memory_order_seq_cst))
         return; /* another writer claimed it and writes the eventfd */
     rdt_wire_eventfd_kick(p->efd);
+}
+
+/*
+ * The wakeup of an exchange's post, deferred from ishare to the end of the progress call that
+ * follows it (or to this rank's own sleep, whichever comes first; the engine's advance loop
+ * polls again after every post). Its fence waits until the sequence store has taken the
+ * line away from the ranks that poll it, a cross-core round trip: done at once, it delays the
+ * rank that arrives last by that much before it even looks at the others' contributions;
+ * deferred, that store drains while the rank reads them and reduces (2 ranks, 128 bytes:
+ * 0.87 -> 0.72 us, 8 bytes unchanged). A sleeping peer is woken as before, only later by this
+ * rank's own poll.
+ */
+static void shm_share_wake(rdt_shm_t *tp)
+{
+    int i;
+
+    if (!tp->share_wake)
+        return;
+    tp->share_wake = 0;
+    for (i = 0; i < tp->nlocal; i++)
+        shm_wake(&tp->peers[tp->local[i]]);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1012,6 +1035,7 @@ static int shm_sleep_prepare(rdt_shm_t *tp)
 {
     uint64_t before = tp->nevents;
 
+    shm_share_wake(tp);
     shm_wait(tp, 0); /* drain the eventfd, notice dead peers */
     if (tp->nevents != before)
         return 0;
@@ -1105,6 +1129,7 @@ static rdt_status_t shm_progress(rdt_transport_t *t, int timeout_ms)
         goto aborted;
     before = tp->nevents;
     shm_poll_all(tp);
+    shm_share_wake(tp);
     if (shm_abort_requested(tp))
         goto aborted;
     if (tp->nevents == before && tp->outstanding) {
@@ -1128,6 +1153,7 @@ static rdt_status_t shm_progress(rdt_transport_t *t, int timeout_ms)
     }
     if (shm_abort_requested(tp))
         goto aborted;
+    shm_share_wake(tp);
     shm_leave(tp);
     return RDT_SUCCESS;
 
@@ -1295,8 +1321,7 @@ static rdt_status_t shm_ishare(rdt_transport_t *t, rdt_xfer_t *x, const void **v
     tp->share_lens = lens;
     tp->share_next = 0;
     tp->outstanding++;
-    for (i = 0; i < tp->nlocal; i++)
-        shm_wake(&tp->peers[tp->local[i]]);
+    tp->share_wake = 1; /* shm_share_wake, once this call's poll has run */
 out:
     shm_leave(tp);
     return st;
