@@ -140,7 +140,10 @@ typedef struct rdt_transport_ops {
      * (no rank rewrites its buffer of exchange s before every rank posted s + 1). A rank whose
      * tag differs, or that is at another exchange, fails it
      * with RDT_ERR_MISMATCH; a dead or departed rank with RDT_ERR_PEER_FAILED (tp->error names
-     * it). While it waits, x->peer is the lowest rank not heard from. */
+     * it). While it waits, x->peer is the lowest rank not heard from. A rank asleep in its
+     * progress() is woken by the progress() call that follows the post (shm.c defers that
+     * check out of ishare), so a caller calls progress() after every ishare, as the engine's
+     * advance loop does. */
     size_t (*share_max)(rdt_transport_t *tp);
     rdt_status_t (*ishare)(rdt_transport_t *tp, rdt_xfer_t *x, const void **views, size_t *lens);
     /* Optional, with ishare: where the next exchange's contribution will lie (share_max bytes),
