@@ -108,9 +108,11 @@ struct rdt_request {
 #define RDT_STAGED_CHUNK ((size_t)512 << 10)
 
 /* What a rank tells the others at the start of a direct collective (exec.c). */
+#define RDT_OFFER_IN_PLACE 1u
+
 typedef struct rdt_direct_offer {
     uint32_t ok; /* 1: every buffer of this rank that the others touch is rdt_mem_alloc memory */
-    uint32_t zero;
+    uint32_t flags; /* RDT_OFFER_IN_PLACE: this rank's call is in place */
     rdt_mapped_desc_t src, dst;
 } rdt_direct_offer_t;
 
@@ -176,6 +178,7 @@ struct rdt_comm {
     uint64_t direct_calls;    /* collectives run direct, staged, and allreduces run as one-shot
                                * exchanges above RDT_SHM_ONESHOT (tests read them) */
     uint64_t staged_calls;
+    uint64_t one_slice_calls; /* in-place allreduces run in one slice (exec.c) */
     uint64_t oneshot_ar_calls;
     struct rdt_direct_offer *direct_offers;
     unsigned char **direct_src;

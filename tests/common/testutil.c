@@ -74,6 +74,11 @@ void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *sta
     *oneshot = comm->oneshot_ar_calls;
 }
 
+uint64_t rdt_test_comm_one_slice(const rdt_comm_t *comm)
+{
+    return comm->one_slice_calls;
+}
+
 int rdt_test_maps_count(const char *needle)
 {
     FILE *f = fopen("/proc/self/maps", "r");

@@ -31,6 +31,9 @@ int rdt_test_free(void *p, int mapped);
  * direct offers): engine counters, so a test can tell which path its calls took. */
 void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *staged,
                          uint64_t *oneshot);
+/* How many allreduces the offers sent to their schedule in one slice (every rank in place, below
+ * twice RDT_SHM_STAGED, not oversubscribed: exec.c's staged_inplace_schedule). */
+uint64_t rdt_test_comm_one_slice(const rdt_comm_t *comm);
 
 /* Deterministic pseudo-random numbers (splitmix64), so a failing case can be replayed. */
 uint64_t rdt_test_rand(uint64_t *state);

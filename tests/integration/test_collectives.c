@@ -1575,6 +1575,64 @@ static void test_a_rank_with_malloced_buffers_turns_every_rank_to_oneshot_allred
     g_alloc_mode = 0;
 }
 
+/* Every rank in place, between RDT_SHM_STAGED and twice it in total: the schedule in one slice
+ * (exec.c's staged_inplace_schedule), unless this host is oversubscribed; out of place, staged.
+ * int32 sum and float32 max, 2 Mi + 5 elements per rank; each result checked against the
+ * reference, and each call's path against the engine's counters. */
+static int body_inplace_one_slice(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm = rdt_test_create_or_die();
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int oversub = cpus > 0 && nranks > cpus, bad = 0, k;
+    (void)arg;
+
+    for (k = 0; k < 4; k++) {
+        tcase_t tc;
+        uint64_t d0, s0, o0, d1, s1, o1, one0 = rdt_test_comm_one_slice(comm), one1;
+        int ip = k < 2, want_one = ip && !oversub;
+
+        memset(&tc, 0, sizeof(tc));
+        tc.coll = C_ALLREDUCE;
+        tc.t = (k & 1) ? RDT_FLOAT32 : RDT_INT32;
+        tc.op = (k & 1) ? RDT_MAX : RDT_SUM;
+        tc.count = (2u << 20) + 5;
+        tc.in_place = ip;
+        tc.seed = 700 + k;
+        tcase_prepare(&tc, rank, nranks);
+        rdt_test_comm_paths(comm, &d0, &s0, &o0);
+        if (tcase_issue(&tc, comm, NULL) != RDT_SUCCESS) {
+            fprintf(stderr, "rank %d: allreduce %d: %s\n", rank, k, rdt_comm_last_error(comm));
+            tcase_free(&tc);
+            bad = 1;
+            break;
+        }
+        bad |= tcase_check(&tc, rank);
+        rdt_test_comm_paths(comm, &d1, &s1, &o1);
+        one1 = rdt_test_comm_one_slice(comm);
+        if (one1 - one0 != (uint64_t)want_one || s1 - s0 != (uint64_t)!want_one) {
+            fprintf(stderr, "rank %d: %s allreduce %d: %llu in one slice, %llu staged; expected "
+                    "%s (%ld CPUs)\n", rank, ip ? "in-place" : "out-of-place", k,
+                    (unsigned long long)(one1 - one0), (unsigned long long)(s1 - s0),
+                    want_one ? "one slice" : "staged", cpus);
+            bad = 1;
+        }
+        tcase_free(&tc);
+    }
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_inplace_allreduce_below_twice_the_staged_threshold_runs_in_one_slice(void **state)
+{
+    (void)state;
+    g_alloc_mode = 0;
+    setenv("RDT_SHM_STAGED", "16m", 1);
+    setenv("RDT_SHM_DIRECT", "32k", 1);
+    run_job(2, NULL, body_inplace_one_slice);
+    setenv("RDT_SHM_STAGED", "1", 1);
+    setenv("RDT_SHM_DIRECT", "1", 1);
+}
+
 static void test_staged_nonblocking_operations_on_two_communicators_are_exact(void **state)
 {
     int p;
@@ -1596,6 +1654,7 @@ static int run_staged(void)
         cmocka_unit_test(test_oneshot_allreduce_of_every_dtype_and_op_is_exact_after_the_offers),
         cmocka_unit_test(test_oneshot_allreduce_of_every_dtype_and_op_is_exact_without_offers),
         cmocka_unit_test(test_a_rank_with_malloced_buffers_turns_every_rank_to_oneshot_allreduces),
+        cmocka_unit_test(test_inplace_allreduce_below_twice_the_staged_threshold_runs_in_one_slice),
         cmocka_unit_test(test_staged_nonblocking_operations_on_two_communicators_are_exact),
         cmocka_unit_test(test_results_are_bit_identical_on_every_rank_and_every_call),
     };
