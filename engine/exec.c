@@ -67,6 +67,7 @@ typedef struct rdt_msg {
     void *dst;
     const void *src;
     size_t n;
+    size_t reduced; /* elements of it reduced so far, piece by piece (msg_part) */
 } rdt_msg_t;
 
 struct rdt_slot {
@@ -395,8 +396,29 @@ static void msg_done(rdt_xfer_t *x, rdt_status_t st)
         }
         return;
     }
-    if (m->dst) /* RECV_REDUCE: the data is staged, the operands are ready (round order) */
-        rdt_reduce_local(m->dst, m->src, m->xfer.buf, m->n, req->dtype, kernel_op(req->op));
+    if (m->dst && m->reduced < m->n) { /* RECV_REDUCE: staged, the operands ready (round order) */
+        size_t es = rdt_dtype_size(req->dtype), k = m->reduced;
+        rdt_reduce_local((unsigned char *)m->dst + k * es, (const unsigned char *)m->src + k * es,
+                         (unsigned char *)m->xfer.buf + k * es, m->n - k, req->dtype,
+                         kernel_op(req->op));
+    }
+}
+
+/* RECV_REDUCE, while its data arrives (transport.h, part): reduce the elements that are whole in
+ * the staging buffer now, while they are in cache, instead of all of them after the last byte.
+ * The operands are ready as at msg_done (every earlier round completed before this one posted);
+ * each element is reduced once, with the same operands, so the result is the same bits. */
+static void msg_part(rdt_xfer_t *x, size_t off, size_t len)
+{
+    rdt_msg_t *m = x->arg;
+    rdt_request_t *req = m->req;
+    size_t es = rdt_dtype_size(req->dtype), k = m->reduced, upto = (off + len) / es;
+
+    if (upto <= k)
+        return;
+    rdt_reduce_local((unsigned char *)m->dst + k * es, (const unsigned char *)m->src + k * es,
+                     (unsigned char *)x->buf + k * es, upto - k, req->dtype, kernel_op(req->op));
+    m->reduced = upto;
 }
 
 /* Tag layout: coll.c (fp_tag_hi). The check exchange's message numbers have bit 31 set. */
@@ -443,6 +465,8 @@ static void round_begin(rdt_request_t *req, rdt_slot_t *sl)
             m->dst = NULL;
             m->src = NULL;
             m->n = 0;
+            m->reduced = 0;
+            m->xfer.part = NULL;
             m->req = req;
             m->slot = sl;
             m->op = i;
@@ -457,6 +481,7 @@ static void round_begin(rdt_request_t *req, rdt_slot_t *sl)
                 m->src = buf_addr(req, sl, o->src, u, start);
                 m->n = n;
                 m->xfer.buf = stage;
+                m->xfer.part = msg_part;
                 stage += n * es;
             } else {
                 m->xfer.buf = buf_addr(req, sl, o->buf, u, start);

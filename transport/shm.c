@@ -99,6 +99,8 @@
 #define SHM_RING_MAX ((size_t)RDT_SHM_RING_MAX)
 #define SHM_RNDV_DEFAULT ((size_t)32 << 10)
 #define SHM_CMA_CHUNK ((size_t)8 << 20) /* bytes per process_vm_readv, abort checked between */
+/* with x->part: the piece handed over at a time, used while it is in L2 */
+#define SHM_CMA_PART ((size_t)256 << 10)
 #define SHM_RX_PASSES 64                /* ring refills read per peer and progress() */
 #define SHM_DEATH_CHECK_MS 20
 #define SHM_NOWAKE_SLEEP_MS 1   /* sleep cap when a peer cannot wake us (no eventfd) */
@@ -668,8 +670,8 @@ static int shm_rx_cma(rdt_shm_t *tp, shm_peer_t *p, rdt_xfer_t *x)
         struct iovec l, r;
         ssize_t n;
 
-        if (c > SHM_CMA_CHUNK)
-            c = SHM_CMA_CHUNK;
+        if (c > (x->part ? SHM_CMA_PART : SHM_CMA_CHUNK))
+            c = x->part ? SHM_CMA_PART : SHM_CMA_CHUNK;
         if (__atomic_load_n(&tp->abort_req, __ATOMIC_ACQUIRE))
             return -1; /* the abort completes x */
         /* a sender that gave up may have reused its buffer: do not read it */
@@ -706,6 +708,8 @@ static int shm_rx_cma(rdt_shm_t *tp, shm_peer_t *p, rdt_xfer_t *x)
             return -1;
         }
         x->done += (size_t)n;
+        if (x->part)
+            x->part(x, x->done - (size_t)n, (size_t)n);
     }
     atomic_thread_fence(memory_order_seq_cst);
     closed = atomic_load_explicit(&p->in->closed, memory_order_relaxed);

@@ -52,6 +52,10 @@ struct rdt_xfer {
     uint64_t tag;      /* carried on the wire, checked at the receiver */
     rdt_xfer_cb_t cb;
     void *arg;         /* for the caller */
+    /* Optional (NULL: none) on a receive: bytes [off, off + n) of the message are in buf, in
+     * order, before cb; inside progress(), as cb. Only shm calls it (its long copies, in
+     * pieces), so a caller can use each piece while it is still in cache. */
+    void (*part)(rdt_xfer_t *x, size_t off, size_t n);
     /* transport-private */
     size_t done;
     rdt_xfer_t *next;
