@@ -107,9 +107,9 @@ struct rdt_request {
  * the share area and the reduced slices stay in a 2 MiB L2. */
 #define RDT_STAGED_CHUNK ((size_t)512 << 10)
 
-/* What a rank tells the others at the start of a direct collective (exec.c). */
-#define RDT_OFFER_IN_PLACE 1u
+#define RDT_OFFER_IN_PLACE 1u /* rdt_direct_offer_t.flags */
 
+/* What a rank tells the others at the start of a direct collective (exec.c). */
 typedef struct rdt_direct_offer {
     uint32_t ok; /* 1: every buffer of this rank that the others touch is rdt_mem_alloc memory */
     uint32_t flags; /* RDT_OFFER_IN_PLACE: this rank's call is in place */

@@ -369,6 +369,20 @@ static rdt_op_t kernel_op(rdt_op_t op)
     return op == RDT_AVG ? RDT_SUM : op;
 }
 
+/* RECV_REDUCE: reduce its staged elements from the first not yet reduced up to @p upto. */
+static void msg_reduce_upto(rdt_msg_t *m, size_t upto)
+{
+    const rdt_request_t *req = m->req;
+    size_t es = rdt_dtype_size(req->dtype), k = m->reduced;
+
+    if (upto <= k)
+        return;
+    rdt_reduce_local((unsigned char *)m->dst + k * es, (const unsigned char *)m->src + k * es,
+                     (unsigned char *)m->xfer.buf + k * es, upto - k, req->dtype,
+                     kernel_op(req->op));
+    m->reduced = upto;
+}
+
 static void msg_done(rdt_xfer_t *x, rdt_status_t st)
 {
     rdt_msg_t *m = x->arg;
@@ -396,12 +410,8 @@ static void msg_done(rdt_xfer_t *x, rdt_status_t st)
         }
         return;
     }
-    if (m->dst && m->reduced < m->n) { /* RECV_REDUCE: staged, the operands ready (round order) */
-        size_t es = rdt_dtype_size(req->dtype), k = m->reduced;
-        rdt_reduce_local((unsigned char *)m->dst + k * es, (const unsigned char *)m->src + k * es,
-                         (unsigned char *)m->xfer.buf + k * es, m->n - k, req->dtype,
-                         kernel_op(req->op));
-    }
+    if (m->dst) /* RECV_REDUCE: the data is staged, the operands are ready (round order) */
+        msg_reduce_upto(m, m->n);
 }
 
 /* RECV_REDUCE, while its data arrives (transport.h, part): reduce the elements that are whole in
@@ -411,14 +421,8 @@ static void msg_done(rdt_xfer_t *x, rdt_status_t st)
 static void msg_part(rdt_xfer_t *x, size_t off, size_t len)
 {
     rdt_msg_t *m = x->arg;
-    rdt_request_t *req = m->req;
-    size_t es = rdt_dtype_size(req->dtype), k = m->reduced, upto = (off + len) / es;
 
-    if (upto <= k)
-        return;
-    rdt_reduce_local((unsigned char *)m->dst + k * es, (const unsigned char *)m->src + k * es,
-                     (unsigned char *)x->buf + k * es, upto - k, req->dtype, kernel_op(req->op));
-    m->reduced = upto;
+    msg_reduce_upto(m, (off + len) / rdt_dtype_size(m->req->dtype));
 }
 
 /* Tag layout: coll.c (fp_tag_hi). The check exchange's message numbers have bit 31 set. */
@@ -840,8 +844,8 @@ static size_t staged_threshold(rdt_comm_t *comm)
 }
 
 /* An allreduce every rank calls in place, not oversubscribed, below twice the staged threshold
- * runs its schedule in one slice instead (a choice every rank makes alike, from the offers'
- * flags). Measured on 2 ranks, 8 MiB per rank in place, three alternating rounds: the ring in one
+ * runs its schedule in one slice: instead of staged from the threshold, and instead of the
+ * usual slices below it (a choice every rank makes alike, from the offers' flags). Measured on 2 ranks, 8 MiB per rank in place, three alternating rounds: the ring in one
  * slice 4.13-4.91 GB/s, in 4 MiB slices 4.29-4.68, in the usual 1 MiB slices 3.21-3.65, staged
  * 3.55-3.93; then against the build before, four rounds: 4.00-4.43 against 3.46-3.80. Out of
  * place, and in place from 16 MiB, staged stays ahead. In place the ring's own vector is its
@@ -859,14 +863,13 @@ static int staged_inplace_schedule(rdt_request_t *req, int all_inplace)
 
 /* Chunks of @p req staged, or 0 if it does not run staged (a choice every rank makes alike:
  * from the offers, the configuration and the call). */
-static size_t staged_chunks(rdt_request_t *req, int all_inplace)
+static size_t staged_chunks(rdt_request_t *req)
 {
     rdt_comm_t *comm = req->comm;
     size_t es = rdt_dtype_size(req->dtype), slice = staged_slice_bytes(comm) / es;
 
     if (req->coll != RDT_COLL_ALLREDUCE || !comm->cfg.shm_staged || !slice ||
-        req->count * es * (size_t)comm->nranks < staged_threshold(comm) ||
-        staged_inplace_schedule(req, all_inplace))
+        req->count * es * (size_t)comm->nranks < staged_threshold(comm))
         return 0;
     req->stg_nchunks = (req->count + slice * (size_t)comm->nranks - 1) /
                        (slice * (size_t)comm->nranks);
@@ -877,7 +880,7 @@ static void direct_offers_done(rdt_xfer_t *x, rdt_status_t st)
 {
     rdt_request_t *req = x->arg;
     rdt_comm_t *comm = req->comm;
-    int r, all = 1, all_inplace = 1;
+    int r, all = 1, all_inplace = 1, one_slice;
 
     if (st == RDT_SUCCESS) {
         for (r = 0; r < comm->nranks && st == RDT_SUCCESS; r++) {
@@ -905,7 +908,8 @@ static void direct_offers_done(rdt_xfer_t *x, rdt_status_t st)
     }
     req->direct = all ? RDT_DIRECT_RUN : RDT_DIRECT_FALLBACK; /* coll_advance goes on */
     comm->direct_calls += (unsigned)all;
-    if (!all && staged_chunks(req, all_inplace)) {
+    one_slice = !all && staged_inplace_schedule(req, all_inplace);
+    if (!all && !one_slice && staged_chunks(req)) {
         req->direct = RDT_DIRECT_STAGED_READY; /* nothing received yet: post chunk 0 */
         comm->staged_calls++;
         req->stg_chunk = 0;
@@ -919,7 +923,7 @@ static void direct_offers_done(rdt_xfer_t *x, rdt_status_t st)
         }
         return;
     }
-    if (!all && staged_inplace_schedule(req, all_inplace) && req->count &&
+    if (one_slice && req->count &&
         !rdt_select_oneshot_ar(comm, req->count * rdt_dtype_size(req->dtype))) {
         req->slice_len = req->count; /* the schedule, in one slice (staged_inplace_schedule) */
         req->nslices = 1;
@@ -1008,6 +1012,17 @@ static void direct_copy(void *dst, const void *src, size_t n)
  * memcpy's stores (docs/benchmarks/2026-11-28-direct-shm.md). */
 #define DIRECT_STREAM_MIN ((size_t)16 << 20)
 
+/* How a direct or staged allreduce copies into the receive buffers: out of place, with more
+ * output than the last-level cache holds, their lines are cold, and streaming stores skip
+ * reading each before writing it. */
+static void (*output_copy(const rdt_request_t *req))(void *, const void *, size_t)
+{
+    int stream = req->sendbuf != req->recvbuf &&
+                 req->count * rdt_dtype_size(req->dtype) * (size_t)req->comm->nranks >=
+                     DIRECT_STREAM_MIN;
+    return stream ? rdt_copy_stream : direct_copy;
+}
+
 /* Every buffer is here: this rank's share of the work. */
 static void direct_run(rdt_request_t *req)
 {
@@ -1036,10 +1051,7 @@ static void direct_run(rdt_request_t *req)
         per = (per + unit - 1) / unit * unit;
         lo = (size_t)me * per < req->count ? (size_t)me * per : req->count;
         hi = lo + per < req->count ? lo + per : req->count;
-        /* out of place, with more output than the last-level cache holds, the receive buffers'
-         * lines are cold: streaming stores skip reading each before writing it */
-        int stream = req->sendbuf != req->recvbuf && bytes * (size_t)n >= DIRECT_STREAM_MIN;
-        void (*copy)(void *, const void *, size_t) = stream ? rdt_copy_stream : direct_copy;
+        void (*copy)(void *, const void *, size_t) = output_copy(req);
         for (c = lo; c < hi; c += step) {
             size_t m = hi - c < step ? hi - c : step;
             reduce_ranks(req, comm->direct_tmp, (const void *const *)src, c * es, m);
@@ -1212,10 +1224,7 @@ static void staged_step(rdt_request_t *req)
                 reduce_ranks(req, staged_slice_buf(comm), src, lo * es, hi - lo);
             req->stg_phase = 1;
         } else {
-            /* out of place with more output than the last-level cache holds: as direct_run */
-            int stream = req->sendbuf != req->recvbuf &&
-                         req->count * es * (size_t)comm->nranks >= DIRECT_STREAM_MIN;
-            void (*copy)(void *, const void *, size_t) = stream ? rdt_copy_stream : direct_copy;
+            void (*copy)(void *, const void *, size_t) = output_copy(req);
             for (r = 0; r < comm->nranks; r++) {
                 off = staged_geometry(req, req->stg_chunk, r, &n, &lo, &hi);
                 copy((unsigned char *)req->recvbuf + (off + lo) * es, v[r], (hi - lo) * es);

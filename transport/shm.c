@@ -666,12 +666,12 @@ static int shm_rx_cma(rdt_shm_t *tp, shm_peer_t *p, rdt_xfer_t *x)
     uint32_t closed;
 
     while (x->done < x->len) {
-        size_t c = x->len - x->done;
+        size_t c = x->len - x->done, piece = x->part ? SHM_CMA_PART : SHM_CMA_CHUNK;
         struct iovec l, r;
         ssize_t n;
 
-        if (c > (x->part ? SHM_CMA_PART : SHM_CMA_CHUNK))
-            c = x->part ? SHM_CMA_PART : SHM_CMA_CHUNK;
+        if (c > piece)
+            c = piece;
         if (__atomic_load_n(&tp->abort_req, __ATOMIC_ACQUIRE))
             return -1; /* the abort completes x */
         /* a sender that gave up may have reused its buffer: do not read it */
