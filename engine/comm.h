@@ -108,11 +108,12 @@ struct rdt_request {
 #define RDT_STAGED_CHUNK ((size_t)512 << 10)
 
 #define RDT_OFFER_IN_PLACE 1u /* rdt_direct_offer_t.flags */
+#define RDT_OFFER_CACHED 2u   /* ... and its vector fits this rank's RDT_SHM_STAGED_CACHED */
 
 /* What a rank tells the others at the start of a direct collective (exec.c). */
 typedef struct rdt_direct_offer {
     uint32_t ok; /* 1: every buffer of this rank that the others touch is rdt_mem_alloc memory */
-    uint32_t flags; /* RDT_OFFER_IN_PLACE: this rank's call is in place */
+    uint32_t flags; /* RDT_OFFER_IN_PLACE: this rank's call is in place; RDT_OFFER_CACHED */
     rdt_mapped_desc_t src, dst;
 } rdt_direct_offer_t;
 

@@ -99,12 +99,19 @@ static const knob_t knobs[] = {
      "keep the schedules; 0 = only up to RDT_SHM_ONESHOT"},
     {"RDT_SHM_STAGED", "16m", K_SIZE, F(shm_staged), 0,
      "shm: with every rank on one host, an allreduce whose vectors total at least this many "
-     "bytes over the ranks (count x element size x ranks; half as many when the host has more "
-     "of the ranks than CPUs; each rank's at least RDT_SHM_DIRECT) and whose buffers are not "
-     "all rdt_mem_alloc memory runs staged: in chunks through the shared one-shot buffers, each "
-     "rank reducing its slice of every rank's chunk in cache, no system call per message; "
-     "smaller ones, whose vectors stay in the last-level cache, keep the schedules' single "
-     "kernel copy; 0 = never"},
+     "bytes over the ranks (count x element size x ranks; each rank's at least RDT_SHM_DIRECT) "
+     "and whose buffers are not all rdt_mem_alloc memory runs staged: in chunks through the "
+     "shared one-shot buffers, each rank reducing its slice of every rank's chunk in cache, no "
+     "system call per message; smaller ones, whose vectors stay in the last-level cache, keep "
+     "the schedules' single kernel copy. When the host has more of the ranks than CPUs, every "
+     "allreduce from RDT_SHM_DIRECT bytes per rank runs staged (a schedule's messages then cost "
+     "context switches). 0 = never"},
+    {"RDT_SHM_STAGED_CACHED", "auto", K_SIZE_AUTO, F(shm_staged_cached), 0,
+     "shm: an allreduce every rank of one host calls in place, on at most as many ranks as "
+     "CPUs, whose vector is too large for the one-shot exchange but at most this many bytes "
+     "per rank also runs staged (unless RDT_SHM_STAGED=0): such a vector sits in its rank's "
+     "L2, and the schedule's kernel copies of the others' freshly written lines cost more than "
+     "the staged pass; auto = 3/4 of the L2 cache (sysconf; 0 where unknown); 0 = never"},
     {"RDT_IB_DEV", "", K_STR, S(ib_dev),
      "RDMA device and port for verbs, name[:port] (e.g. mlx5_0:1, rxe0); empty = the first "
      "device with an active port"},

@@ -46,6 +46,9 @@ typedef struct rdt_config {
                                 * does not run direct or staged (bytes per rank), 0 = never */
     size_t shm_staged;         /* RDT_SHM_STAGED, smallest staged allreduce (bytes over all
                                 * ranks), 0 = never */
+    size_t shm_staged_cached;  /* RDT_SHM_STAGED_CACHED, largest in-place vector (bytes per rank)
+                                * staged while it stays in L2, RDT_CONFIG_SIZE_AUTO = 3/4 of
+                                * L2, 0 = never */
     char hostname[64];         /* RDT_HOSTNAME */
     char bind[16];             /* RDT_BIND as given */
     int bind_mode;             /* RDT_BIND parsed: an rdt_topo_bind_t (0 = none) */

@@ -1633,6 +1633,125 @@ static void test_inplace_allreduce_below_twice_the_staged_threshold_runs_in_one_
     setenv("RDT_SHM_DIRECT", "1", 1);
 }
 
+/* In place, a vector just above the one-shot exchange's reach and within every rank's
+ * RDT_SHM_STAGED_CACHED runs staged below RDT_SHM_STAGED (exec.c's staged_cached); out of place,
+ * or when one rank's budget is smaller than its vector, it does not (its offer says so, and every
+ * rank follows it). An oversubscribed host runs every such allreduce staged. g_cached_budget1 is
+ * rank 1's RDT_SHM_STAGED_CACHED, rank 0's is 2m; float32 sum and int32 max, 1 MiB + 12 bytes
+ * per rank; results against the reference, paths against the engine's counters. */
+static const char *g_cached_budget1;
+
+static int body_inplace_cached(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int oversub = cpus > 0 && nranks > cpus, bad = 0, k;
+    (void)arg;
+
+    setenv("RDT_SHM_STAGED_CACHED", rank == 1 ? g_cached_budget1 : "2m", 1);
+    comm = rdt_test_create_or_die();
+    for (k = 0; k < 4; k++) {
+        tcase_t tc;
+        uint64_t d0, s0, o0, d1, s1, o1;
+        int ip = k < 2, want = oversub || (ip && strcmp(g_cached_budget1, "2m") == 0);
+
+        memset(&tc, 0, sizeof(tc));
+        tc.coll = C_ALLREDUCE;
+        tc.t = (k & 1) ? RDT_INT32 : RDT_FLOAT32;
+        tc.op = (k & 1) ? RDT_MAX : RDT_SUM;
+        tc.count = (1u << 18) + 3;
+        tc.in_place = ip;
+        tc.seed = 800 + k;
+        tcase_prepare(&tc, rank, nranks);
+        rdt_test_comm_paths(comm, &d0, &s0, &o0);
+        if (tcase_issue(&tc, comm, NULL) != RDT_SUCCESS) {
+            fprintf(stderr, "rank %d: allreduce %d: %s\n", rank, k, rdt_comm_last_error(comm));
+            tcase_free(&tc);
+            bad = 1;
+            break;
+        }
+        bad |= tcase_check(&tc, rank);
+        rdt_test_comm_paths(comm, &d1, &s1, &o1);
+        if (s1 - s0 != (uint64_t)want) {
+            fprintf(stderr, "rank %d: %s allreduce %d, rank 1's budget %s: %llu staged, expected "
+                    "%d (%ld CPUs)\n", rank, ip ? "in-place" : "out-of-place", k,
+                    g_cached_budget1, (unsigned long long)(s1 - s0), want, cpus);
+            bad = 1;
+        }
+        tcase_free(&tc);
+    }
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_inplace_allreduce_that_stays_in_l2_runs_staged_when_every_rank_says_so(void **state)
+{
+    (void)state;
+    g_alloc_mode = 0;
+    setenv("RDT_SHM_STAGED", "16m", 1);
+    setenv("RDT_SHM_DIRECT", "32k", 1);
+    g_cached_budget1 = "2m";
+    run_job(2, NULL, body_inplace_cached);
+    g_cached_budget1 = "512k"; /* below rank 1's vector: nobody stages */
+    run_job(2, NULL, body_inplace_cached);
+    unsetenv("RDT_SHM_STAGED_CACHED");
+    setenv("RDT_SHM_STAGED", "1", 1);
+    setenv("RDT_SHM_DIRECT", "1", 1);
+}
+
+/* More ranks than CPUs on the host: every allreduce the offers reach (from RDT_SHM_DIRECT bytes
+ * per rank) runs staged, far below RDT_SHM_STAGED (exec.c's staged_threshold); with CPUs enough,
+ * none of these does. 64 Ki + 1 float32 per rank, in place and not, against the reference. */
+static int body_oversubscribed_staged(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm = rdt_test_create_or_die();
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int want = cpus > 0 && nranks > cpus, bad = 0, k;
+    (void)arg;
+
+    for (k = 0; k < 2; k++) {
+        tcase_t tc;
+        uint64_t d0, s0, o0, d1, s1, o1;
+
+        memset(&tc, 0, sizeof(tc));
+        tc.coll = C_ALLREDUCE;
+        tc.t = RDT_FLOAT32;
+        tc.op = RDT_SUM;
+        tc.count = (1u << 16) + 1;
+        tc.in_place = k;
+        tc.seed = 900 + k;
+        tcase_prepare(&tc, rank, nranks);
+        rdt_test_comm_paths(comm, &d0, &s0, &o0);
+        if (tcase_issue(&tc, comm, NULL) != RDT_SUCCESS) {
+            fprintf(stderr, "rank %d: allreduce %d: %s\n", rank, k, rdt_comm_last_error(comm));
+            tcase_free(&tc);
+            bad = 1;
+            break;
+        }
+        bad |= tcase_check(&tc, rank);
+        rdt_test_comm_paths(comm, &d1, &s1, &o1);
+        if (s1 - s0 != (uint64_t)want) {
+            fprintf(stderr, "rank %d of %d: allreduce %d: %llu staged, expected %d (%ld CPUs)\n",
+                    rank, nranks, k, (unsigned long long)(s1 - s0), want, cpus);
+            bad = 1;
+        }
+        tcase_free(&tc);
+    }
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_an_oversubscribed_host_runs_allreduces_staged_from_the_offers(void **state)
+{
+    (void)state;
+    g_alloc_mode = 0;
+    setenv("RDT_SHM_STAGED", "16m", 1);
+    setenv("RDT_SHM_DIRECT", "32k", 1);
+    run_job(3, NULL, body_oversubscribed_staged);
+    setenv("RDT_SHM_STAGED", "1", 1);
+    setenv("RDT_SHM_DIRECT", "1", 1);
+}
+
 static void test_staged_nonblocking_operations_on_two_communicators_are_exact(void **state)
 {
     int p;
@@ -1655,6 +1774,8 @@ static int run_staged(void)
         cmocka_unit_test(test_oneshot_allreduce_of_every_dtype_and_op_is_exact_without_offers),
         cmocka_unit_test(test_a_rank_with_malloced_buffers_turns_every_rank_to_oneshot_allreduces),
         cmocka_unit_test(test_inplace_allreduce_below_twice_the_staged_threshold_runs_in_one_slice),
+        cmocka_unit_test(test_inplace_allreduce_that_stays_in_l2_runs_staged_when_every_rank_says_so),
+        cmocka_unit_test(test_an_oversubscribed_host_runs_allreduces_staged_from_the_offers),
         cmocka_unit_test(test_staged_nonblocking_operations_on_two_communicators_are_exact),
         cmocka_unit_test(test_results_are_bit_identical_on_every_rank_and_every_call),
     };
