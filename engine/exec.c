@@ -788,7 +788,6 @@ enum {
 static rdt_status_t sched_start(rdt_request_t *req);
 _Static_assert(sizeof(rdt_direct_offer_t) == 72, "the offer's size is documented");
 
-/* Which of this rank's buffers the others touch, and whether they are all mappable. */
 /* RDT_SHM_STAGED_CACHED in bytes per rank: auto is 3/4 of this CPU's L2 (0 where sysconf does
  * not know it). Each rank decides for itself and says so in its offer (RDT_OFFER_CACHED), so
  * ranks on cores with different caches still choose alike. */
@@ -802,6 +801,8 @@ static size_t staged_cached_budget(const rdt_comm_t *comm)
     return l2 > 0 ? (size_t)l2 / 4 * 3 : 0;
 }
 
+/* Which of this rank's buffers the others touch, and whether they are all mappable; whether its
+ * call is in place, and whether such a vector fits its RDT_SHM_STAGED_CACHED. */
 static void direct_offer_make(const rdt_request_t *req, rdt_direct_offer_t *o)
 {
     const rdt_comm_t *comm = req->comm;
