@@ -1575,6 +1575,52 @@ static void test_a_rank_with_malloced_buffers_turns_every_rank_to_oneshot_allred
     g_alloc_mode = 0;
 }
 
+/* One allreduce for the path tests below: prepared, issued, checked against the reference; how
+ * many calls ran staged and in one slice meanwhile, by the engine's counters. Returns 0, 1 for
+ * wrong elements, -1 if the call failed (reported). */
+static int path_allreduce(rdt_comm_t *comm, int rank, int nranks, rdt_dtype_t t, rdt_op_t op,
+                          size_t count, int in_place, uint64_t seed, uint64_t *staged,
+                          uint64_t *one)
+{
+    tcase_t tc;
+    uint64_t d0, s0, o0, d1, s1, o1, one0 = rdt_test_comm_one_slice(comm);
+    int bad;
+
+    memset(&tc, 0, sizeof(tc));
+    tc.coll = C_ALLREDUCE;
+    tc.t = t;
+    tc.op = op;
+    tc.count = count;
+    tc.in_place = in_place;
+    tc.seed = seed;
+    tcase_prepare(&tc, rank, nranks);
+    rdt_test_comm_paths(comm, &d0, &s0, &o0);
+    if (tcase_issue(&tc, comm, NULL) != RDT_SUCCESS) {
+        fprintf(stderr, "rank %d: allreduce (seed %llu): %s\n", rank, (unsigned long long)seed,
+                rdt_comm_last_error(comm));
+        tcase_free(&tc);
+        return -1;
+    }
+    bad = tcase_check(&tc, rank);
+    rdt_test_comm_paths(comm, &d1, &s1, &o1);
+    *staged = s1 - s0;
+    *one = rdt_test_comm_one_slice(comm) - one0;
+    tcase_free(&tc);
+    return bad;
+}
+
+/* The path tests' environment: staged from 16 MiB in total, offers from 32 KiB per rank,
+ * malloc'd buffers; then back to the group's. */
+static void run_path_job(int nranks, rdt_spawn_fn_t fn)
+{
+    g_alloc_mode = 0;
+    setenv("RDT_SHM_STAGED", "16m", 1);
+    setenv("RDT_SHM_DIRECT", "32k", 1);
+    run_job(nranks, NULL, fn);
+    setenv("RDT_SHM_STAGED", "1", 1);
+    setenv("RDT_SHM_DIRECT", "1", 1);
+}
+
 /* Every rank in place, between RDT_SHM_STAGED and twice it in total: the schedule in one slice
  * (exec.c's staged_inplace_schedule), unless this host is oversubscribed; out of place, staged.
  * int32 sum and float32 max, 2 Mi + 5 elements per rank; each result checked against the
@@ -1583,40 +1629,28 @@ static int body_inplace_one_slice(int rank, int nranks, void *arg)
 {
     rdt_comm_t *comm = rdt_test_create_or_die();
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int oversub = cpus > 0 && nranks > cpus, bad = 0, k;
+    int oversub = cpus > 0 && nranks > cpus, bad = 0, k, rc;
     (void)arg;
 
     for (k = 0; k < 4; k++) {
-        tcase_t tc;
-        uint64_t d0, s0, o0, d1, s1, o1, one0 = rdt_test_comm_one_slice(comm), one1;
+        uint64_t staged, one;
         int ip = k < 2, want_one = ip && !oversub;
 
-        memset(&tc, 0, sizeof(tc));
-        tc.coll = C_ALLREDUCE;
-        tc.t = (k & 1) ? RDT_FLOAT32 : RDT_INT32;
-        tc.op = (k & 1) ? RDT_MAX : RDT_SUM;
-        tc.count = (2u << 20) + 5;
-        tc.in_place = ip;
-        tc.seed = 700 + k;
-        tcase_prepare(&tc, rank, nranks);
-        rdt_test_comm_paths(comm, &d0, &s0, &o0);
-        if (tcase_issue(&tc, comm, NULL) != RDT_SUCCESS) {
-            fprintf(stderr, "rank %d: allreduce %d: %s\n", rank, k, rdt_comm_last_error(comm));
-            tcase_free(&tc);
+        rc = path_allreduce(comm, rank, nranks, (k & 1) ? RDT_FLOAT32 : RDT_INT32,
+                            (k & 1) ? RDT_MAX : RDT_SUM, (2u << 20) + 5, ip, 700 + k, &staged,
+                            &one);
+        if (rc < 0) {
             bad = 1;
             break;
         }
-        bad |= tcase_check(&tc, rank);
-        rdt_test_comm_paths(comm, &d1, &s1, &o1);
-        one1 = rdt_test_comm_one_slice(comm);
-        if (one1 - one0 != (uint64_t)want_one || s1 - s0 != (uint64_t)!want_one) {
+        bad |= rc;
+        if (one != (uint64_t)want_one || staged != (uint64_t)!want_one) {
             fprintf(stderr, "rank %d: %s allreduce %d: %llu in one slice, %llu staged; expected "
                     "%s (%ld CPUs)\n", rank, ip ? "in-place" : "out-of-place", k,
-                    (unsigned long long)(one1 - one0), (unsigned long long)(s1 - s0),
+                    (unsigned long long)one, (unsigned long long)staged,
                     want_one ? "one slice" : "staged", cpus);
             bad = 1;
         }
-        tcase_free(&tc);
     }
     rdt_comm_destroy(comm);
     return bad;
@@ -1625,12 +1659,7 @@ static int body_inplace_one_slice(int rank, int nranks, void *arg)
 static void test_inplace_allreduce_below_twice_the_staged_threshold_runs_in_one_slice(void **state)
 {
     (void)state;
-    g_alloc_mode = 0;
-    setenv("RDT_SHM_STAGED", "16m", 1);
-    setenv("RDT_SHM_DIRECT", "32k", 1);
-    run_job(2, NULL, body_inplace_one_slice);
-    setenv("RDT_SHM_STAGED", "1", 1);
-    setenv("RDT_SHM_DIRECT", "1", 1);
+    run_path_job(2, body_inplace_one_slice);
 }
 
 /* In place, a vector just above the one-shot exchange's reach and within every rank's
@@ -1645,40 +1674,29 @@ static int body_inplace_cached(int rank, int nranks, void *arg)
 {
     rdt_comm_t *comm;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int oversub = cpus > 0 && nranks > cpus, bad = 0, k;
+    int oversub = cpus > 0 && nranks > cpus, bad = 0, k, rc;
     (void)arg;
 
     setenv("RDT_SHM_STAGED_CACHED", rank == 1 ? g_cached_budget1 : "2m", 1);
     comm = rdt_test_create_or_die();
     for (k = 0; k < 4; k++) {
-        tcase_t tc;
-        uint64_t d0, s0, o0, d1, s1, o1;
+        uint64_t staged, one;
         int ip = k < 2, want = oversub || (ip && strcmp(g_cached_budget1, "2m") == 0);
 
-        memset(&tc, 0, sizeof(tc));
-        tc.coll = C_ALLREDUCE;
-        tc.t = (k & 1) ? RDT_INT32 : RDT_FLOAT32;
-        tc.op = (k & 1) ? RDT_MAX : RDT_SUM;
-        tc.count = (1u << 18) + 3;
-        tc.in_place = ip;
-        tc.seed = 800 + k;
-        tcase_prepare(&tc, rank, nranks);
-        rdt_test_comm_paths(comm, &d0, &s0, &o0);
-        if (tcase_issue(&tc, comm, NULL) != RDT_SUCCESS) {
-            fprintf(stderr, "rank %d: allreduce %d: %s\n", rank, k, rdt_comm_last_error(comm));
-            tcase_free(&tc);
+        rc = path_allreduce(comm, rank, nranks, (k & 1) ? RDT_INT32 : RDT_FLOAT32,
+                            (k & 1) ? RDT_MAX : RDT_SUM, (1u << 18) + 3, ip, 800 + k, &staged,
+                            &one);
+        if (rc < 0) {
             bad = 1;
             break;
         }
-        bad |= tcase_check(&tc, rank);
-        rdt_test_comm_paths(comm, &d1, &s1, &o1);
-        if (s1 - s0 != (uint64_t)want) {
+        bad |= rc;
+        if (staged != (uint64_t)want) {
             fprintf(stderr, "rank %d: %s allreduce %d, rank 1's budget %s: %llu staged, expected "
                     "%d (%ld CPUs)\n", rank, ip ? "in-place" : "out-of-place", k,
-                    g_cached_budget1, (unsigned long long)(s1 - s0), want, cpus);
+                    g_cached_budget1, (unsigned long long)staged, want, cpus);
             bad = 1;
         }
-        tcase_free(&tc);
     }
     rdt_comm_destroy(comm);
     return bad;
@@ -1687,16 +1705,11 @@ static int body_inplace_cached(int rank, int nranks, void *arg)
 static void test_inplace_allreduce_that_stays_in_l2_runs_staged_when_every_rank_says_so(void **state)
 {
     (void)state;
-    g_alloc_mode = 0;
-    setenv("RDT_SHM_STAGED", "16m", 1);
-    setenv("RDT_SHM_DIRECT", "32k", 1);
     g_cached_budget1 = "2m";
-    run_job(2, NULL, body_inplace_cached);
+    run_path_job(2, body_inplace_cached);
     g_cached_budget1 = "512k"; /* below rank 1's vector: nobody stages */
-    run_job(2, NULL, body_inplace_cached);
+    run_path_job(2, body_inplace_cached);
     unsetenv("RDT_SHM_STAGED_CACHED");
-    setenv("RDT_SHM_STAGED", "1", 1);
-    setenv("RDT_SHM_DIRECT", "1", 1);
 }
 
 /* More ranks than CPUs on the host: every allreduce the offers reach (from RDT_SHM_DIRECT bytes
@@ -1706,36 +1719,24 @@ static int body_oversubscribed_staged(int rank, int nranks, void *arg)
 {
     rdt_comm_t *comm = rdt_test_create_or_die();
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int want = cpus > 0 && nranks > cpus, bad = 0, k;
+    int want = cpus > 0 && nranks > cpus, bad = 0, k, rc;
     (void)arg;
 
     for (k = 0; k < 2; k++) {
-        tcase_t tc;
-        uint64_t d0, s0, o0, d1, s1, o1;
+        uint64_t staged, one;
 
-        memset(&tc, 0, sizeof(tc));
-        tc.coll = C_ALLREDUCE;
-        tc.t = RDT_FLOAT32;
-        tc.op = RDT_SUM;
-        tc.count = (1u << 16) + 1;
-        tc.in_place = k;
-        tc.seed = 900 + k;
-        tcase_prepare(&tc, rank, nranks);
-        rdt_test_comm_paths(comm, &d0, &s0, &o0);
-        if (tcase_issue(&tc, comm, NULL) != RDT_SUCCESS) {
-            fprintf(stderr, "rank %d: allreduce %d: %s\n", rank, k, rdt_comm_last_error(comm));
-            tcase_free(&tc);
+        rc = path_allreduce(comm, rank, nranks, RDT_FLOAT32, RDT_SUM, (1u << 16) + 1, k, 900 + k,
+                            &staged, &one);
+        if (rc < 0) {
             bad = 1;
             break;
         }
-        bad |= tcase_check(&tc, rank);
-        rdt_test_comm_paths(comm, &d1, &s1, &o1);
-        if (s1 - s0 != (uint64_t)want) {
+        bad |= rc;
+        if (staged != (uint64_t)want) {
             fprintf(stderr, "rank %d of %d: allreduce %d: %llu staged, expected %d (%ld CPUs)\n",
-                    rank, nranks, k, (unsigned long long)(s1 - s0), want, cpus);
+                    rank, nranks, k, (unsigned long long)staged, want, cpus);
             bad = 1;
         }
-        tcase_free(&tc);
     }
     rdt_comm_destroy(comm);
     return bad;
@@ -1744,12 +1745,7 @@ static int body_oversubscribed_staged(int rank, int nranks, void *arg)
 static void test_an_oversubscribed_host_runs_allreduces_staged_from_the_offers(void **state)
 {
     (void)state;
-    g_alloc_mode = 0;
-    setenv("RDT_SHM_STAGED", "16m", 1);
-    setenv("RDT_SHM_DIRECT", "32k", 1);
-    run_job(3, NULL, body_oversubscribed_staged);
-    setenv("RDT_SHM_STAGED", "1", 1);
-    setenv("RDT_SHM_DIRECT", "1", 1);
+    run_path_job(3, body_oversubscribed_staged);
 }
 
 static void test_staged_nonblocking_operations_on_two_communicators_are_exact(void **state)
