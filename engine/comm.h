@@ -134,6 +134,17 @@ struct rdt_comm {
     struct rdt_topo *topo;
     char ib_dev_near[64];     /* RDMA device nearest this rank, used if RDT_IB_DEV is empty */
     int oversub;       /* exec.c: 0 until known, then 2 if more local ranks than CPUs, else 1 */
+    /* exec.c: is this thread's core shared with another busy thread or process? Sampled from
+     * the CPU time it got while it did not sleep (contended_sample); while it is, waits sleep
+     * at once */
+    int contended;
+    double contended_until;   /* a sample under the share holds it for EXEC_CONTENDED_HOLD */
+    unsigned contended_calls; /* waits since the clock was last looked at for a sample */
+    double contended_at;      /* clock of the last sample */
+    double contended_cpu;     /* the thread's CPU time then */
+    double slept;             /* seconds waits spent sleeping in the transport */
+    double contended_slept;   /* slept then */
+    uint64_t contended_waits; /* waits that slept at once because of it (tests read them) */
     char bind_ip[64];
     rdt_config_t cfg;
     double timeout_s;         /* for operations issued from now on (rdt_comm_set_timeout) */

@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1743,13 +1744,57 @@ static int oversubscribed(rdt_comm_t *comm)
  * until an event. The budget counts from the last poll that moved anything: a large collective
  * that completes a message every few tens of microseconds (a staged allreduce's exchanges, a
  * schedule's slices) keeps polling between them rather than paying a sleep and a wakeup each.
+ *
+ * A core shared with another busy thread or process turns spinning against us: the spinning
+ * rank uses up its time slice, then the scheduler runs the other one for milliseconds while the
+ * message waits (a busy loop pinned to one of two cores: a 2-rank TCP 8-byte allreduce 57-191 us
+ * instead of 11, shared memory bursts of milliseconds). A rank that sleeps at once is woken
+ * ahead of the busy one (RDT_POLL_US=0 under the same loop: 33 us, 14 us). contended_sample
+ * tells a shared core by the CPU time the thread got while it did not sleep in a wait: under
+ * EXEC_CONTENDED_SHARE of that wall-clock time (a core shared with one busy loop gives about
+ * half), waits sleep in the transport as soon as their first poll finds nothing. Not when
+ * oversubscribed by the communicator's own ranks: those hand the core to each other at every
+ * poll, which is faster than a sleep and a wakeup.
  */
+#define EXEC_CONTENDED_SHARE 0.75  /* of the time awake: less means another thread took it */
+#define EXEC_CONTENDED_EVERY 64    /* waits between two looks at the clock */
+#define EXEC_CONTENDED_PERIOD 0.02 /* s: the least time between two samples */
+/* s a sample under the share counts for: sleeping at once the rank keeps little awake time,
+ * and without a hold the next samples would turn the spinning, and its stalls, back on */
+#define EXEC_CONTENDED_HOLD 1.0
+
+static void contended_sample(rdt_comm_t *comm)
+{
+    struct timespec ts;
+    double now, cpu, awake;
+
+    if (++comm->contended_calls < EXEC_CONTENDED_EVERY)
+        return;
+    comm->contended_calls = 0;
+    now = rdt_now();
+    if (now - comm->contended_at < EXEC_CONTENDED_PERIOD)
+        return;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return;
+    cpu = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    awake = now - comm->contended_at - (comm->slept - comm->contended_slept);
+    if (comm->contended_at > 0 && awake > EXEC_CONTENDED_PERIOD / 2 &&
+        cpu - comm->contended_cpu < EXEC_CONTENDED_SHARE * awake)
+        comm->contended_until = now + EXEC_CONTENDED_HOLD;
+    comm->contended = now < comm->contended_until;
+    comm->contended_at = now;
+    comm->contended_cpu = cpu;
+    comm->contended_slept = comm->slept;
+}
+
 rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
 {
     double poll_until = 0, now;
     unsigned yield_mask = oversubscribed(comm) ? 0 : 63, clock_mask = comm->cfg.poll_us ? 15 : 0;
     unsigned k, seen = comm->advances;
 
+    if (yield_mask)
+        contended_sample(comm);
     /* The clock (deadline, polling budget) every 16th poll from the 16th on: an operation that
      * completes within a few polls, as small ones do through shared memory, never reads it
      * (the polling budget starts a few hundred nanoseconds late). */
@@ -1762,6 +1807,11 @@ rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
             return req ? req->status : comm->failed;
         if (comm->failed) /* a request not in the queue any more cannot complete */
             return comm->failed;
+        if (comm->contended && yield_mask && now == 0 && comm->advances == seen) {
+            now = rdt_now(); /* a shared core: sleep now (below), do not spin */
+            poll_until = now;
+            comm->contended_waits++;
+        }
         if (comm->advances != seen) { /* it moved: the budget starts again at the next clock */
             seen = comm->advances;
             poll_until = 0;
@@ -1775,6 +1825,7 @@ rdt_status_t rdt_exec_wait(rdt_comm_t *comm, rdt_request_t *req)
         }
         left = comm->head && comm->head->started ? comm->head->deadline - now : 0.1;
         comm->tp->ops->progress(comm->tp, left > 0.1 ? 100 : (int)(left * 1000) + 1);
+        comm->slept += rdt_now() - now;
         k = clock_mask; /* after a wait, the next poll looks at the deadline */
     }
 }
