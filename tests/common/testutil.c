@@ -79,6 +79,11 @@ uint64_t rdt_test_comm_one_slice(const rdt_comm_t *comm)
     return comm->one_slice_calls;
 }
 
+uint64_t rdt_test_comm_contended_waits(const rdt_comm_t *comm)
+{
+    return comm->contended_waits;
+}
+
 int rdt_test_maps_count(const char *needle)
 {
     FILE *f = fopen("/proc/self/maps", "r");

@@ -34,6 +34,9 @@ void rdt_test_comm_paths(const rdt_comm_t *comm, uint64_t *direct, uint64_t *sta
 /* How many allreduces the offers sent to their schedule in one slice (every rank in place, below
  * twice RDT_SHM_STAGED, not oversubscribed: exec.c's staged_inplace_schedule). */
 uint64_t rdt_test_comm_one_slice(const rdt_comm_t *comm);
+/* How many waits slept at once because this rank's core was found shared with another busy
+ * thread or process (exec.c's contended_sample). */
+uint64_t rdt_test_comm_contended_waits(const rdt_comm_t *comm);
 
 /* Deterministic pseudo-random numbers (splitmix64), so a failing case can be replayed. */
 uint64_t rdt_test_rand(uint64_t *state);

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -1748,6 +1749,68 @@ static void test_an_oversubscribed_host_runs_allreduces_staged_from_the_offers(v
     run_path_job(3, body_oversubscribed_staged);
 }
 
+/* A busy loop pinned to one CPU (contended_spin), until *stop. */
+static void *contended_spin(void *arg)
+{
+    const int *stop = arg;
+    while (!__atomic_load_n(stop, __ATOMIC_RELAXED)) {
+    }
+    return NULL;
+}
+
+/* Rank 0 shares its core with a busy thread: its waits must notice and sleep at once
+ * (exec.c's contended_sample), and every result must still be right against the reference;
+ * rank 1 runs wherever the scheduler puts it and is not asserted on. On a host with fewer CPUs
+ * than ranks the engine yields instead, and rank 0's count must stay 0. */
+static int body_contended(int rank, int nranks, void *arg)
+{
+    rdt_comm_t *comm = rdt_test_create_or_die();
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int oversub = cpus > 0 && nranks > cpus, bad = 0, stop = 0, k, rc, cpu = -1;
+    pthread_t th;
+    cpu_set_t set;
+    uint64_t waits, staged, one;
+    (void)arg;
+
+    if (rank == 0) {
+        cpu = sched_getcpu();
+        CPU_ZERO(&set);
+        CPU_SET(cpu < 0 ? 0 : cpu, &set);
+        if (sched_setaffinity(0, sizeof(set), &set) != 0 ||
+            pthread_create(&th, NULL, contended_spin, &stop) != 0) {
+            fprintf(stderr, "rank 0: cannot pin itself and a busy thread to CPU %d\n", cpu);
+            rdt_comm_destroy(comm);
+            return 1;
+        }
+        pthread_setaffinity_np(th, sizeof(set), &set);
+    }
+    for (k = 0; k < 3000 && !bad; k++) {
+        rc = path_allreduce(comm, rank, nranks, RDT_FLOAT32, RDT_SUM, 8, k & 1, 900 + (uint64_t)k,
+                            &staged, &one);
+        bad |= rc != 0;
+    }
+    waits = rdt_test_comm_contended_waits(comm);
+    if (rank == 0) {
+        __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+        pthread_join(th, NULL);
+        if (oversub ? waits != 0 : waits == 0) {
+            fprintf(stderr, "rank 0 sharing CPU %d with a busy thread: %llu waits slept at once "
+                    "(%ld CPUs, expected %s)\n", cpu, (unsigned long long)waits, cpus,
+                    oversub ? "none" : "some");
+            bad = 1;
+        }
+    }
+    rdt_comm_destroy(comm);
+    return bad;
+}
+
+static void test_a_rank_sharing_its_core_with_a_busy_thread_sleeps_in_its_waits(void **state)
+{
+    (void)state;
+    g_alloc_mode = 0;
+    run_job(2, NULL, body_contended);
+}
+
 static void test_staged_nonblocking_operations_on_two_communicators_are_exact(void **state)
 {
     int p;
@@ -1773,6 +1836,7 @@ static int run_staged(void)
         cmocka_unit_test(test_inplace_allreduce_that_stays_in_l2_runs_staged_when_every_rank_says_so),
         cmocka_unit_test(test_an_oversubscribed_host_runs_allreduces_staged_from_the_offers),
         cmocka_unit_test(test_staged_nonblocking_operations_on_two_communicators_are_exact),
+        cmocka_unit_test(test_a_rank_sharing_its_core_with_a_busy_thread_sleeps_in_its_waits),
         cmocka_unit_test(test_results_are_bit_identical_on_every_rank_and_every_call),
     };
     /* shared memory between these ranks (auto), every allreduce staged */
