@@ -137,7 +137,7 @@ struct rdt_comm {
     /* exec.c: is this thread's core shared with another busy thread or process? Sampled from
      * the CPU time it got while it did not sleep (contended_sample); while it is, waits sleep
      * at once */
-    int contended;
+    int contended;            /* now < contended_until at the last sample: a poll reads no clock */
     double contended_until;   /* a sample under the share holds it for EXEC_CONTENDED_HOLD */
     unsigned contended_calls; /* waits since the clock was last looked at for a sample */
     double contended_at;      /* clock of the last sample */
